@@ -1,0 +1,210 @@
+//! `aipm-analyze job JOBID`: what one job's recordings say, per node.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aipm_recording::period::format_period;
+use anyhow::Context as _;
+
+use crate::output::{bytes, joules, Format};
+use crate::report::NodeReport;
+use crate::spool::{find_job, resolve_spool, JobRef, Lookup};
+
+/// Show the energy and usage of one job, per node.
+///
+/// Reads the job's recordings from the spool and prints, for each node: the time covered,
+/// the number of samples, the job's CPU time and peak memory, and the energy of each source
+/// found on the node. Exits with 1 when the job has no recording.
+///
+/// Examples: `aipm-analyze job 1234`, `aipm-analyze job 1234_5 --format json`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Job id, or ARRAYJOB_TASK for a task of a job array (1234_5).
+    #[arg(value_name = "JOBID", value_parser = clap::builder::ValueParser::new(parse_job_ref))]
+    pub job: JobRef,
+
+    /// Spool directory of the recordings [default: from /etc/slurm/plugstack.conf.d, else
+    /// /var/spool/aipm]. Also read from $AIPM_SPOOL.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+fn parse_job_ref(text: &str) -> Result<JobRef, String> {
+    text.parse()
+}
+
+pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let spool = resolve_spool(args.spool);
+    let recordings = match find_job(&spool, args.job)? {
+        Lookup::Found(recordings) => recordings,
+        Lookup::NotFound(message) => {
+            eprintln!("aipm-analyze: {message}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
+    for (rec, report) in recordings.iter().zip(&reports) {
+        if report.bad_lines > 0 {
+            let first = &rec.samples.bad_lines[0];
+            eprintln!(
+                "aipm-analyze: warning: {}: {} unreadable line(s) skipped; first at line {}: {}",
+                rec.samples_path.display(),
+                report.bad_lines,
+                first.line,
+                first.reason
+            );
+        }
+    }
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &reports).context("writing JSON")?;
+            writeln!(out)?;
+        }
+        Format::Csv => write_csv(&reports, out)?,
+        Format::Table => write_table(&reports, out)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()> {
+    let first = &reports[0];
+    let name = first
+        .job_name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "Job {}{name}, user {}, {} node(s)",
+        first.job,
+        first.user,
+        reports.len()
+    )?;
+    for r in reports {
+        writeln!(out)?;
+        let end = r
+            .end_utc
+            .as_deref()
+            .unwrap_or("not finished (running, or the sampler was killed)");
+        writeln!(out, "Node {}   steps: {}", r.node, r.steps.join(", "))?;
+        writeln!(
+            out,
+            "  Window        {} .. {}  ({:.1} s)",
+            r.start_utc, end, r.duration_s
+        )?;
+        writeln!(
+            out,
+            "  Samples       {} every {}",
+            r.samples,
+            format_period(std::time::Duration::from_millis(r.period_ms))
+        )?;
+        let cpu = match (r.cpu_time_s, r.cpu_efficiency, r.cpus) {
+            (Some(t), Some(e), Some(n)) => format!("{t:.2} s ({:.0}% of {n} CPU(s))", e * 100.0),
+            (Some(t), _, _) => format!("{t:.2} s"),
+            _ => "not recorded (no job cgroup)".into(),
+        };
+        writeln!(out, "  CPU time      {cpu}")?;
+        let mem = r
+            .peak_mem_bytes
+            .map(bytes)
+            .unwrap_or_else(|| "not recorded".into());
+        writeln!(out, "  Peak memory   {mem}")?;
+        if r.energy.is_empty() {
+            writeln!(out, "  Energy        no energy source on this node")?;
+        }
+        for (i, e) in r.energy.iter().enumerate() {
+            let label = if i == 0 { "Energy" } else { "" };
+            writeln!(
+                out,
+                "  {label:<13} {:<24} {:>24}  {:>8.2} W mean",
+                e.channel,
+                joules(e.energy_j),
+                e.mean_power_w
+            )?;
+        }
+        if !r.energy.is_empty() {
+            writeln!(out, "                (whole-node counters over the job's window, not yet attributed to the job)")?;
+        }
+        for (i, s) in r.sources.iter().enumerate() {
+            let label = if i == 0 { "Sources" } else { "" };
+            writeln!(out, "  {label:<13} {s}")?;
+        }
+        if r.truncated_tail || r.bad_lines > 0 {
+            writeln!(
+                out,
+                "  Data          {} unreadable line(s){}",
+                r.bad_lines,
+                if r.truncated_tail {
+                    ", last line cut short"
+                } else {
+                    ""
+                }
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()> {
+    let mut channels: Vec<&str> = Vec::new();
+    for e in reports.iter().flat_map(|r| &r.energy) {
+        if !channels.contains(&e.channel.as_str()) {
+            channels.push(&e.channel);
+        }
+    }
+    let mut w = csv::Writer::from_writer(out);
+    let mut header: Vec<String> = [
+        "job",
+        "job_id",
+        "user",
+        "node",
+        "steps",
+        "start_utc",
+        "end_utc",
+        "duration_s",
+        "samples",
+        "period_ms",
+        "cpus",
+        "cpu_time_s",
+        "cpu_efficiency",
+        "peak_mem_bytes",
+    ]
+    .map(String::from)
+    .to_vec();
+    header.extend(channels.iter().map(|c| format!("{c}:energy_j")));
+    w.write_record(&header)?;
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for r in reports {
+        let mut row = vec![
+            r.job.clone(),
+            r.job_id.to_string(),
+            r.user.clone(),
+            r.node.clone(),
+            r.steps.join(" "),
+            r.start_utc.clone(),
+            opt(r.end_utc.clone()),
+            format!("{:.3}", r.duration_s),
+            r.samples.to_string(),
+            r.period_ms.to_string(),
+            opt(r.cpus.map(|c| c.to_string())),
+            opt(r.cpu_time_s.map(|c| format!("{c:.3}"))),
+            opt(r.cpu_efficiency.map(|c| format!("{c:.4}"))),
+            opt(r.peak_mem_bytes.map(|m| m.to_string())),
+        ];
+        for c in &channels {
+            row.push(opt(r
+                .energy
+                .iter()
+                .find(|e| e.channel == *c)
+                .map(|e| format!("{:.6}", e.energy_j))));
+        }
+        w.write_record(&row)?;
+    }
+    w.flush()?;
+    Ok(())
+}

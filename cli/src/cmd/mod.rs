@@ -1,0 +1,4 @@
+//! One module per subcommand, each owning its arguments.
+
+pub mod job;
+pub mod simulate;

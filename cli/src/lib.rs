@@ -1,0 +1,37 @@
+//! `aipm-analyze` as a library, so tests can call the commands directly.
+#![forbid(unsafe_code)]
+
+pub mod cmd;
+pub mod output;
+pub mod report;
+pub mod spool;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Per-job energy reports from aipm recordings.
+///
+/// Jobs submitted with `--energy-profile` (or every job, where the admin enabled it) are
+/// recorded on each of their nodes; this tool reads the recordings back.
+#[derive(Debug, Parser)]
+#[command(name = "aipm-analyze", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Job(cmd::job::Args),
+    Simulate(cmd::simulate::Args),
+}
+
+/// Run a command; `Ok` carries the exit code (1 when nothing was found).
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Job(args) => cmd::job::run(args, &mut stdout),
+        Command::Simulate(args) => cmd::simulate::run(args),
+    }
+}

@@ -1,0 +1,108 @@
+//! The figures of a job on one node, computed from its recording.
+
+use aipm_recording::samples::{self, CPU_COLUMN, MEM_COLUMN, MEM_PEAK_COLUMN, TIME_COLUMN};
+use serde::Serialize;
+
+use crate::spool::NodeRecording;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeReport {
+    pub job: String,
+    pub job_id: u32,
+    pub user: String,
+    pub job_name: Option<String>,
+    pub node: String,
+    pub steps: Vec<String>,
+    pub start_utc: String,
+    /// `None` while the job runs or when the sampler never finished (node crash).
+    pub end_utc: Option<String>,
+    pub duration_s: f64,
+    pub samples: usize,
+    pub period_ms: u64,
+    pub cpus: Option<u32>,
+    pub cpu_time_s: Option<f64>,
+    /// CPU time over allocated CPUs × duration.
+    pub cpu_efficiency: Option<f64>,
+    pub peak_mem_bytes: Option<u64>,
+    pub energy: Vec<ChannelEnergy>,
+    pub sources: Vec<String>,
+    pub bad_lines: usize,
+    pub truncated_tail: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChannelEnergy {
+    /// `rapl:package-0`: the whole node's counter, not yet attributed to the job.
+    pub channel: String,
+    pub energy_j: f64,
+    pub mean_power_w: f64,
+}
+
+impl NodeReport {
+    pub fn from_recording(rec: &NodeRecording) -> NodeReport {
+        let meta = &rec.meta;
+        let s = &rec.samples;
+        let times: Vec<u64> = s.values(TIME_COLUMN).collect();
+        let end_ms = meta
+            .end_unix_ms
+            .or_else(|| times.last().copied())
+            .unwrap_or(meta.start_unix_ms);
+        let duration_s = end_ms.saturating_sub(meta.start_unix_ms) as f64 / 1000.0;
+        let sampled_s = match (times.first(), times.last()) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        // The job cgroup's counter starts with the job: its last value is the job's total.
+        let cpu_time_s = s.values(CPU_COLUMN).last().map(|ns| ns as f64 / 1e9);
+        let cpu_efficiency = match (cpu_time_s, meta.cpus) {
+            (Some(cpu), Some(n)) if n > 0 && duration_s > 0.0 => {
+                Some(cpu / (f64::from(n) * duration_s))
+            }
+            _ => None,
+        };
+        let peak_mem_bytes = s.values(MEM_PEAK_COLUMN).chain(s.values(MEM_COLUMN)).max();
+        let energy = samples::channels_of_header(&s.columns)
+            .into_iter()
+            .map(|channel| {
+                let mut values = s.values(&samples::energy_column(&channel));
+                let first = values.next().unwrap_or(0);
+                let last = values.last().unwrap_or(first);
+                let energy_j = last.saturating_sub(first) as f64 / 1e6;
+                ChannelEnergy {
+                    mean_power_w: if sampled_s > 0.0 {
+                        energy_j / sampled_s
+                    } else {
+                        0.0
+                    },
+                    channel,
+                    energy_j,
+                }
+            })
+            .collect();
+        NodeReport {
+            job: meta.display_id(),
+            job_id: meta.job_id,
+            user: meta.user.clone(),
+            job_name: meta.job_name.clone(),
+            node: meta.node.clone(),
+            steps: meta.steps.clone(),
+            start_utc: meta.start_utc.clone(),
+            end_utc: meta.end_utc.clone(),
+            duration_s,
+            samples: s.rows.len(),
+            period_ms: meta.period_ms,
+            cpus: meta.cpus,
+            cpu_time_s,
+            cpu_efficiency,
+            peak_mem_bytes,
+            energy,
+            sources: meta
+                .sources
+                .iter()
+                .map(|src| format!("{} {} ({})", src.name, src.status, src.detail))
+                .collect(),
+            bad_lines: s.bad_lines.len(),
+            truncated_tail: s.truncated_tail,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The reading side of the spool: which spool, and the recordings of one job.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use aipm_recording::config::{PluginConfig, DEFAULT_PLUGSTACK_DIR, DEFAULT_SPOOL};
+use aipm_recording::layout;
+use aipm_recording::meta::Meta;
+use aipm_recording::samples::Samples;
+use anyhow::Context as _;
+
+/// A job as Slurm names it: `1234`, or `1234_5` for task 5 of array job 1234.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobRef {
+    Job(u32),
+    ArrayTask { array_job_id: u32, task_id: u32 },
+}
+
+impl FromStr for JobRef {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<JobRef, String> {
+        let number = |s: &str| {
+            s.parse::<u32>()
+                .ok()
+                .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let parsed = match text.split_once('_') {
+            None => number(text).map(JobRef::Job),
+            Some((array, task)) => {
+                number(array)
+                    .zip(number(task))
+                    .map(|(array_job_id, task_id)| JobRef::ArrayTask {
+                        array_job_id,
+                        task_id,
+                    })
+            }
+        };
+        parsed.ok_or_else(|| {
+            format!("expected a job id such as 1234, or 1234_5 for an array task, got {text:?}")
+        })
+    }
+}
+
+impl fmt::Display for JobRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobRef::Job(id) => write!(f, "{id}"),
+            JobRef::ArrayTask {
+                array_job_id,
+                task_id,
+            } => write!(f, "{array_job_id}_{task_id}"),
+        }
+    }
+}
+
+/// The spool to read: `--spool`, else `$AIPM_SPOOL`, else the one in the admin's
+/// plugstack configuration, else the default.
+pub fn resolve_spool(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("AIPM_SPOOL").map(PathBuf::from))
+        .or_else(|| {
+            PluginConfig::from_plugstack_dir(Path::new(DEFAULT_PLUGSTACK_DIR)).map(|c| c.spool)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL))
+}
+
+/// One node's recording of a job.
+#[derive(Debug, Clone)]
+pub struct NodeRecording {
+    pub meta: Meta,
+    pub samples: Samples,
+    pub samples_path: PathBuf,
+}
+
+#[derive(Debug)]
+pub enum Lookup {
+    Found(Vec<NodeRecording>),
+    NotFound(String),
+}
+
+/// The recordings of one job, one per node, sorted by node.
+pub fn find_job(spool: &Path, job: JobRef) -> anyhow::Result<Lookup> {
+    if !spool.is_dir() {
+        anyhow::bail!(
+            "spool {} does not exist; pass --spool DIR or set AIPM_SPOOL",
+            spool.display()
+        );
+    }
+    let dir = match job {
+        JobRef::Job(id) => Some(layout::job_dir(spool, id)),
+        JobRef::ArrayTask {
+            array_job_id,
+            task_id,
+        } => find_array_task(spool, array_job_id, task_id)?,
+    };
+    let missing = || {
+        Lookup::NotFound(format!(
+            "no recording of job {job} in {} (was it submitted with --energy-profile?)",
+            spool.display()
+        ))
+    };
+    let Some(dir) = dir.filter(|d| d.exists()) else {
+        return Ok(missing());
+    };
+    let recordings = read_job_dir(&dir)?;
+    Ok(if recordings.is_empty() {
+        missing()
+    } else {
+        Lookup::Found(recordings)
+    })
+}
+
+/// The job directory of an array task: its job id differs from the array's, so the
+/// metadata is searched. Directories of other users are unreadable and skipped.
+fn find_array_task(
+    spool: &Path,
+    array_job_id: u32,
+    task_id: u32,
+) -> anyhow::Result<Option<PathBuf>> {
+    let entries =
+        std::fs::read_dir(spool).with_context(|| format!("listing {}", spool.display()))?;
+    for entry in entries.flatten() {
+        let Ok(files) = std::fs::read_dir(entry.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            if layout::node_of_meta_file(&name.to_string_lossy()).is_none() {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(file.path()) else {
+                continue;
+            };
+            if let Ok(meta) = Meta::from_json(&text) {
+                if meta.array_job_id == Some(array_job_id) && meta.array_task_id == Some(task_id) {
+                    return Ok(Some(entry.path()));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn read_job_dir(dir: &Path) -> anyhow::Result<Vec<NodeRecording>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            anyhow::anyhow!("{}: the recording belongs to another user", dir.display())
+        } else {
+            anyhow::Error::new(e).context(format!("listing {}", dir.display()))
+        }
+    })?;
+    let mut recordings = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(node) = layout::node_of_meta_file(&file_name) else {
+            continue;
+        };
+        if file_name.starts_with('.') {
+            continue;
+        }
+        let meta_path = entry.path();
+        let text = std::fs::read_to_string(&meta_path)
+            .with_context(|| format!("reading {}", meta_path.display()))?;
+        let meta = Meta::from_json(&text)
+            .with_context(|| format!("{}: not an aipm metadata file", meta_path.display()))?;
+        let node = layout::NodeName::new(node).map_err(anyhow::Error::msg)?;
+        let samples_path = dir.join(layout::samples_file_name(&node));
+        let samples = match Samples::read(&samples_path) {
+            Ok(samples) => samples,
+            Err(aipm_recording::samples::ReadError::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                Samples::default()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        recordings.push(NodeRecording {
+            meta,
+            samples,
+            samples_path,
+        });
+    }
+    recordings.sort_by(|a, b| a.meta.node.cmp(&b.meta.node));
+    Ok(recordings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_as_slurm_writes_them() {
+        assert_eq!("1234".parse(), Ok(JobRef::Job(1234)));
+        assert_eq!(
+            "1234_5".parse(),
+            Ok(JobRef::ArrayTask {
+                array_job_id: 1234,
+                task_id: 5
+            })
+        );
+        for bad in ["", "x", "12_", "_3", "1_2_3", "-1", "+5", "../1"] {
+            let err = bad.parse::<JobRef>().unwrap_err();
+            assert!(err.contains("expected a job id"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The samples file (`<node>.samples.csv`): a CSV header, then one line per sample, appended
+//! and flushed one line at a time. Plain CSV, so polars and pandas read it directly.
+//!
+//! Columns: `time_unix_ms`, `job_cpu_ns` (the job's cumulative CPU time), `job_mem_bytes`,
+//! `job_mem_peak_bytes`, then for each energy channel `SOURCE:CHANNEL:energy_uj` (energy
+//! since the recording began, wrap-corrected) and `SOURCE:CHANNEL:raw` (the raw counter, so
+//! a sampler that takes over can continue the count). An empty field is a value that could
+//! not be read in that sample.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub const TIME_COLUMN: &str = "time_unix_ms";
+pub const CPU_COLUMN: &str = "job_cpu_ns";
+pub const MEM_COLUMN: &str = "job_mem_bytes";
+pub const MEM_PEAK_COLUMN: &str = "job_mem_peak_bytes";
+const FIXED_COLUMNS: [&str; 4] = [TIME_COLUMN, CPU_COLUMN, MEM_COLUMN, MEM_PEAK_COLUMN];
+
+pub fn energy_column(channel: &str) -> String {
+    format!("{channel}:energy_uj")
+}
+
+pub fn raw_column(channel: &str) -> String {
+    format!("{channel}:raw")
+}
+
+/// The energy channels of a header, in order (`rapl:package-0`, ...).
+pub fn channels_of_header(columns: &[String]) -> Vec<String> {
+    columns
+        .iter()
+        .filter_map(|c| c.strip_suffix(":energy_uj"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The header line for a set of energy channels (`rapl:package-0`, ...), newline included.
+pub fn header_line(channels: &[String]) -> String {
+    let mut line = FIXED_COLUMNS.join(",");
+    for channel in channels {
+        let _ = write!(line, ",{},{}", energy_column(channel), raw_column(channel));
+    }
+    line.push('\n');
+    line
+}
+
+/// One reading of an energy channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnergyValue {
+    pub energy_uj: u64,
+    pub raw: u64,
+}
+
+/// One sample, in the order of the header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SampleRow {
+    pub time_unix_ms: u64,
+    pub job_cpu_ns: Option<u64>,
+    pub job_mem_bytes: Option<u64>,
+    pub job_mem_peak_bytes: Option<u64>,
+    pub energy: Vec<Option<EnergyValue>>,
+}
+
+impl SampleRow {
+    /// Append this row as one CSV line to `out`, reusing its allocation.
+    pub fn format_into(&self, out: &mut String) {
+        fn field(out: &mut String, value: Option<u64>) {
+            out.push(',');
+            if let Some(v) = value {
+                let _ = write!(out, "{v}");
+            }
+        }
+        let _ = write!(out, "{}", self.time_unix_ms);
+        field(out, self.job_cpu_ns);
+        field(out, self.job_mem_bytes);
+        field(out, self.job_mem_peak_bytes);
+        for value in &self.energy {
+            field(out, value.map(|v| v.energy_uj));
+            field(out, value.map(|v| v.raw));
+        }
+        out.push('\n');
+    }
+}
+
+/// A line that could not be read, named by its 1-based line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// A whole samples file as read back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Samples {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<u64>>>,
+    /// The file ended inside a line: the sampler was killed while writing it.
+    pub truncated_tail: bool,
+    pub bad_lines: Vec<BadLine>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: line 1: expected a CSV header starting with {TIME_COLUMN}, found {found:?}")]
+    BadHeader { path: String, found: String },
+}
+
+impl Samples {
+    pub fn read(path: &Path) -> Result<Samples, ReadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Samples::parse(&text).map_err(|found| ReadError::BadHeader {
+            path: path.display().to_string(),
+            found,
+        })
+    }
+
+    /// Parse the text of a samples file; `Err` carries the header line when it is not one.
+    pub fn parse(text: &str) -> Result<Samples, String> {
+        let mut samples = Samples::default();
+        let complete = match text.rfind('\n') {
+            Some(end) => {
+                samples.truncated_tail = end + 1 < text.len();
+                &text[..end]
+            }
+            None => {
+                samples.truncated_tail = !text.is_empty();
+                ""
+            }
+        };
+        let mut lines = complete.split('\n');
+        let header = lines.next().unwrap_or("");
+        if !header.starts_with(TIME_COLUMN) {
+            if header.is_empty() {
+                return Ok(samples);
+            }
+            return Err(header.chars().take(80).collect());
+        }
+        samples.columns = header.split(',').map(str::to_string).collect();
+        for (index, line) in lines.enumerate() {
+            match parse_row(line, samples.columns.len()) {
+                Ok(row) => samples.rows.push(row),
+                Err(reason) => samples.bad_lines.push(BadLine {
+                    line: index + 2,
+                    reason,
+                }),
+            }
+        }
+        Ok(samples)
+    }
+
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
+    /// The values of a column that are present, in file order.
+    pub fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = u64> + 'a {
+        let index = self.column(name);
+        self.rows
+            .iter()
+            .filter_map(move |row| index.and_then(|i| row[i]))
+    }
+
+    /// The last complete row, for a sampler that continues this file.
+    pub fn last_row(&self) -> Option<&[Option<u64>]> {
+        self.rows.last().map(Vec::as_slice)
+    }
+}
+
+fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
+    let fields: Vec<&str> = line.split(',').collect();
+    if fields.len() != width {
+        return Err(format!(
+            "expected {width} fields, found {}: {:?}",
+            fields.len(),
+            line.chars().take(80).collect::<String>()
+        ));
+    }
+    fields
+        .iter()
+        .enumerate()
+        .map(|(i, field)| match *field {
+            "" if i > 0 => Ok(None),
+            f => f
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("field {}: expected an integer, found {f:?}", i + 1)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels() -> Vec<String> {
+        vec!["rapl:package-0".into(), "rapl:package-0/dram".into()]
+    }
+
+    fn row(t: u64) -> SampleRow {
+        SampleRow {
+            time_unix_ms: t,
+            job_cpu_ns: Some(t * 10),
+            job_mem_bytes: None,
+            job_mem_peak_bytes: Some(4096),
+            energy: vec![
+                Some(EnergyValue {
+                    energy_uj: t,
+                    raw: t + 1,
+                }),
+                None,
+            ],
+        }
+    }
+
+    #[test]
+    fn written_rows_read_back() {
+        let mut text = header_line(&channels());
+        for t in [1000, 2000] {
+            row(t).format_into(&mut text);
+        }
+        let samples = Samples::parse(&text).unwrap();
+        assert_eq!(samples.columns.len(), 8);
+        assert_eq!(channels_of_header(&samples.columns), channels());
+        assert_eq!(samples.rows.len(), 2);
+        assert!(!samples.truncated_tail && samples.bad_lines.is_empty());
+        assert_eq!(
+            samples
+                .values(&energy_column("rapl:package-0"))
+                .collect::<Vec<_>>(),
+            [1000, 2000]
+        );
+        assert_eq!(samples.values(MEM_COLUMN).count(), 0);
+        assert_eq!(samples.values(CPU_COLUMN).last(), Some(20_000));
+    }
+
+    #[test]
+    fn a_truncated_last_line_is_flagged_not_fatal() {
+        let mut text = header_line(&channels());
+        row(1000).format_into(&mut text);
+        text.push_str("2000,20");
+        let samples = Samples::parse(&text).unwrap();
+        assert_eq!(samples.rows.len(), 1);
+        assert!(samples.truncated_tail);
+        assert!(samples.bad_lines.is_empty());
+    }
+
+    #[test]
+    fn a_bad_line_is_named_and_the_rest_kept() {
+        let mut text = header_line(&channels());
+        row(1000).format_into(&mut text);
+        text.push_str("oops\n");
+        row(3000).format_into(&mut text);
+        text.push_str("4000,x,,,,,,\n");
+        let samples = Samples::parse(&text).unwrap();
+        assert_eq!(samples.rows.len(), 2);
+        assert_eq!(samples.bad_lines.len(), 2);
+        assert_eq!(samples.bad_lines[0].line, 3);
+        assert!(samples.bad_lines[0].reason.contains("expected 8 fields"));
+        assert_eq!(samples.bad_lines[1].line, 5);
+        assert!(samples.bad_lines[1]
+            .reason
+            .contains("field 2: expected an integer"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_samples_file_is_refused() {
+        assert!(Samples::parse("name,age\n1,2\n").is_err());
+        assert_eq!(Samples::parse("").unwrap().rows.len(), 0);
+    }
+}

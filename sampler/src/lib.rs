@@ -1,0 +1,11 @@
+//! aipm's sampler: energy sources, counter arithmetic, the job's cgroup usage, the spool's
+//! writing side, and the sampling thread that ties them together. Free of Slurm: the SPANK
+//! plugin and `aipm-analyze record` both drive it.
+#![forbid(unsafe_code)]
+
+pub mod counter;
+pub mod sampler;
+pub mod sources;
+pub mod spool;
+pub mod sysfs;
+pub mod usage;

@@ -1,0 +1,309 @@
+//! The sampling thread: one per step inside slurmstepd, of which exactly one per job per
+//! node samples at a time.
+//!
+//! Every step's thread joins an election on a node-local `flock`; the winner samples, the
+//! others poll the lock and one of them takes over, continuing the same files, when the
+//! leader's step ends first (shared/notes/slurm-single-node.md, design B). The thread never
+//! touches a `spank_t`: handles are only valid inside their hook.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use aipm_recording::meta::{Meta, SamplerStats};
+use aipm_recording::samples::{self, EnergyValue, SampleRow, Samples};
+use aipm_recording::time::{format_utc, now_unix_ms};
+use rustix::time::{clock_gettime, ClockId};
+
+use crate::counter::Counter;
+use crate::sources::EnergySource;
+use crate::spool::{ElectionLock, JobFiles};
+use crate::usage::JobUsage;
+
+/// How often a follower checks whether the leader is gone, at most.
+const FOLLOWER_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Info,
+    Debug,
+}
+
+/// Where the sampler logs: Slurm's log when inside the plugin.
+pub type Log = Arc<dyn Fn(Level, &str) + Send + Sync>;
+
+/// Everything a sampler needs, opened as root before the thread starts.
+pub struct SamplerSetup {
+    pub period: Duration,
+    pub files: JobFiles,
+    pub lock: ElectionLock,
+    pub sources: Vec<Box<dyn EnergySource>>,
+    pub usage: Option<JobUsage>,
+    /// The job's metadata; times, sources' channels and statistics are filled in here.
+    pub meta: Meta,
+    pub log: Log,
+}
+
+struct Control {
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// A running sampler thread.
+pub struct Sampler {
+    control: Arc<Control>,
+    thread: JoinHandle<()>,
+}
+
+impl Sampler {
+    pub fn start(setup: SamplerSetup) -> std::io::Result<Sampler> {
+        let control = Arc::new(Control {
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let thread_control = Arc::clone(&control);
+        let thread = std::thread::Builder::new()
+            .name("aipm-sampler".into())
+            .spawn(move || run(setup, &thread_control))?;
+        Ok(Sampler { control, thread })
+    }
+
+    /// Take a last sample if leading, write the metadata, and join the thread.
+    pub fn stop(self) {
+        *self.control.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.control.wake.notify_all();
+        let _ = self.thread.join();
+    }
+}
+
+fn run(mut setup: SamplerSetup, control: &Control) {
+    let mut leading: Option<Leader> = None;
+    let mut next = Instant::now();
+    loop {
+        if leading.is_none() && setup.lock.try_lead() {
+            leading = Some(Leader::begin(&mut setup));
+            next = Instant::now();
+        }
+        let wait = match leading.as_mut() {
+            Some(leader) => {
+                let now = Instant::now();
+                if now >= next {
+                    leader.sample(&mut setup);
+                    next = leader.schedule(next, setup.period, Instant::now());
+                }
+                next.saturating_duration_since(Instant::now())
+            }
+            None => setup.period.min(FOLLOWER_POLL),
+        };
+        let stop = control.stop.lock().unwrap_or_else(|p| p.into_inner());
+        let (stop, _) = control
+            .wake
+            .wait_timeout_while(stop, wait, |stop| !*stop)
+            .unwrap_or_else(|p| p.into_inner());
+        if *stop {
+            break;
+        }
+    }
+    if let Some(mut leader) = leading {
+        leader.sample(&mut setup);
+        leader.finish(&mut setup);
+    }
+}
+
+/// The state of the sampler while it leads.
+struct Leader {
+    counters: Vec<Counter>,
+    row: SampleRow,
+    line: String,
+    raw: Vec<Option<u64>>,
+    errors: Vec<String>,
+    stats: SamplerStats,
+    writing: bool,
+    logged_read_error: bool,
+    cpu_at_start_us: u64,
+}
+
+fn thread_cpu_us() -> u64 {
+    let t = clock_gettime(ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
+}
+
+impl Leader {
+    /// Start or continue this node's recording.
+    fn begin(setup: &mut SamplerSetup) -> Leader {
+        let channels: Vec<String> = setup
+            .sources
+            .iter()
+            .flat_map(|s| {
+                s.channels()
+                    .iter()
+                    .map(move |c| format!("{}:{c}", s.name()))
+            })
+            .collect();
+        let ranges: Vec<Option<u64>> = setup.sources.iter().flat_map(|s| s.ranges()).collect();
+        let mut leader = Leader {
+            counters: ranges.iter().map(|r| Counter::new(*r)).collect(),
+            row: SampleRow::default(),
+            line: String::with_capacity(256),
+            raw: Vec::with_capacity(channels.len()),
+            errors: Vec::new(),
+            stats: SamplerStats::default(),
+            writing: true,
+            logged_read_error: false,
+            cpu_at_start_us: thread_cpu_us(),
+        };
+        let now = now_unix_ms();
+        if let Some(previous) = setup.files.read_meta() {
+            // Another step's sampler led before: continue its recording.
+            setup.meta.start_unix_ms = previous.start_unix_ms;
+            setup.meta.start_utc = previous.start_utc;
+            leader.stats = previous.sampler;
+            leader.stats.handovers += 1;
+        } else {
+            setup.meta.start_unix_ms = now;
+            setup.meta.start_utc = format_utc(now);
+        }
+        let header = samples::header_line(&channels);
+        match setup.files.samples_tail() {
+            Ok((existing, _)) if existing.is_empty() => {
+                if let Err(e) = setup.files.append_sample(&header) {
+                    leader.write_failed(setup, &e);
+                }
+            }
+            Ok((existing, last)) if existing == header.trim_end() => {
+                if let Some(last) = last {
+                    leader.resume_counters(&existing, &last, &channels, &ranges);
+                }
+            }
+            Ok((existing, _)) => {
+                (setup.log)(
+                    Level::Error,
+                    &format!(
+                        "samples file in {} has other columns ({existing:?}); not recording",
+                        setup.files.dir_path().display()
+                    ),
+                );
+                leader.writing = false;
+            }
+            Err(e) => leader.write_failed(setup, &e),
+        }
+        setup.meta.end_unix_ms = None;
+        setup.meta.end_utc = None;
+        leader.write_meta(setup);
+        leader
+    }
+
+    fn resume_counters(
+        &mut self,
+        header: &str,
+        last: &str,
+        channels: &[String],
+        ranges: &[Option<u64>],
+    ) {
+        let Ok(parsed) = Samples::parse(&format!("{header}\n{last}\n")) else {
+            return;
+        };
+        let Some(row) = parsed.last_row() else { return };
+        for (i, channel) in channels.iter().enumerate() {
+            let value = |name: String| parsed.column(&name).and_then(|c| row[c]);
+            if let (Some(total), Some(raw)) = (
+                value(samples::energy_column(channel)),
+                value(samples::raw_column(channel)),
+            ) {
+                self.counters[i] = Counter::resume(ranges[i], raw, total);
+            }
+        }
+    }
+
+    fn sample(&mut self, setup: &mut SamplerSetup) {
+        self.errors.clear();
+        self.raw.clear();
+        self.row.time_unix_ms = now_unix_ms();
+        let usage = setup
+            .usage
+            .as_ref()
+            .map(|u| u.read(&mut self.errors))
+            .unwrap_or_default();
+        self.row.job_cpu_ns = usage.cpu_ns;
+        self.row.job_mem_bytes = usage.mem_bytes;
+        self.row.job_mem_peak_bytes = usage.mem_peak_bytes;
+        for source in &mut setup.sources {
+            source.read(&mut self.raw, &mut self.errors);
+        }
+        self.row.energy.clear();
+        for (counter, raw) in self.counters.iter_mut().zip(&self.raw) {
+            self.row.energy.push(raw.map(|raw| EnergyValue {
+                energy_uj: counter.update(raw),
+                raw,
+            }));
+        }
+        if !self.errors.is_empty() {
+            self.stats.read_errors += 1;
+            if !self.logged_read_error {
+                self.logged_read_error = true;
+                let msg = format!(
+                    "read error (logged once, then counted): {}",
+                    self.errors.join("; ")
+                );
+                (setup.log)(Level::Error, &msg);
+            }
+        }
+        self.stats.samples += 1;
+        if self.writing {
+            self.line.clear();
+            self.row.format_into(&mut self.line);
+            if let Err(e) = setup.files.append_sample(&self.line) {
+                self.write_failed(setup, &e);
+            }
+        }
+    }
+
+    /// The next deadline on the fixed grid `start + k·period`, so periods never drift;
+    /// deadlines already past are counted as missed.
+    fn schedule(&mut self, deadline: Instant, period: Duration, now: Instant) -> Instant {
+        let mut next = deadline + period;
+        while next <= now {
+            next += period;
+            self.stats.missed_deadlines += 1;
+        }
+        next
+    }
+
+    fn write_failed(&mut self, setup: &SamplerSetup, error: &std::io::Error) {
+        self.writing = false;
+        self.stats.write_errors += 1;
+        (setup.log)(
+            Level::Error,
+            &format!(
+                "cannot write samples in {}: {error}; recording stops here, what was written is kept",
+                setup.files.dir_path().display()
+            ),
+        );
+    }
+
+    fn finish(&mut self, setup: &mut SamplerSetup) {
+        let now = now_unix_ms();
+        setup.meta.end_unix_ms = Some(now);
+        setup.meta.end_utc = Some(format_utc(now));
+        self.write_meta(setup);
+    }
+
+    fn write_meta(&mut self, setup: &mut SamplerSetup) {
+        let cpu_now = thread_cpu_us();
+        self.stats.busy_us += cpu_now.saturating_sub(self.cpu_at_start_us);
+        self.cpu_at_start_us = cpu_now;
+        self.stats.counter_wraps = self.counters.iter().map(Counter::wraps).sum();
+        setup.meta.steps = setup.files.steps();
+        setup.meta.sampler = self.stats.clone();
+        if let Err(e) = setup.files.write_meta(&setup.meta) {
+            (setup.log)(
+                Level::Error,
+                &format!(
+                    "cannot write metadata in {}: {e}",
+                    setup.files.dir_path().display()
+                ),
+            );
+        }
+    }
+}

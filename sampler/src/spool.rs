@@ -1,0 +1,268 @@
+//! The writing side of the spool: the job's directory and files, created as root inside
+//! slurmstepd without following symlinks and handed to the job's user.
+//!
+//! Everything is opened relative to directory handles with `O_NOFOLLOW`, so a user who
+//! can write somewhere on the path cannot redirect a root-owned write.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use aipm_recording::layout::{self, NodeName};
+use aipm_recording::meta::Meta;
+use rustix::fs::{self as rfs, Mode, OFlags};
+use rustix::process::{Gid, Uid};
+
+/// What went wrong, with the path, for Slurm's log.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {path}: {reason}")]
+pub struct SpoolError {
+    pub what: &'static str,
+    pub path: String,
+    pub reason: String,
+}
+
+fn err(what: &'static str, path: &Path, reason: impl ToString) -> SpoolError {
+    SpoolError {
+        what,
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+const DIR_FLAGS: OFlags = OFlags::DIRECTORY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::RDONLY);
+
+/// The job's directory on this node and its append-only files, open for the sampler.
+#[derive(Debug)]
+pub struct JobFiles {
+    dir: OwnedFd,
+    dir_path: std::path::PathBuf,
+    node: NodeName,
+    uid: u32,
+    gid: u32,
+    samples: File,
+    steps: File,
+}
+
+impl JobFiles {
+    /// Open (creating if needed) `spool/<job_id>/` and this node's files, owned by the job's
+    /// user with no access for others. Must run as root, before slurmstepd drops privileges.
+    pub fn open(
+        spool: &Path,
+        job_id: u32,
+        node: &NodeName,
+        uid: u32,
+        gid: u32,
+    ) -> Result<JobFiles, SpoolError> {
+        let spool_fd = rfs::openat(rfs::CWD, spool, DIR_FLAGS, Mode::empty())
+            .map_err(|e| err("opening spool", spool, e))?;
+        let st = rfs::fstat(&spool_fd).map_err(|e| err("checking spool", spool, e))?;
+        if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+            return Err(err(
+                "refusing spool",
+                spool,
+                "it must belong to root and be writable by root only (chown root: ; chmod 755)",
+            ));
+        }
+        let name = layout::job_dir_name(job_id);
+        let dir_path = spool.join(&name);
+        match rfs::mkdirat(&spool_fd, name.as_str(), Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(err("creating job directory", &dir_path, e)),
+        }
+        let dir = rfs::openat(&spool_fd, name.as_str(), DIR_FLAGS, Mode::empty())
+            .map_err(|e| err("opening job directory", &dir_path, e))?;
+        let st = rfs::fstat(&dir).map_err(|e| err("checking", &dir_path, e))?;
+        if st.st_uid != uid && st.st_uid != 0 {
+            return Err(err(
+                "refusing job directory",
+                &dir_path,
+                format!("it belongs to uid {}, not the job's uid {uid}", st.st_uid),
+            ));
+        }
+        give_to_user(&dir, uid, gid, 0o700).map_err(|e| err("handing over", &dir_path, e))?;
+        let append = |file: String| -> Result<File, SpoolError> {
+            let path = dir_path.join(&file);
+            let flags = OFlags::WRONLY
+                | OFlags::APPEND
+                | OFlags::CREATE
+                | OFlags::NOFOLLOW
+                | OFlags::CLOEXEC;
+            let fd = rfs::openat(&dir, file.as_str(), flags, Mode::from_raw_mode(0o600))
+                .map_err(|e| err("opening", &path, e))?;
+            give_to_user(&fd, uid, gid, 0o600).map_err(|e| err("handing over", &path, e))?;
+            Ok(File::from(fd))
+        };
+        Ok(JobFiles {
+            samples: append(layout::samples_file_name(node))?,
+            steps: append(layout::steps_file_name(node))?,
+            dir,
+            dir_path,
+            node: node.clone(),
+            uid,
+            gid,
+        })
+    }
+
+    pub fn dir_path(&self) -> &Path {
+        &self.dir_path
+    }
+
+    /// Note a step that ran on this node; one `write` of one line, so concurrent steps
+    /// never interleave.
+    pub fn add_step(&mut self, step: &str) -> io::Result<()> {
+        self.steps.write_all(format!("{step}\n").as_bytes())
+    }
+
+    /// The steps noted so far, in order, without repeats.
+    pub fn steps(&self) -> Vec<String> {
+        let mut steps: Vec<String> = Vec::new();
+        if let Ok(text) = self.read_file(&layout::steps_file_name(&self.node)) {
+            for step in text.lines().filter(|l| !l.is_empty()) {
+                if !steps.iter().any(|s| s == step) {
+                    steps.push(step.to_string());
+                }
+            }
+        }
+        steps
+    }
+
+    /// Append one complete line to the samples file and push it to disk, so that a crash
+    /// of the node loses at most the sample being written.
+    pub fn append_sample(&mut self, line: &str) -> io::Result<()> {
+        self.samples.write_all(line.as_bytes())?;
+        rfs::fdatasync(&self.samples)?;
+        Ok(())
+    }
+
+    /// The header and the last complete line of the samples file, after cutting off a
+    /// partial line left by a killed sampler. Only the leader calls this.
+    pub fn samples_tail(&mut self) -> io::Result<(String, Option<String>)> {
+        let name = layout::samples_file_name(&self.node);
+        let fd = rfs::openat(
+            &self.dir,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut file = File::from(fd);
+        let len = file.seek(SeekFrom::End(0))?;
+        let mut head = vec![0u8; len.min(8192) as usize];
+        file.seek(SeekFrom::Start(0))?;
+        file.read_exact(&mut head)?;
+        let header = match head.iter().position(|&b| b == b'\n') {
+            Some(end) => String::from_utf8_lossy(&head[..end]).into_owned(),
+            None => String::new(),
+        };
+        let tail_start = len.saturating_sub(64 * 1024);
+        let mut tail = Vec::new();
+        file.seek(SeekFrom::Start(tail_start))?;
+        file.read_to_end(&mut tail)?;
+        let Some(last_newline) = tail.iter().rposition(|&b| b == b'\n') else {
+            // Not one complete line: a header cut short, or a line longer than the window.
+            if tail_start == 0 {
+                rfs::ftruncate(&self.samples, 0)?;
+                return Ok((String::new(), None));
+            }
+            return Ok((header, None));
+        };
+        let complete_end = tail_start + last_newline as u64 + 1;
+        if complete_end < len {
+            rfs::ftruncate(&self.samples, complete_end)?;
+        }
+        let last_start = tail[..last_newline]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map(|i| tail_start + i as u64 + 1);
+        // No newline before the last one: the only complete line is the header.
+        let last = last_start.map(|start| {
+            String::from_utf8_lossy(&tail[(start - tail_start) as usize..last_newline]).into_owned()
+        });
+        Ok((header, last))
+    }
+
+    pub fn read_meta(&self) -> Option<Meta> {
+        let text = self.read_file(&layout::meta_file_name(&self.node)).ok()?;
+        Meta::from_json(&text).ok()
+    }
+
+    /// Replace the metadata file atomically (write a temporary file, sync, rename).
+    pub fn write_meta(&self, meta: &Meta) -> io::Result<()> {
+        let name = layout::meta_file_name(&self.node);
+        let tmp = format!(".{name}.{}.tmp", std::process::id());
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat(&self.dir, tmp.as_str(), flags, Mode::from_raw_mode(0o600))?;
+        give_to_user(&fd, self.uid, self.gid, 0o600)?;
+        let mut file = File::from(fd);
+        file.write_all(meta.to_json().as_bytes())?;
+        rfs::fdatasync(&file)?;
+        rfs::renameat(&self.dir, tmp.as_str(), &self.dir, name.as_str())?;
+        Ok(())
+    }
+
+    fn read_file(&self, name: &str) -> io::Result<String> {
+        let fd = rfs::openat(
+            &self.dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut text = String::new();
+        File::from(fd).read_to_string(&mut text)?;
+        Ok(text)
+    }
+}
+
+/// Make a file the job user's, readable by nobody else. When slurmstepd runs with the
+/// user's effective uid the file is already theirs and `fchown` to oneself is allowed.
+fn give_to_user(fd: impl AsFd, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+    let st = rfs::fstat(&fd)?;
+    if st.st_uid != uid || st.st_gid != gid {
+        rfs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+    }
+    rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    Ok(())
+}
+
+/// The node-local lock that elects one sampler per job per node.
+#[derive(Debug)]
+pub struct ElectionLock {
+    file: File,
+}
+
+impl ElectionLock {
+    /// Open (creating if needed) `lockdir/job_<id>.lock`. Runs as root.
+    pub fn open(lockdir: &Path, job_id: u32) -> Result<ElectionLock, SpoolError> {
+        match rfs::mkdir(lockdir, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(err("creating lock directory", lockdir, e)),
+        }
+        let dir = rfs::openat(rfs::CWD, lockdir, DIR_FLAGS, Mode::empty())
+            .map_err(|e| err("opening lock directory", lockdir, e))?;
+        let name = layout::lock_file_name(job_id);
+        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o600))
+            .map_err(|e| err("opening lock", &lockdir.join(&name), e))?;
+        Ok(ElectionLock {
+            file: File::from(fd),
+        })
+    }
+
+    /// Become the leader if no other sampler of this job on this node is.
+    pub fn try_lead(&self) -> bool {
+        rfs::flock(&self.file, rfs::FlockOperation::NonBlockingLockExclusive).is_ok()
+    }
+
+    /// Remove the lock file once every step of the job has ended on the node (epilog).
+    pub fn remove(lockdir: &Path, job_id: u32) -> io::Result<()> {
+        match std::fs::remove_file(lockdir.join(layout::lock_file_name(job_id))) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}

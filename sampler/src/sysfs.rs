@@ -1,0 +1,59 @@
+//! Reading small integer files (sysfs, cgroupfs) through handles kept open, so a sample
+//! costs one `pread` per value and root-only files stay readable after privileges drop.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// An open integer file, remembered with its path for error messages.
+#[derive(Debug)]
+pub struct ValueFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl ValueFile {
+    pub fn open(path: &Path) -> io::Result<ValueFile> {
+        Ok(ValueFile {
+            file: File::open(path)?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read the whole file from offset 0 into `buf` (cleared first).
+    pub fn read_text<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, String> {
+        let n = self
+            .file
+            .read_at(buf, 0)
+            .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
+        std::str::from_utf8(&buf[..n])
+            .map_err(|_| format!("reading {}: expected text", self.path.display()))
+    }
+
+    /// Read the integer on the first line.
+    pub fn read_u64(&self) -> Result<u64, String> {
+        let mut buf = [0u8; 64];
+        let text = self.read_text(&mut buf)?;
+        parse_u64_line(text).ok_or_else(|| {
+            format!(
+                "reading {}: expected an integer, found {text:?}",
+                self.path.display()
+            )
+        })
+    }
+}
+
+/// The integer on the first line of `text`; sysfs writes `123\n`.
+pub fn parse_u64_line(text: &str) -> Option<u64> {
+    text.split('\n').next()?.trim().parse().ok()
+}
+
+/// Read a small file as text, for values read once (names, ranges).
+pub fn read_to_string(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Debian packages needed to build aipm and run its tests: Slurm's headers and libclang for
+# the plugin's bindgen, and the Slurm daemons and munge for the local test cluster.
+set -euo pipefail
+pkgs="libslurm-dev libclang-dev slurmctld slurmd slurm-client munge"
+missing=""
+for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+	echo "[deps] apt-get install$missing" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

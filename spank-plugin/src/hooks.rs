@@ -1,0 +1,337 @@
+//! What each SPANK hook does. No hook ever reports failure to Slurm from remote context: a
+//! measurement problem is logged and the job runs on. The one refusal is a malformed
+//! `--energy-profile=` at submission, as for any bad flag.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use aipm_recording::config::PluginConfig;
+use aipm_recording::layout::NodeName;
+use aipm_recording::meta::{self, Meta, SamplerStats, SourceStatus, SCHEMA_VERSION};
+use aipm_recording::period::format_period;
+use aipm_sampler::sampler::{Level, Log, Sampler, SamplerSetup};
+use aipm_sampler::sources::powercap::PowercapSource;
+use aipm_sampler::sources::{EnergySource, Found};
+use aipm_sampler::spool::{ElectionLock, JobFiles};
+use aipm_sampler::usage::JobUsage;
+
+use crate::options::{decide, parse_request, Request};
+use crate::spank::{context, log, Context, LogLevel, Spank};
+
+/// The plugin's state in one process (sbatch, srun, or one slurmstepd).
+#[derive(Default)]
+struct Plugin {
+    config: PluginConfig,
+    request: Option<Request>,
+    /// Opened as root in `init_post_opt`, started at the first `task_post_fork`.
+    prepared: Option<SamplerSetup>,
+    job_id: u32,
+    sampler: Option<Sampler>,
+    local_tasks: u32,
+    tasks_exited: u32,
+}
+
+static PLUGIN: Mutex<Option<Plugin>> = Mutex::new(None);
+
+fn with_plugin<T>(f: impl FnOnce(&mut Plugin) -> T) -> T {
+    let mut guard = PLUGIN.lock().unwrap_or_else(|p| p.into_inner());
+    f(guard.get_or_insert_with(Plugin::default))
+}
+
+/// Problems go to slurmd's log as errors; in sbatch/srun they would land on the user's
+/// terminal, so there they are verbose only.
+fn problem_level() -> LogLevel {
+    match context() {
+        Context::Remote | Context::Slurmd | Context::JobScript => LogLevel::Error,
+        _ => LogLevel::Verbose,
+    }
+}
+
+/// `slurm_spank_init`, every context: read the plugstack arguments, register the option.
+pub fn init(sp: &Spank, args: &[String]) -> Result<(), String> {
+    let (config, problems) = PluginConfig::from_args(args);
+    for problem in problems {
+        log(problem_level(), &problem);
+    }
+    with_plugin(|p| p.config = config);
+    sp.register_option(&crate::export::ENERGY_PROFILE)
+}
+
+/// The option callback: at submission (`remote == false`) a bad value refuses the job;
+/// in slurmstepd it is taken as given, once per step (it may be called twice).
+pub fn on_option(value: Option<&str>, remote: bool) -> Result<(), String> {
+    with_plugin(|p| match parse_request(value, &p.config) {
+        Ok(request) => {
+            p.request = Some(request);
+            Ok(())
+        }
+        Err(e) if !remote => {
+            log(LogLevel::Error, &e);
+            Err(e)
+        }
+        Err(e) => {
+            log(
+                LogLevel::Error,
+                &format!("{e}; recording with the default period"),
+            );
+            p.request = Some(Request::Record(p.config.period));
+            Ok(())
+        }
+    })
+}
+
+/// `slurm_spank_init_post_opt`: in slurmstepd, while still root, open everything the
+/// sampler needs; at submission, tell a user whose opt-out the admin does not allow.
+pub fn init_post_opt(sp: &Spank) -> Result<(), String> {
+    let ctx = context();
+    with_plugin(|p| {
+        let request = p.request.unwrap_or(Request::Unset);
+        if ctx != Context::Remote {
+            if request == Request::Off && decide(request, &p.config).is_some() {
+                log(
+                    LogLevel::Info,
+                    "this cluster records the energy of every job; --energy-profile=off is ignored",
+                );
+            }
+            return Ok(());
+        }
+        let Some(period) = decide(request, &p.config) else {
+            return Ok(());
+        };
+        let step = sp.job_stepid().ok_or("S_JOB_STEPID unavailable")?;
+        if step == meta::SLURM_EXTERN_CONT {
+            // The option is invisible in the extern step; the job's other steps record it.
+            return Ok(());
+        }
+        let setup = prepare(sp, &p.config, period, step)?;
+        p.job_id = setup.meta.job_id;
+        p.local_tasks = sp.job_local_task_count().unwrap_or(1).max(1);
+        p.prepared = Some(setup);
+        Ok(())
+    })
+}
+
+/// Open the spool files, the election lock and the sources for this step.
+fn prepare(
+    sp: &Spank,
+    config: &PluginConfig,
+    period: std::time::Duration,
+    step: u32,
+) -> Result<SamplerSetup, String> {
+    let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
+    let uid = sp.job_uid().ok_or("S_JOB_UID unavailable")?;
+    let gid = sp.job_gid().ok_or("S_JOB_GID unavailable")?;
+    let node_text = sp.getenv("SLURMD_NODENAME").unwrap_or_else(|| {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    });
+    let node = NodeName::new(&node_text)?;
+    let mut files =
+        JobFiles::open(&config.spool, job_id, &node, uid, gid).map_err(|e| e.to_string())?;
+    if let Err(e) = files.add_step(&meta::step_name(step)) {
+        log(
+            LogLevel::Error,
+            &format!("noting step in {}: {e}", files.dir_path().display()),
+        );
+    }
+    let lock = ElectionLock::open(&config.lockdir, job_id).map_err(|e| e.to_string())?;
+
+    let mut sources: Vec<Box<dyn EnergySource>> = Vec::new();
+    let mut statuses = Vec::new();
+    let mut problems = Vec::new();
+    match PowercapSource::open(&config.powercap_root, &mut problems) {
+        Found::Present(source) => {
+            statuses.push(SourceStatus {
+                name: "rapl".into(),
+                status: "found".into(),
+                detail: format!("powercap at {}", config.powercap_root.display()),
+                channels: source.channels().to_vec(),
+            });
+            sources.push(Box::new(source));
+        }
+        Found::Absent(why) => statuses.push(SourceStatus {
+            name: "rapl".into(),
+            status: "absent".into(),
+            detail: why,
+            channels: Vec::new(),
+        }),
+    }
+    for problem in problems {
+        log(LogLevel::Error, &format!("rapl: {problem}"));
+    }
+    statuses.push(SourceStatus {
+        name: "nvml".into(),
+        status: "absent".into(),
+        detail: "GPU sampling is not in this version of aipm".into(),
+        channels: Vec::new(),
+    });
+
+    let gpus = sp
+        .getenv("SLURM_JOB_GPUS")
+        .or_else(|| sp.getenv("CUDA_VISIBLE_DEVICES"))
+        .map(|list| {
+            list.split(',')
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let meta = Meta {
+        schema_version: SCHEMA_VERSION,
+        aipm_version: env!("CARGO_PKG_VERSION").into(),
+        job_id,
+        array_job_id: sp.job_array_id(),
+        array_task_id: sp.job_array_id().and(sp.job_array_task_id()),
+        steps: Vec::new(),
+        // Completed from the task's environment in task_post_fork; slurmstepd has not set
+        // SLURM_JOB_USER or SLURM_CPUS_ON_NODE yet when init_post_opt runs.
+        user: crate::spank::user_name(uid).unwrap_or_else(|| uid.to_string()),
+        uid,
+        gid,
+        job_name: sp.getenv("SLURM_JOB_NAME"),
+        node: node.as_str().into(),
+        partition: sp.getenv("SLURM_JOB_PARTITION"),
+        cpus: sp.job_alloc_cores().as_deref().and_then(count_cpu_list),
+        gpus,
+        start_unix_ms: 0,
+        start_utc: String::new(),
+        end_unix_ms: None,
+        end_utc: None,
+        period_ms: period.as_millis() as u64,
+        sources: statuses,
+        sampler: SamplerStats::default(),
+    };
+    let logger: Log = std::sync::Arc::new(|level, message: &str| {
+        let level = match level {
+            Level::Error => LogLevel::Error,
+            Level::Info => LogLevel::Info,
+            Level::Debug => LogLevel::Debug,
+        };
+        log(level, message);
+    });
+    log(
+        LogLevel::Info,
+        &format!(
+            "job {job_id} step {}: recording every {} into {}",
+            meta::step_name(step),
+            format_period(period),
+            files.dir_path().display()
+        ),
+    );
+    Ok(SamplerSetup {
+        period,
+        files,
+        lock,
+        sources,
+        usage: None,
+        meta,
+        log: logger,
+    })
+}
+
+/// The number of CPUs in a Slurm list such as `0-3,8`.
+fn count_cpu_list(list: &str) -> Option<u32> {
+    list.split(',')
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => Some(
+                b.trim()
+                    .parse::<u32>()
+                    .ok()?
+                    .checked_sub(a.trim().parse().ok()?)?
+                    + 1,
+            ),
+            None => range.trim().parse::<u32>().ok().map(|_| 1),
+        })
+        .sum()
+}
+
+/// `slurm_spank_task_post_fork`, in slurmstepd once every task is forked: find the job's
+/// cgroup from the task and start the sampler thread (once per step).
+pub fn task_post_fork(sp: &Spank) -> Result<(), String> {
+    with_plugin(|p| {
+        let Some(mut setup) = p.prepared.take() else {
+            return Ok(());
+        };
+        if let Some(user) = sp.getenv("SLURM_JOB_USER") {
+            setup.meta.user = user;
+        }
+        if let Some(pid) = sp.task_pid() {
+            match JobUsage::discover(&p.config.proc_root, &p.config.cgroup_root, pid, p.job_id) {
+                Ok(usage) => setup.usage = Some(usage),
+                Err(e) => log(LogLevel::Info, &format!("job usage not recorded: {e}")),
+            }
+        }
+        p.sampler =
+            Some(Sampler::start(setup).map_err(|e| format!("starting the sampler thread: {e}"))?);
+        Ok(())
+    })
+}
+
+/// `slurm_spank_task_exit`: stop at the step's last task, not at `exit`, which comes up to
+/// seconds later (slurmstepd's tail after the tasks end).
+pub fn task_exit() -> Result<(), String> {
+    with_plugin(|p| {
+        p.tasks_exited += 1;
+        if p.tasks_exited >= p.local_tasks {
+            stop(p);
+        }
+        Ok(())
+    })
+}
+
+/// `slurm_spank_exit`: make sure nothing of ours outlives the step.
+pub fn exit() -> Result<(), String> {
+    with_plugin(|p| {
+        stop(p);
+        p.prepared = None;
+        Ok(())
+    })
+}
+
+fn stop(p: &mut Plugin) {
+    if let Some(sampler) = p.sampler.take() {
+        let started = Instant::now();
+        sampler.stop();
+        log(
+            LogLevel::Info,
+            &format!(
+                "job {}: sampler stopped in {} µs",
+                p.job_id,
+                started.elapsed().as_micros()
+            ),
+        );
+    }
+}
+
+/// `slurm_spank_job_epilog`, as root after every step of the job has ended on the node:
+/// remove the election lock file (never earlier, or a late step could elect a second leader).
+pub fn job_epilog(sp: &Spank) -> Result<(), String> {
+    let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
+    let lockdir = with_plugin(|p| p.config.lockdir.clone());
+    aipm_sampler::spool::ElectionLock::remove(&lockdir, job_id).map_err(|e| {
+        format!(
+            "removing the lock of job {job_id} in {}: {e}",
+            lockdir.display()
+        )
+    })
+}
+
+/// Log a hook's error where the admin will see it; never fail the job.
+pub fn report(hook: &str, result: Result<(), String>) {
+    if let Err(e) = result {
+        log(problem_level(), &format!("{hook}: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(super::count_cpu_list("0"), Some(1));
+        assert_eq!(super::count_cpu_list("0-3,8"), Some(5));
+        assert_eq!(super::count_cpu_list("3-1"), None);
+        assert_eq!(super::count_cpu_list("x"), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! aipm's SPANK plugin. It adds `--energy-profile[=PERIOD|off]` to sbatch, salloc and srun
+//! and, on every node of a recorded job, runs one sampler thread inside slurmstepd that
+//! writes the job's recording into the spool. It never fails, slows or kills a job.
+
+pub mod export;
+mod hooks;
+mod options;
+mod spank;
+mod sys;

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# A real single-node Slurm on this machine, with the aipm plugin and simulated sensors,
+# for the tests and the demo. Debian 12, as root, without systemd (daemons started by hand).
+#
+#   tests/slurm/cluster.sh start    install what is missing, configure, start everything
+#   tests/slurm/cluster.sh stop     stop everything this script started, by pid file
+#   tests/slurm/cluster.sh status
+#
+# Knobs (environment):
+#   AIPM_PLUGIN=/abs/libaipm_spank.so   plugin to install (default: the build in $CARGO_TARGET_DIR)
+#   AIPM_ANALYZE=/abs/aipm-analyze      runs the simulated RAPL node (default: same build)
+#   AIPM_PLUGIN_ARGS="default=on ..."   extra plugstack arguments
+#   AIPM_SLURM_DIR=/var/tmp/aipm-slurm  state, pid and log files
+#   AIPM_SPOOL=/var/spool/aipm-test     spool of the recordings
+#   AIPM_SIM_WATTS="package-0=40 package-0/dram=6"   simulated constant powers
+#   NO_INSTALL=1                        skip apt-get
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+target=${CARGO_TARGET_DIR:-$here/../../target}
+SLURM_DIR=${AIPM_SLURM_DIR:-/var/tmp/aipm-slurm}
+LOG=$SLURM_DIR/log
+SPOOL=${AIPM_SPOOL:-/var/spool/aipm-test}
+SIM_ROOT=$SLURM_DIR/sim-powercap
+PLUGIN=${AIPM_PLUGIN:-$target/debug/libaipm_spank.so}
+ANALYZE=${AIPM_ANALYZE:-$target/debug/aipm-analyze}
+SIM_WATTS=${AIPM_SIM_WATTS:-"package-0=40 package-0/dram=6"}
+PLUGIN_DEST=/usr/local/lib/aipm/libaipm_spank.so
+TEST_USER=aipmtest
+
+log() { echo "[cluster] $*" >&2; }
+
+wait_for() { # wait_for SECONDS CMD...
+	local end=$(( $(date +%s) + $1 )); shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$(date +%s)" -ge "$end" ] && return 1
+		sleep 0.2
+	done
+}
+
+stop_pidfile() { # stop_pidfile NAME FILE
+	local pid
+	[ -f "$2" ] || return 0
+	pid=$(cat "$2" 2>/dev/null || true)
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$pid" 2>/dev/null && { log "$1 did not stop, SIGKILL"; kill -9 "$pid" || true; }
+	fi
+	rm -f "$2"
+}
+
+install_packages() {
+	[ "${NO_INSTALL:-0}" = 1 ] && return 0
+	local missing=""
+	for p in munge slurmctld slurmd slurm-client libslurm-dev libclang-dev; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	log "apt-get install$missing"
+	apt-get update -qq
+	# policy-rc.d keeps postinst from starting services: we start them ourselves.
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+write_config() {
+	local host cpus mem proctrack task gather
+	host=$(hostname -s)
+	getent hosts "$host" >/dev/null || echo "127.0.0.1 $host" >> /etc/hosts
+	cpus=$(nproc)
+	mem=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
+	mem=${mem:-2048}; [ "$mem" -gt 2048 ] && mem=$(( mem - 1024 ))
+	# cgroup v1 (or hybrid) works without systemd; pure v2 needs slurmd under systemd.
+	if [ "$(stat -fc %T /sys/fs/cgroup)" = tmpfs ] && [ -d /sys/fs/cgroup/freezer ]; then
+		proctrack=proctrack/cgroup; task=task/cgroup,task/affinity; gather=jobacct_gather/cgroup
+	else
+		proctrack=proctrack/linuxproc; task=task/none; gather=jobacct_gather/linux
+	fi
+	mkdir -p "$SLURM_DIR"/{ctld,d} "$LOG" /etc/slurm/plugstack.conf.d
+	cat > /etc/slurm/slurm.conf <<CONF
+ClusterName=aipm
+SlurmctldHost=$host(127.0.0.1)
+SlurmUser=root
+AuthType=auth/munge
+CredType=cred/munge
+StateSaveLocation=$SLURM_DIR/ctld
+SlurmdSpoolDir=$SLURM_DIR/d
+SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
+SlurmdPidFile=$SLURM_DIR/slurmd.pid
+SlurmctldLogFile=$LOG/slurmctld.log
+SlurmdLogFile=$LOG/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=$proctrack
+TaskPlugin=$task
+JobAcctGatherType=$gather
+JobAcctGatherFrequency=30
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$LOG/jobcomp.txt
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=500
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=1
+ReturnToService=2
+MpiDefault=none
+KillWait=2
+MinJobAge=600
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+CONF
+	cat > /etc/slurm/cgroup.conf <<'CONF'
+CgroupPlugin=autodetect
+ConstrainCores=no
+ConstrainRAMSpace=no
+ConstrainDevices=no
+CONF
+	echo 'include /etc/slurm/plugstack.conf.d/*.conf' > /etc/slurm/plugstack.conf
+	log "node=$host cpus=$cpus mem=${mem}M $proctrack"
+}
+
+install_plugin() {
+	[ -f "$PLUGIN" ] || { log "no plugin at $PLUGIN: run cargo build --workspace first"; exit 1; }
+	# A new inode: slurmd keeps the old file mapped.
+	install -D -m 0755 "$PLUGIN" "$PLUGIN_DEST"
+	install -d -o root -g root -m 0755 "$SPOOL"
+	# required: a broken plugin fails submissions loudly in tests.
+	echo "required $PLUGIN_DEST spool=$SPOOL powercap_root=$SIM_ROOT min_period=100ms ${AIPM_PLUGIN_ARGS:-}" \
+		> /etc/slurm/plugstack.conf.d/aipm.conf
+	log "plugstack: $(cat /etc/slurm/plugstack.conf.d/aipm.conf)"
+}
+
+start_simulator() {
+	stop_pidfile simulator "$SLURM_DIR/sim.pid"
+	local args=()
+	for w in $SIM_WATTS; do args+=(--zone "$w"); done
+	setsid "$ANALYZE" simulate rapl --root "$SIM_ROOT" "${args[@]}" \
+		</dev/null >>"$LOG/simulator.log" 2>&1 &
+	echo $! > "$SLURM_DIR/sim.pid"
+	wait_for 10 test -s "$SIM_ROOT/intel-rapl:0/energy_uj" || { log "simulator did not start"; cat "$LOG/simulator.log"; exit 1; }
+}
+
+start_munge() {
+	if [ -f /run/munge/munged.pid ] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null; then return 0; fi
+	if [ ! -s /etc/munge/munge.key ]; then
+		mungekey --create --force 2>/dev/null || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+		chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key
+	fi
+	install -d -o munge -g munge -m 755 /run/munge
+	install -d -o munge -g munge -m 700 /var/log/munge /var/lib/munge
+	runuser -u munge -- /usr/sbin/munged
+	wait_for 10 sh -c 'munge -n | unmunge' || { log "munge does not work"; exit 1; }
+}
+
+do_start() {
+	local t0=$SECONDS
+	install_packages
+	stop_daemons
+	write_config
+	install_plugin
+	id "$TEST_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/bash "$TEST_USER"
+	start_simulator
+	start_munge
+	slurmctld
+	wait_for 30 scontrol ping || { log "slurmctld not up"; tail "$LOG/slurmctld.log"; exit 1; }
+	slurmd
+	wait_for 30 sh -c 'sinfo -h -o %T | grep -qE "^idle"' || { log "node not idle"; sinfo; tail "$LOG/slurmd.log"; exit 1; }
+	log "cluster up in $(( SECONDS - t0 ))s"
+}
+
+stop_daemons() {
+	stop_pidfile slurmd "$SLURM_DIR/slurmd.pid"
+	stop_pidfile slurmctld "$SLURM_DIR/slurmctld.pid"
+}
+
+do_stop() {
+	stop_daemons
+	stop_pidfile simulator "$SLURM_DIR/sim.pid"
+	stop_pidfile munged /run/munge/munged.pid
+	rm -f /etc/slurm/plugstack.conf.d/aipm.conf
+}
+
+case "${1:-}" in
+	start) do_start ;;
+	stop) do_stop ;;
+	status)
+		for f in "$SLURM_DIR"/*.pid /run/munge/munged.pid; do
+			[ -f "$f" ] && echo "$f: $(cat "$f")"
+		done
+		sinfo 2>/dev/null || true ;;
+	*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

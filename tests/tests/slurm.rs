@@ -1,0 +1,358 @@
+//! End-to-end: real sbatch/salloc/srun jobs on a real single-node Slurm with the aipm
+//! plugin, checked the way a user would: the recording on the node and `aipm-analyze job`.
+//! Issue #2 (the spine).
+
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aipm_e2e::*;
+use aipm_recording::samples::{self, Samples};
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Seconds of CPU the job's processes used, as bash's `times` printed it ("0m2.991s 0m0.004s").
+fn parse_times(text: &str) -> f64 {
+    let children = text.lines().nth(1).expect("times prints two lines");
+    children
+        .split_whitespace()
+        .map(|t| {
+            let (m, s) = t.trim_end_matches('s').split_once('m').expect("NmS.SSSs");
+            m.parse::<f64>().unwrap() * 60.0 + s.parse::<f64>().unwrap()
+        })
+        .sum()
+}
+
+fn samples_of(cluster: &Cluster, job_id: u32) -> Samples {
+    Samples::read(
+        &cluster
+            .job_dir(job_id)
+            .join(format!("{}.samples.csv", node_name())),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_users_job_is_recorded_with_its_ids_ownership_samples_and_cpu_time() {
+    let _g = shared();
+    let cluster = cluster();
+    let burn = "timeout 3 sh -c 'while :; do :; done'; times > /tmp/aipm-e2e-times-$SLURM_JOB_ID";
+    let job = sbatch(
+        Some(TEST_USER),
+        &["--energy-profile=200ms", "-J", "burn3"],
+        burn,
+    )
+    .unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    let meta = finished_meta(cluster, job, Duration::from_secs(5));
+
+    let uid = uid_of(TEST_USER);
+    assert_eq!(meta.job_id, job);
+    assert_eq!((meta.user.as_str(), meta.uid), (TEST_USER, uid));
+    assert_eq!(meta.job_name.as_deref(), Some("burn3"));
+    assert_eq!(meta.steps, ["batch"]);
+    assert_eq!(meta.node, node_name());
+    assert_eq!(meta.period_ms, 200);
+    assert_eq!(meta.cpus, Some(1));
+
+    // Everything belongs to the job's user and is closed to others.
+    let dir = cluster.job_dir(job);
+    let dir_meta = std::fs::metadata(&dir).unwrap();
+    assert_eq!((dir_meta.uid(), dir_meta.mode() & 0o777), (uid, 0o700));
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let m = entry.unwrap().metadata().unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o077), (uid, 0), "{dir:?}");
+    }
+
+    // One sample per period over the window, within 20%.
+    let samples = samples_of(cluster, job);
+    let window_s = (meta.end_unix_ms.unwrap() - meta.start_unix_ms) as f64 / 1000.0;
+    let expected = window_s / 0.2 + 1.0;
+    let n = samples.rows.len() as f64;
+    assert!(
+        (n - expected).abs() <= 0.2 * expected,
+        "{n} samples over {window_s} s"
+    );
+    assert!((3.0..6.0).contains(&window_s), "window {window_s} s");
+
+    // The job's CPU time as the job itself measured it, within 10%.
+    let times = std::fs::read_to_string(format!("/tmp/aipm-e2e-times-{job}")).unwrap();
+    let burned = parse_times(&times);
+    let recorded = samples.values(samples::CPU_COLUMN).last().unwrap() as f64 / 1e9;
+    assert!(burned > 1.0, "the job burned only {burned} s");
+    assert!(
+        (recorded - burned).abs() <= 0.1 * burned,
+        "recorded {recorded} s, job measured {burned} s"
+    );
+
+    // The simulated package runs at a known power: its energy is power × window.
+    let energy_j = |channel: &str| {
+        let v: Vec<u64> = samples.values(&samples::energy_column(channel)).collect();
+        (v.last().unwrap() - v.first().unwrap()) as f64 / 1e6
+    };
+    let times_ms: Vec<u64> = samples.values(samples::TIME_COLUMN).collect();
+    let sampled_s = (times_ms.last().unwrap() - times_ms[0]) as f64 / 1000.0;
+    let package = energy_j("rapl:package-0");
+    assert!(
+        (package - SIM_PACKAGE_W * sampled_s).abs() < 0.05 * SIM_PACKAGE_W * sampled_s,
+        "{package} J in {sampled_s} s"
+    );
+    let dram = energy_j("rapl:package-0/dram");
+    assert!(
+        (dram - SIM_DRAM_W * sampled_s).abs() < 0.05 * SIM_DRAM_W * sampled_s,
+        "{dram} J in {sampled_s} s"
+    );
+}
+
+#[test]
+fn aipm_analyze_job_reads_the_recording_back_in_every_format() {
+    let _g = shared();
+    let cluster = cluster();
+    let job = sbatch(None, &["--energy-profile=250ms"], "sleep 1.5").unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    finished_meta(cluster, job, Duration::from_secs(5));
+    let id = job.to_string();
+
+    let table = cluster.analyze(&["job", &id]);
+    assert!(table.status.success(), "{table:?}");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.starts_with(&format!("Job {job} (wrap), user root")),
+        "{text}"
+    );
+    assert!(
+        text.contains("rapl:package-0") && text.contains("every 250ms"),
+        "{text}"
+    );
+
+    let json = cluster.analyze(&["job", &id, "--format", "json"]);
+    let nodes: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let node = &nodes[0];
+    assert_eq!(node["job_id"], job);
+    assert_eq!(node["node"], node_name());
+    let duration = node["duration_s"].as_f64().unwrap();
+    assert!((1.4..4.0).contains(&duration), "{duration}");
+    let package = node["energy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["channel"] == "rapl:package-0")
+        .unwrap();
+    let watts = package["mean_power_w"].as_f64().unwrap();
+    assert!((watts - SIM_PACKAGE_W).abs() < 2.0, "{watts} W");
+
+    let csv = cluster.analyze(&["job", &id, "--format", "csv"]);
+    let text = String::from_utf8_lossy(&csv.stdout);
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("job,job_id,user,node,"));
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with(&format!("{job},{job},root,{},batch,", node_name())));
+
+    let unknown = cluster.analyze(&["job", "999999"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(err.contains("no recording of job 999999"), "{err}");
+}
+
+#[test]
+fn a_job_without_the_option_or_opted_out_leaves_nothing() {
+    let _g = shared();
+    let cluster = cluster();
+    let plain = sbatch(None, &[], "sleep 0.5").unwrap();
+    let off = sbatch(None, &["--energy-profile=off"], "sleep 0.5").unwrap();
+    for job in [plain, off] {
+        assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+        assert!(!cluster.job_dir(job).exists(), "job {job} was recorded");
+    }
+}
+
+#[test]
+fn a_bad_period_is_refused_at_submission() {
+    let _g = shared();
+    cluster();
+    for (value, says) in [
+        (
+            "banana",
+            "expected a period such as 500ms, 2s or 1 (seconds), or off",
+        ),
+        ("10ms", "minimum of 100ms"),
+    ] {
+        let err = sbatch(None, &[&format!("--energy-profile={value}")], "true").unwrap_err();
+        let ours: Vec<&str> = err.lines().filter(|l| l.contains("aipm:")).collect();
+        assert_eq!(ours.len(), 1, "{err}");
+        assert!(ours[0].contains(says), "{err}");
+    }
+}
+
+#[test]
+fn each_task_of_a_job_array_has_its_own_recording() {
+    let _g = shared();
+    let cluster = cluster();
+    let array = sbatch(
+        None,
+        &["--energy-profile=200ms", "--array=0-2"],
+        "sleep 0.5",
+    )
+    .unwrap();
+    let mut job_ids = Vec::new();
+    for task in 0..3 {
+        let name = format!("{array}_{task}");
+        let start = Instant::now();
+        let out = loop {
+            let out = cluster.analyze(&["job", &name, "--format", "json"]);
+            let done = out.status.success()
+                && serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0]["end_utc"]
+                    .is_string();
+            if done || start.elapsed() > JOB_TIMEOUT {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report[0]["job"], name);
+        job_ids.push(report[0]["job_id"].as_u64().unwrap());
+    }
+    job_ids.sort();
+    job_ids.dedup();
+    assert_eq!(job_ids.len(), 3, "three tasks, three jobs: {job_ids:?}");
+}
+
+#[test]
+fn steps_of_an_allocation_hand_the_sampler_over_without_a_gap() {
+    let _g = shared();
+    let cluster = cluster();
+    // Step 0 starts first and leads; step 1 outlives it and must take over.
+    let out = Command::new("salloc")
+        .current_dir("/tmp")
+        .args(["-n2", "--energy-profile=200ms", "bash", "-c"])
+        .arg("srun -n1 --exact sleep 1 & sleep 0.4; srun -n1 --exact sleep 3; wait; echo JOB=$SLURM_JOB_ID")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("JOB="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let meta = finished_meta(cluster, job, Duration::from_secs(5));
+    assert_eq!(meta.steps, ["0", "1"]);
+    assert_eq!(meta.sampler.handovers, 1, "{:?}", meta.sampler);
+
+    let samples = samples_of(cluster, job);
+    let t: Vec<u64> = samples.values(samples::TIME_COLUMN).collect();
+    let widest_gap = t.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        widest_gap <= 200 + 250,
+        "a gap of {widest_gap} ms at the handover"
+    );
+    // The energy count continues across the handover: power × time still holds.
+    let e: Vec<u64> = samples
+        .values(&samples::energy_column("rapl:package-0"))
+        .collect();
+    assert!(e.windows(2).all(|w| w[1] >= w[0]), "energy went backwards");
+    let sampled_s = (t.last().unwrap() - t[0]) as f64 / 1000.0;
+    let package = (e.last().unwrap() - e[0]) as f64 / 1e6;
+    assert!(
+        (package - SIM_PACKAGE_W * sampled_s).abs() < 0.05 * SIM_PACKAGE_W * sampled_s,
+        "{package} J in {sampled_s} s"
+    );
+}
+
+#[test]
+fn scancel_stops_the_sampler_promptly_and_leaves_nothing_behind() {
+    let _g = shared();
+    let cluster = cluster();
+    let job = sbatch(None, &["--energy-profile=200ms"], "srun -n1 sleep 300").unwrap();
+    wait_running(job, JOB_TIMEOUT);
+    // Let the srun step start, so there are two stepds.
+    let start = Instant::now();
+    while !std::fs::read_to_string(cluster.job_dir(job).join(format!("{}.steps", node_name())))
+        .unwrap_or_default()
+        .contains("0\n")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "step 0 never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let cancelled_ms = aipm_recording::time::now_unix_ms();
+    assert!(Command::new("scancel")
+        .arg(job.to_string())
+        .status()
+        .unwrap()
+        .success());
+    let meta = finished_meta(cluster, job, Duration::from_secs(5));
+    let lag_ms = meta.end_unix_ms.unwrap().saturating_sub(cancelled_ms);
+    assert!(
+        lag_ms < 2000,
+        "the sampler stopped {lag_ms} ms after scancel"
+    );
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "CANCELLED");
+    let start = Instant::now();
+    while !stepd_processes(job).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "left behind: {:?}",
+            stepd_processes(job)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn default_on_records_every_job_and_honours_opt_out() {
+    let _g = exclusive();
+    let cluster = cluster();
+    let _conf = cluster.with_plugin_args("default=on period=300ms");
+    let plain = sbatch(None, &[], "sleep 0.5").unwrap();
+    let off = sbatch(None, &["--energy-profile=off"], "sleep 0.5").unwrap();
+    assert_eq!(wait_job(plain, JOB_TIMEOUT), "COMPLETED");
+    assert_eq!(wait_job(off, JOB_TIMEOUT), "COMPLETED");
+    assert_eq!(
+        finished_meta(cluster, plain, Duration::from_secs(5)).period_ms,
+        300
+    );
+    assert!(
+        !cluster.job_dir(off).exists(),
+        "the opted-out job was recorded"
+    );
+
+    drop(_conf);
+    let _conf = cluster.with_plugin_args("default=on allow_opt_out=no");
+    let forced = sbatch(None, &["--energy-profile=off"], "sleep 0.5").unwrap();
+    assert_eq!(wait_job(forced, JOB_TIMEOUT), "COMPLETED");
+    finished_meta(cluster, forced, Duration::from_secs(5));
+}
+
+#[test]
+fn a_missing_spool_never_fails_the_job_and_is_logged() {
+    let _g = exclusive();
+    let cluster = cluster();
+    let _conf = cluster.with_plugin_args("spool=/var/spool/aipm-missing");
+    let job = sbatch(None, &["--energy-profile=200ms"], "sleep 0.5; exit 0").unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    let log = cluster.slurmd_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("[{job}.batch]")) && l.contains("aipm:"))
+        .unwrap_or_else(|| panic!("no aipm line for job {job} in slurmd.log"));
+    assert!(
+        line.contains("opening spool /var/spool/aipm-missing"),
+        "{line}"
+    );
+}
