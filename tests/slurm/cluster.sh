@@ -113,7 +113,7 @@ CONF
 	cat > /etc/slurm/cgroup.conf <<'CONF'
 CgroupPlugin=autodetect
 ConstrainCores=no
-ConstrainRAMSpace=no
+ConstrainRAMSpace=yes
 ConstrainDevices=no
 CONF
 	echo 'include /etc/slurm/plugstack.conf.d/*.conf' > /etc/slurm/plugstack.conf

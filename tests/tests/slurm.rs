@@ -36,7 +36,9 @@ fn samples_of(cluster: &Cluster, job_id: u32) -> Samples {
 fn a_users_job_is_recorded_with_its_ids_ownership_samples_and_cpu_time() {
     let _g = shared();
     let cluster = cluster();
-    let burn = "timeout 3 sh -c 'while :; do :; done'; times > /tmp/aipm-e2e-times-$SLURM_JOB_ID";
+    let burn = "date +%s%3N > /tmp/aipm-e2e-start-$SLURM_JOB_ID; \
+                timeout 3 sh -c 'while :; do :; done'; times > /tmp/aipm-e2e-times-$SLURM_JOB_ID; \
+                date +%s%3N > /tmp/aipm-e2e-end-$SLURM_JOB_ID";
     let job = sbatch(
         Some(TEST_USER),
         &["--energy-profile=200ms", "-J", "burn3"],
@@ -54,6 +56,25 @@ fn a_users_job_is_recorded_with_its_ids_ownership_samples_and_cpu_time() {
     assert_eq!(meta.node, node_name());
     assert_eq!(meta.period_ms, 200);
     assert_eq!(meta.cpus, Some(1));
+
+    // The sampler covers the job: it starts before the script's first command (it starts
+    // when the task is forked) and writes its end within 2 s of the script's last one.
+    let stamp = |what: &str| -> u64 {
+        let text = std::fs::read_to_string(format!("/tmp/aipm-e2e-{what}-{job}")).unwrap();
+        text.trim().parse().unwrap()
+    };
+    let (script_start, script_end) = (stamp("start"), stamp("end"));
+    assert!(
+        meta.start_unix_ms <= script_start + 200,
+        "sampler began {} ms after the script",
+        meta.start_unix_ms - script_start
+    );
+    let end = meta.end_unix_ms.unwrap();
+    assert!(
+        end >= script_end && end - script_end < 2000,
+        "sampler ended {} ms after the script",
+        end as i64 - script_end as i64
+    );
 
     // Everything belongs to the job's user and is closed to others.
     let dir = cluster.job_dir(job);
@@ -278,17 +299,7 @@ fn scancel_stops_the_sampler_promptly_and_leaves_nothing_behind() {
     let job = sbatch(None, &["--energy-profile=200ms"], "srun -n1 sleep 300").unwrap();
     wait_running(job, JOB_TIMEOUT);
     // Let the srun step start, so there are two stepds.
-    let start = Instant::now();
-    while !std::fs::read_to_string(cluster.job_dir(job).join(format!("{}.steps", node_name())))
-        .unwrap_or_default()
-        .contains("0\n")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "step 0 never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_step(cluster, job, "0");
     std::thread::sleep(Duration::from_millis(500));
     let cancelled_ms = aipm_recording::time::now_unix_ms();
     assert!(Command::new("scancel")
@@ -355,4 +366,81 @@ fn a_missing_spool_never_fails_the_job_and_is_logged() {
         line.contains("opening spool /var/spool/aipm-missing"),
         "{line}"
     );
+}
+
+/// Waits until the job's recording lists `step`.
+fn wait_for_step(cluster: &Cluster, job: u32, step: &str) {
+    let path = cluster.job_dir(job).join(format!("{}.steps", node_name()));
+    let start = Instant::now();
+    while !std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l == step)
+    {
+        assert!(
+            start.elapsed() < JOB_TIMEOUT,
+            "step {step} of job {job} never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until no slurmstepd of the job is left.
+fn assert_nothing_left(job: u32) {
+    let start = Instant::now();
+    while !stepd_processes(job).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "left behind: {:?}",
+            stepd_processes(job)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_job_killed_for_its_memory_keeps_its_recording_and_leaves_nothing() {
+    let _g = shared();
+    let cluster = cluster();
+    // `tail` holds a line without newline in memory: 1 GiB against a 64 MiB limit.
+    let job = sbatch(
+        None,
+        &["--energy-profile=200ms", "--mem=64M"],
+        "sleep 0.5; head -c 1G /dev/zero | tail > /dev/null",
+    )
+    .unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "OUT_OF_MEMORY");
+    let meta = finished_meta(cluster, job, Duration::from_secs(5));
+    assert!(meta.sampler.samples >= 2, "{:?}", meta.sampler);
+    let peak = samples_of(cluster, job)
+        .values(samples::MEM_PEAK_COLUMN)
+        .max()
+        .unwrap();
+    assert!(peak >= 60 << 20, "peak memory {peak} bytes");
+    assert_nothing_left(job);
+}
+
+#[test]
+fn a_job_killed_at_its_time_limit_keeps_its_recording_and_leaves_nothing() {
+    let guard = shared();
+    let cluster = cluster();
+    // Slurm's smallest time limit is one minute.
+    let job = sbatch(
+        None,
+        &["--energy-profile=1s", "--time=1"],
+        "srun -n1 sleep 600",
+    )
+    .unwrap();
+    // Once both steps run, later configuration changes cannot reach this job: let other
+    // tests change it meanwhile.
+    wait_for_step(cluster, job, "0");
+    drop(guard);
+    assert_eq!(wait_job(job, Duration::from_secs(240)), "TIMEOUT");
+    let meta = finished_meta(cluster, job, Duration::from_secs(5));
+    let window_s = (meta.end_unix_ms.unwrap() - meta.start_unix_ms) / 1000;
+    assert!(
+        window_s >= 59,
+        "recorded {window_s} s of a job killed after 60 s"
+    );
+    assert_nothing_left(job);
 }
