@@ -444,3 +444,25 @@ fn a_job_killed_at_its_time_limit_keeps_its_recording_and_leaves_nothing() {
     );
     assert_nothing_left(job);
 }
+
+#[test]
+fn the_option_is_listed_by_sbatch_srun_and_salloc() {
+    let _g = shared();
+    cluster();
+    for tool in ["sbatch", "srun", "salloc"] {
+        let out = Command::new(tool).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        let plugins = help
+            .split("Options provided by plugins:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{tool}: {help}"));
+        assert!(
+            plugins.contains("--energy-profile=PERIOD|off"),
+            "{tool}: {plugins}"
+        );
+        assert!(
+            plugins.contains("aipm-analyze job JOBID"),
+            "{tool}: {plugins}"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! The sampling thread against real files: a spool in a temporary directory, a simulated
+//! powercap tree, and the election lock. Runs as root, like the plugin (fchown, mount).
+
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aipm_recording::layout::NodeName;
+use aipm_recording::meta::{Meta, SamplerStats};
+use aipm_recording::samples::{self, Samples};
+use aipm_sampler::sampler::{Level, Log, Sampler, SamplerSetup};
+use aipm_sampler::sources::powercap::PowercapSource;
+use aipm_sampler::sources::{EnergySource, Found};
+use aipm_sampler::spool::{ElectionLock, JobFiles};
+
+const JOB: u32 = 77;
+const RANGE: u64 = 1_000_000;
+
+fn write_counter(root: &Path, value: u64) {
+    fs::write(root.join("intel-rapl:0/energy_uj"), format!("{value}\n")).unwrap();
+}
+
+fn powercap(root: &Path) -> Vec<Box<dyn EnergySource>> {
+    let zone = root.join("intel-rapl:0");
+    fs::create_dir_all(&zone).unwrap();
+    fs::write(zone.join("name"), "package-0\n").unwrap();
+    fs::write(zone.join("max_energy_range_uj"), format!("{RANGE}\n")).unwrap();
+    if !zone.join("energy_uj").exists() {
+        write_counter(root, 0);
+    }
+    match PowercapSource::open(root, &mut Vec::new()) {
+        Found::Present(s) => vec![Box::new(s)],
+        Found::Absent(why) => panic!("{why}"),
+    }
+}
+
+type Messages = Arc<Mutex<Vec<String>>>;
+
+fn setup(dir: &Path, period_ms: u64, messages: &Messages) -> SamplerSetup {
+    let node = NodeName::new("n1").unwrap();
+    let spool = dir.join("spool");
+    let files = JobFiles::open(&spool, JOB, &node, 0, 0).unwrap();
+    let messages = Arc::clone(messages);
+    let log: Log = Arc::new(move |level, msg: &str| {
+        if level == Level::Error {
+            messages.lock().unwrap().push(msg.to_string());
+        }
+    });
+    SamplerSetup {
+        period: Duration::from_millis(period_ms),
+        files,
+        lock: ElectionLock::open(&dir.join("locks"), JOB).unwrap(),
+        sources: powercap(&dir.join("powercap")),
+        usage: None,
+        meta: Meta {
+            schema_version: 1,
+            aipm_version: "test".into(),
+            job_id: JOB,
+            array_job_id: None,
+            array_task_id: None,
+            steps: vec![],
+            user: "root".into(),
+            uid: 0,
+            gid: 0,
+            job_name: None,
+            node: "n1".into(),
+            partition: None,
+            cpus: None,
+            gpus: vec![],
+            start_unix_ms: 0,
+            start_utc: String::new(),
+            end_unix_ms: None,
+            end_utc: None,
+            period_ms,
+            sources: vec![],
+            sampler: SamplerStats::default(),
+        },
+        log,
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("spool")).unwrap();
+    dir
+}
+
+fn read(dir: &Path) -> (Meta, Samples) {
+    let job = dir.join("spool").join(JOB.to_string());
+    let meta = Meta::from_json(&fs::read_to_string(job.join("n1.meta.json")).unwrap()).unwrap();
+    (meta, Samples::read(&job.join("n1.samples.csv")).unwrap())
+}
+
+fn energy(samples: &Samples) -> Vec<u64> {
+    samples
+        .values(&samples::energy_column("rapl:package-0"))
+        .collect()
+}
+
+#[test]
+fn a_follower_takes_over_and_continues_the_count_across_a_wrap() {
+    let dir = tempdir();
+    let messages = Messages::default();
+    let power = dir.path().join("powercap");
+    let first = Sampler::start(setup(dir.path(), 50, &messages)).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let second = Sampler::start(setup(dir.path(), 50, &messages)).unwrap();
+    write_counter(&power, 400_000);
+    std::thread::sleep(Duration::from_millis(150));
+    first.stop();
+    // While the second leads, the counter wraps: 900000 -> (wrap at 1000000) -> 100000.
+    write_counter(&power, 900_000);
+    std::thread::sleep(Duration::from_millis(400));
+    write_counter(&power, 100_000);
+    std::thread::sleep(Duration::from_millis(150));
+    second.stop();
+
+    let (meta, samples) = read(dir.path());
+    assert!(messages.lock().unwrap().is_empty(), "{messages:?}");
+    assert_eq!(meta.sampler.handovers, 1);
+    assert_eq!(meta.sampler.counter_wraps, 1);
+    assert_eq!(meta.sampler.samples as usize, samples.rows.len());
+    assert!(meta.end_unix_ms.is_some());
+    let e = energy(&samples);
+    assert!(e.windows(2).all(|w| w[1] >= w[0]), "{e:?}");
+    assert_eq!(*e.last().unwrap(), 400_000 + 500_000 + 200_000);
+}
+
+#[test]
+fn a_line_cut_short_by_a_killed_sampler_is_removed_and_the_count_continues() {
+    let dir = tempdir();
+    let messages = Messages::default();
+    let power = dir.path().join("powercap");
+    powercap(&power);
+    write_counter(&power, 1_000);
+    let first = Sampler::start(setup(dir.path(), 50, &messages)).unwrap();
+    std::thread::sleep(Duration::from_millis(80));
+    write_counter(&power, 5_000);
+    std::thread::sleep(Duration::from_millis(80));
+    first.stop();
+    // A sampler killed in the middle of a line:
+    let path = dir.path().join("spool/77/n1.samples.csv");
+    let mut text = fs::read_to_string(&path).unwrap();
+    text.push_str("1795623629180,19853");
+    fs::write(&path, &text).unwrap();
+    assert!(read(dir.path()).1.truncated_tail);
+
+    write_counter(&power, 9_000);
+    let next = Sampler::start(setup(dir.path(), 50, &messages)).unwrap();
+    std::thread::sleep(Duration::from_millis(80));
+    next.stop();
+    let (_, samples) = read(dir.path());
+    assert!(
+        !samples.truncated_tail && samples.bad_lines.is_empty(),
+        "{samples:?}"
+    );
+    assert_eq!(*energy(&samples).last().unwrap(), 8_000);
+}
+
+#[test]
+fn a_full_disk_stops_the_writing_keeps_what_was_written_and_logs_once() {
+    let dir = tempdir();
+    let spool = dir.path().join("spool");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k,mode=0755", "tmpfs"])
+        .arg(&spool)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "this test needs root to mount a small tmpfs"
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&spool);
+
+    let messages = Messages::default();
+    let sampler = Sampler::start(setup(dir.path(), 5, &messages)).unwrap();
+    // About 25 bytes a line every 5 ms: the 16 KiB fill up within three seconds.
+    std::thread::sleep(Duration::from_millis(3000));
+    sampler.stop();
+
+    let logged = messages.lock().unwrap().clone();
+    let write_errors: Vec<_> = logged
+        .iter()
+        .filter(|m| m.contains("cannot write samples"))
+        .collect();
+    assert_eq!(write_errors.len(), 1, "{logged:?}");
+    assert!(
+        write_errors[0].contains("No space left on device"),
+        "{logged:?}"
+    );
+    let samples = Samples::read(&spool.join("77/n1.samples.csv")).unwrap();
+    assert!(
+        samples.rows.len() > 10,
+        "only {} samples kept",
+        samples.rows.len()
+    );
+    assert!(samples.bad_lines.is_empty());
+}
