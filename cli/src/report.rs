@@ -1,6 +1,7 @@
 //! The figures of a job on one node, computed from its recording.
 
-use aipm_recording::samples::{self, CPU_COLUMN, MEM_COLUMN, MEM_PEAK_COLUMN, TIME_COLUMN};
+use aipm_recording::attribution::{attribute, ChannelKind};
+use aipm_recording::samples::{CPU_COLUMN, MEM_COLUMN, MEM_PEAK_COLUMN, TIME_COLUMN};
 use serde::Serialize;
 
 use crate::spool::NodeRecording;
@@ -24,6 +25,13 @@ pub struct NodeReport {
     /// CPU time over allocated CPUs × duration.
     pub cpu_efficiency: Option<f64>,
     pub peak_mem_bytes: Option<u64>,
+    /// `exclusive` (the node's energy is the job's) or `shared` (the job's share of it).
+    pub attribution: &'static str,
+    /// The job's CPU package and DRAM energy, nested zones never counted twice.
+    pub job_cpu_j: f64,
+    pub job_dram_j: f64,
+    /// Package and DRAM energy of the node not attributed to the job (idle, other jobs).
+    pub unattributed_j: f64,
     pub energy: Vec<ChannelEnergy>,
     pub sources: Vec<String>,
     pub bad_lines: usize,
@@ -32,10 +40,15 @@ pub struct NodeReport {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ChannelEnergy {
-    /// `rapl:package-0`: the whole node's counter, not yet attributed to the job.
+    /// `rapl:package-0`, `rapl:package-0/dram`.
     pub channel: String,
-    pub energy_j: f64,
-    pub mean_power_w: f64,
+    /// The job's part of the channel's energy.
+    pub job_energy_j: f64,
+    /// The node's energy on the channel over the job's samples.
+    pub node_energy_j: f64,
+    pub unattributed_j: f64,
+    /// The node's mean power on the channel.
+    pub node_mean_power_w: f64,
 }
 
 impl NodeReport {
@@ -61,24 +74,27 @@ impl NodeReport {
             _ => None,
         };
         let peak_mem_bytes = s.values(MEM_PEAK_COLUMN).chain(s.values(MEM_COLUMN)).max();
-        let energy = samples::channels_of_header(&s.columns)
-            .into_iter()
-            .map(|channel| {
-                let mut values = s.values(&samples::energy_column(&channel));
-                let first = values.next().unwrap_or(0);
-                let last = values.last().unwrap_or(first);
-                let energy_j = last.saturating_sub(first) as f64 / 1e6;
-                ChannelEnergy {
-                    mean_power_w: if sampled_s > 0.0 {
-                        energy_j / sampled_s
-                    } else {
-                        0.0
-                    },
-                    channel,
-                    energy_j,
-                }
+        let attribution = attribute(s);
+        let energy = attribution
+            .channels
+            .iter()
+            .map(|c| ChannelEnergy {
+                channel: c.channel.clone(),
+                job_energy_j: c.job_uj / 1e6,
+                node_energy_j: c.node_uj / 1e6,
+                unattributed_j: c.unattributed_uj / 1e6,
+                node_mean_power_w: if sampled_s > 0.0 {
+                    c.node_uj / 1e6 / sampled_s
+                } else {
+                    0.0
+                },
             })
             .collect();
+        let counted = |kind| attribution.channels.iter().filter(move |c| c.kind == kind);
+        let unattributed_uj: f64 = counted(ChannelKind::Package)
+            .chain(counted(ChannelKind::Dram))
+            .map(|c| c.unattributed_uj)
+            .sum();
         NodeReport {
             job: meta.display_id(),
             job_id: meta.job_id,
@@ -95,6 +111,10 @@ impl NodeReport {
             cpu_time_s,
             cpu_efficiency,
             peak_mem_bytes,
+            attribution: attribution.tag.as_str(),
+            job_cpu_j: attribution.job_total_uj(ChannelKind::Package) / 1e6,
+            job_dram_j: attribution.job_total_uj(ChannelKind::Dram) / 1e6,
+            unattributed_j: unattributed_uj / 1e6,
             energy,
             sources: meta
                 .sources

@@ -3,6 +3,7 @@
 //! `aipm-analyze` reads through it, so the format is defined in one place.
 #![forbid(unsafe_code)]
 
+pub mod attribution;
 pub mod config;
 pub mod layout;
 pub mod meta;

@@ -2,7 +2,9 @@
 //! and flushed one line at a time. Plain CSV, so polars and pandas read it directly.
 //!
 //! Columns: `time_unix_ms`, `job_cpu_ns` (the job's cumulative CPU time), `job_mem_bytes`,
-//! `job_mem_peak_bytes`, then for each energy channel `SOURCE:CHANNEL:energy_uj` (energy
+//! `job_mem_peak_bytes`, the node's `node_cpu_busy_ns`, `node_cpu_total_ns`,
+//! `node_mem_used_bytes` and `node_jobs` (the inputs of the attribution), then for each
+//! energy channel `SOURCE:CHANNEL:energy_uj` (energy
 //! since the recording began, wrap-corrected) and `SOURCE:CHANNEL:raw` (the raw counter, so
 //! a sampler that takes over can continue the count). An empty field is a value that could
 //! not be read in that sample.
@@ -14,7 +16,20 @@ pub const TIME_COLUMN: &str = "time_unix_ms";
 pub const CPU_COLUMN: &str = "job_cpu_ns";
 pub const MEM_COLUMN: &str = "job_mem_bytes";
 pub const MEM_PEAK_COLUMN: &str = "job_mem_peak_bytes";
-const FIXED_COLUMNS: [&str; 4] = [TIME_COLUMN, CPU_COLUMN, MEM_COLUMN, MEM_PEAK_COLUMN];
+pub const NODE_BUSY_COLUMN: &str = "node_cpu_busy_ns";
+pub const NODE_TOTAL_COLUMN: &str = "node_cpu_total_ns";
+pub const NODE_MEM_COLUMN: &str = "node_mem_used_bytes";
+pub const NODE_JOBS_COLUMN: &str = "node_jobs";
+const FIXED_COLUMNS: [&str; 8] = [
+    TIME_COLUMN,
+    CPU_COLUMN,
+    MEM_COLUMN,
+    MEM_PEAK_COLUMN,
+    NODE_BUSY_COLUMN,
+    NODE_TOTAL_COLUMN,
+    NODE_MEM_COLUMN,
+    NODE_JOBS_COLUMN,
+];
 
 pub fn energy_column(channel: &str) -> String {
     format!("{channel}:energy_uj")
@@ -57,6 +72,10 @@ pub struct SampleRow {
     pub job_cpu_ns: Option<u64>,
     pub job_mem_bytes: Option<u64>,
     pub job_mem_peak_bytes: Option<u64>,
+    pub node_cpu_busy_ns: Option<u64>,
+    pub node_cpu_total_ns: Option<u64>,
+    pub node_mem_used_bytes: Option<u64>,
+    pub node_jobs: Option<u64>,
     pub energy: Vec<Option<EnergyValue>>,
 }
 
@@ -73,6 +92,10 @@ impl SampleRow {
         field(out, self.job_cpu_ns);
         field(out, self.job_mem_bytes);
         field(out, self.job_mem_peak_bytes);
+        field(out, self.node_cpu_busy_ns);
+        field(out, self.node_cpu_total_ns);
+        field(out, self.node_mem_used_bytes);
+        field(out, self.node_jobs);
         for value in &self.energy {
             field(out, value.map(|v| v.energy_uj));
             field(out, value.map(|v| v.raw));
@@ -210,6 +233,10 @@ mod tests {
             job_cpu_ns: Some(t * 10),
             job_mem_bytes: None,
             job_mem_peak_bytes: Some(4096),
+            node_cpu_busy_ns: Some(t * 20),
+            node_cpu_total_ns: Some(t * 40),
+            node_mem_used_bytes: Some(1 << 30),
+            node_jobs: Some(2),
             energy: vec![
                 Some(EnergyValue {
                     energy_uj: t,
@@ -227,7 +254,7 @@ mod tests {
             row(t).format_into(&mut text);
         }
         let samples = Samples::parse(&text).unwrap();
-        assert_eq!(samples.columns.len(), 8);
+        assert_eq!(samples.columns.len(), 12);
         assert_eq!(channels_of_header(&samples.columns), channels());
         assert_eq!(samples.rows.len(), 2);
         assert!(!samples.truncated_tail && samples.bad_lines.is_empty());
@@ -258,12 +285,12 @@ mod tests {
         row(1000).format_into(&mut text);
         text.push_str("oops\n");
         row(3000).format_into(&mut text);
-        text.push_str("4000,x,,,,,,\n");
+        text.push_str("4000,x,,,,,,,,,,\n");
         let samples = Samples::parse(&text).unwrap();
         assert_eq!(samples.rows.len(), 2);
         assert_eq!(samples.bad_lines.len(), 2);
         assert_eq!(samples.bad_lines[0].line, 3);
-        assert!(samples.bad_lines[0].reason.contains("expected 8 fields"));
+        assert!(samples.bad_lines[0].reason.contains("expected 12 fields"));
         assert_eq!(samples.bad_lines[1].line, 5);
         assert!(samples.bad_lines[1]
             .reason

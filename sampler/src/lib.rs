@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod counter;
+pub mod node;
 pub mod sampler;
 pub mod sources;
 pub mod spool;

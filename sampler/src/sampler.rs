@@ -16,6 +16,7 @@ use aipm_recording::time::{format_utc, now_unix_ms};
 use rustix::time::{clock_gettime, ClockId};
 
 use crate::counter::Counter;
+use crate::node::{JobCensus, NodeStats};
 use crate::sources::EnergySource;
 use crate::spool::{ElectionLock, JobFiles};
 use crate::usage::JobUsage;
@@ -40,6 +41,8 @@ pub struct SamplerSetup {
     pub lock: ElectionLock,
     pub sources: Vec<Box<dyn EnergySource>>,
     pub usage: Option<JobUsage>,
+    /// The node's CPU and memory (`/proc`), for the attribution; `None` if unreadable.
+    pub node: Option<NodeStats>,
     /// The job's metadata; times, sources' channels and statistics are filled in here.
     pub meta: Meta,
     pub log: Log,
@@ -122,6 +125,7 @@ struct Leader {
     writing: bool,
     logged_read_error: bool,
     cpu_at_start_us: u64,
+    census: Option<JobCensus>,
 }
 
 fn thread_cpu_us() -> u64 {
@@ -152,6 +156,11 @@ impl Leader {
             writing: true,
             logged_read_error: false,
             cpu_at_start_us: thread_cpu_us(),
+            census: setup
+                .usage
+                .as_ref()
+                .and_then(JobUsage::cgroup_dir)
+                .and_then(JobCensus::new),
         };
         let now = now_unix_ms();
         if let Some(previous) = setup.files.read_meta() {
@@ -222,12 +231,21 @@ impl Leader {
         self.row.time_unix_ms = now_unix_ms();
         let usage = setup
             .usage
-            .as_ref()
+            .as_mut()
             .map(|u| u.read(&mut self.errors))
             .unwrap_or_default();
         self.row.job_cpu_ns = usage.cpu_ns;
         self.row.job_mem_bytes = usage.mem_bytes;
         self.row.job_mem_peak_bytes = usage.mem_peak_bytes;
+        let node = setup
+            .node
+            .as_mut()
+            .map(|n| n.read(&mut self.errors))
+            .unwrap_or_default();
+        self.row.node_cpu_busy_ns = node.cpu_busy_ns;
+        self.row.node_cpu_total_ns = node.cpu_total_ns;
+        self.row.node_mem_used_bytes = node.mem_used_bytes;
+        self.row.node_jobs = self.census.as_ref().and_then(JobCensus::count);
         for source in &mut setup.sources {
             source.read(&mut self.raw, &mut self.errors);
         }

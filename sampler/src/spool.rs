@@ -50,7 +50,8 @@ pub struct JobFiles {
 
 impl JobFiles {
     /// Open (creating if needed) `spool/<job_id>/` and this node's files, owned by the job's
-    /// user with no access for others. Must run as root, before slurmstepd drops privileges.
+    /// user with no access for others. In the plugin this runs as root, before slurmstepd
+    /// drops privileges; `aipm-analyze record` runs it as the user, in a spool of their own.
     pub fn open(
         spool: &Path,
         job_id: u32,
@@ -61,11 +62,12 @@ impl JobFiles {
         let spool_fd = rfs::openat(rfs::CWD, spool, DIR_FLAGS, Mode::empty())
             .map_err(|e| err("opening spool", spool, e))?;
         let st = rfs::fstat(&spool_fd).map_err(|e| err("checking spool", spool, e))?;
-        if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+        let euid = rustix::process::geteuid().as_raw();
+        if (st.st_uid != 0 && st.st_uid != euid) || st.st_mode & 0o022 != 0 {
             return Err(err(
                 "refusing spool",
                 spool,
-                "it must belong to root and be writable by root only (chown root: ; chmod 755)",
+                "it must belong to root (or to you) and be writable by its owner only (chmod 755)",
             ));
         }
         let name = layout::job_dir_name(job_id);

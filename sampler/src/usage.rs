@@ -30,6 +30,8 @@ pub enum JobUsage {
         mem_current: Option<ValueFile>,
         mem_peak: Option<ValueFile>,
     },
+    /// No cgroup: the process tree under one pid, walked through `/proc` at every sample.
+    ProcessTree(ProcessTree),
 }
 
 impl JobUsage {
@@ -93,14 +95,27 @@ impl JobUsage {
         ))
     }
 
+    /// The job's cgroup directory (the CPU controller's, under v1).
+    pub fn cgroup_dir(&self) -> Option<&Path> {
+        match self {
+            JobUsage::V1 { cpuacct_usage, .. } => cpuacct_usage.path().parent(),
+            JobUsage::V2 { cpu_stat, .. } => cpu_stat.path().parent(),
+            JobUsage::ProcessTree(_) => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             JobUsage::V1 { .. } => "cgroup v1",
             JobUsage::V2 { .. } => "cgroup v2",
+            JobUsage::ProcessTree(_) => "process tree",
         }
     }
 
-    pub fn read(&self, errors: &mut Vec<String>) -> Usage {
+    pub fn read(&mut self, errors: &mut Vec<String>) -> Usage {
+        if let JobUsage::ProcessTree(tree) = self {
+            return tree.read(errors);
+        }
         let mut value = |file: Option<&ValueFile>| match file.map(ValueFile::read_u64) {
             Some(Ok(v)) => Some(v),
             Some(Err(e)) => {
@@ -119,6 +134,7 @@ impl JobUsage {
                 mem_bytes: value(mem_usage.as_ref()),
                 mem_peak_bytes: value(mem_max_usage.as_ref()),
             },
+            JobUsage::ProcessTree(_) => Usage::default(),
             JobUsage::V2 {
                 cpu_stat,
                 mem_current,
@@ -142,6 +158,106 @@ impl JobUsage {
             }
         }
     }
+}
+
+/// The processes descending from one pid, for `aipm-analyze record` and nodes without job
+/// cgroups. CPU time is the tree's `utime + stime + cutime + cstime` (a child's time moves
+/// into its parent's `cutime` when it is reaped, so nothing is counted twice); memory is
+/// the sum of resident sets.
+#[derive(Debug)]
+pub struct ProcessTree {
+    proc_root: PathBuf,
+    root_pid: u32,
+    ns_per_tick: u64,
+    page_size: u64,
+    peak_bytes: u64,
+}
+
+impl ProcessTree {
+    pub fn new(proc_root: &Path, root_pid: u32) -> ProcessTree {
+        ProcessTree {
+            proc_root: proc_root.to_path_buf(),
+            root_pid,
+            ns_per_tick: 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1),
+            page_size: rustix::param::page_size() as u64,
+            peak_bytes: 0,
+        }
+    }
+
+    fn read(&mut self, errors: &mut Vec<String>) -> Usage {
+        let entries = match std::fs::read_dir(&self.proc_root) {
+            Ok(entries) => entries,
+            Err(e) => {
+                errors.push(format!("listing {}: {e}", self.proc_root.display()));
+                return Usage::default();
+            }
+        };
+        let mut procs: Vec<ProcStat> = Vec::new();
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // A process may exit between the listing and the read: not an error.
+            if let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) {
+                if let Some(stat) = parse_proc_stat(pid, &text) {
+                    procs.push(stat);
+                }
+            }
+        }
+        let mut tree = vec![self.root_pid];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(
+                procs
+                    .iter()
+                    .filter(|p| p.ppid == parent && p.pid != parent)
+                    .map(|p| p.pid),
+            );
+            i += 1;
+        }
+        let members = procs.iter().filter(|p| tree.contains(&p.pid));
+        let (ticks, pages) = members.fold((0, 0), |(t, r), p| (t + p.ticks, r + p.rss_pages));
+        if tree.len() == 1 && !procs.iter().any(|p| p.pid == self.root_pid) {
+            return Usage::default();
+        }
+        let bytes = pages * self.page_size;
+        self.peak_bytes = self.peak_bytes.max(bytes);
+        Usage {
+            cpu_ns: Some(ticks * self.ns_per_tick),
+            mem_bytes: Some(bytes),
+            mem_peak_bytes: Some(self.peak_bytes),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct ProcStat {
+    pid: u32,
+    ppid: u32,
+    /// utime + stime + cutime + cstime.
+    ticks: u64,
+    rss_pages: u64,
+}
+
+/// Fields of `/proc/<pid>/stat` (proc(5)); the command name may hold spaces and parentheses,
+/// so fields are counted from the last `)`.
+fn parse_proc_stat(pid: u32, text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17) ... rss(24).
+    let field = |n: usize| f.get(n - 3)?.parse::<i64>().ok();
+    let ticks = (14..=17).map(field).sum::<Option<i64>>()?;
+    Some(ProcStat {
+        pid,
+        ppid: field(4)? as u32,
+        ticks: ticks.max(0) as u64,
+        rss_pages: field(24)?.max(0) as u64,
+    })
 }
 
 /// One line of `/proc/<pid>/cgroup`: `hierarchy-id:controllers:path`.
@@ -240,7 +356,7 @@ mod tests {
         let mem = cg.join("memory/slurm_vm/uid_0/job_3");
         write(&mem.join("memory.usage_in_bytes"), "1048576\n");
         write(&mem.join("memory.max_usage_in_bytes"), "2097152\n");
-        let usage = JobUsage::discover(&proc_root, &cg, 4242, 3).unwrap();
+        let mut usage = JobUsage::discover(&proc_root, &cg, 4242, 3).unwrap();
         assert_eq!(usage.kind(), "cgroup v1");
         let mut errors = Vec::new();
         assert_eq!(
@@ -271,12 +387,51 @@ mod tests {
             "usage_usec 2500000\nuser_usec 2000000\n",
         );
         write(&job.join("memory.current"), "4096\n");
-        let usage = JobUsage::discover(&proc_root, &cg, 77, 12).unwrap();
+        let mut usage = JobUsage::discover(&proc_root, &cg, 77, 12).unwrap();
         let mut errors = Vec::new();
         let read = usage.read(&mut errors);
         assert_eq!(read.cpu_ns, Some(2_500_000_000));
         assert_eq!(read.mem_bytes, Some(4096));
         assert_eq!(read.mem_peak_bytes, None);
+    }
+
+    #[test]
+    fn parses_proc_stat_with_a_tricky_name() {
+        let text =
+            "42 (a) b (c)) S 7 42 42 0 -1 4194560 100 0 0 0 150 50 30 20 20 0 1 0 5 1000 256 x";
+        assert_eq!(
+            parse_proc_stat(42, text),
+            Some(ProcStat {
+                pid: 42,
+                ppid: 7,
+                ticks: 250,
+                rss_pages: 256
+            })
+        );
+    }
+
+    #[test]
+    fn sums_a_process_tree_and_ignores_strangers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stat = |pid: u32, ppid: u32, utime: u64, rss: u64| {
+            format!("{pid} (p) S {ppid} 1 1 0 -1 0 0 0 0 0 {utime} 0 0 0 20 0 1 0 5 1000 {rss} x")
+        };
+        for (pid, ppid, utime, rss) in [
+            (10, 1, 100, 10),
+            (11, 10, 50, 5),
+            (12, 11, 25, 1),
+            (13, 1, 999, 999),
+        ] {
+            write(
+                &tmp.path().join(format!("{pid}/stat")),
+                &stat(pid, ppid, utime, rss),
+            );
+        }
+        let mut usage = JobUsage::ProcessTree(ProcessTree::new(tmp.path(), 10));
+        let read = usage.read(&mut Vec::new());
+        let tick_ns = 1_000_000_000 / rustix::param::clock_ticks_per_second();
+        assert_eq!(read.cpu_ns, Some(175 * tick_ns));
+        assert_eq!(read.mem_bytes, Some(16 * rustix::param::page_size() as u64));
     }
 
     #[test]

@@ -17,8 +17,20 @@ use aipm_sampler::spool::{ElectionLock, JobFiles};
 const JOB: u32 = 77;
 const RANGE: u64 = 1_000_000;
 
+/// Overwrite the counter in place, as sysfs values change: a truncating write could be
+/// read half-done by the sampler.
 fn write_counter(root: &Path, value: u64) {
-    fs::write(root.join("intel-rapl:0/energy_uj"), format!("{value}\n")).unwrap();
+    use std::os::unix::fs::FileExt;
+    let path = root.join("intel-rapl:0/energy_uj");
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    let text = format!("{value}\n");
+    file.write_all_at(text.as_bytes(), 0).unwrap();
+    file.set_len(text.len() as u64).unwrap();
 }
 
 fn powercap(root: &Path) -> Vec<Box<dyn EnergySource>> {
@@ -53,6 +65,7 @@ fn setup(dir: &Path, period_ms: u64, messages: &Messages) -> SamplerSetup {
         lock: ElectionLock::open(&dir.join("locks"), JOB).unwrap(),
         sources: powercap(&dir.join("powercap")),
         usage: None,
+        node: None,
         meta: Meta {
             schema_version: 1,
             aipm_version: "test".into(),

@@ -226,6 +226,9 @@ fn prepare(
         lock,
         sources,
         usage: None,
+        node: aipm_sampler::node::NodeStats::open(&config.proc_root)
+            .map_err(|e| log(LogLevel::Error, &format!("node usage not recorded: {e}")))
+            .ok(),
         meta,
         log: logger,
     })

@@ -53,7 +53,7 @@ stop_pidfile() { # stop_pidfile NAME FILE
 install_packages() {
 	[ "${NO_INSTALL:-0}" = 1 ] && return 0
 	local missing=""
-	for p in munge slurmctld slurmd slurm-client libslurm-dev libclang-dev; do
+	for p in munge slurmctld slurmd slurm-client libslurm-dev libclang-dev perl; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 	done
 	[ -z "$missing" ] && return 0
@@ -72,7 +72,9 @@ write_config() {
 	mem=${mem:-2048}; [ "$mem" -gt 2048 ] && mem=$(( mem - 1024 ))
 	# cgroup v1 (or hybrid) works without systemd; pure v2 needs slurmd under systemd.
 	if [ "$(stat -fc %T /sys/fs/cgroup)" = tmpfs ] && [ -d /sys/fs/cgroup/freezer ]; then
-		proctrack=proctrack/cgroup; task=task/cgroup,task/affinity; gather=jobacct_gather/cgroup
+		# No task/affinity: tasks are not pinned, so jobs on a shared node compete for its
+		# CPUs as on clusters that do not constrain cores (the attribution tests rely on it).
+		proctrack=proctrack/cgroup; task=task/cgroup; gather=jobacct_gather/cgroup
 	else
 		proctrack=proctrack/linuxproc; task=task/none; gather=jobacct_gather/linux
 	fi

@@ -159,7 +159,7 @@ fn aipm_analyze_job_reads_the_recording_back_in_every_format() {
         .iter()
         .find(|e| e["channel"] == "rapl:package-0")
         .unwrap();
-    let watts = package["mean_power_w"].as_f64().unwrap();
+    let watts = package["node_mean_power_w"].as_f64().unwrap();
     assert!((watts - SIM_PACKAGE_W).abs() < 2.0, "{watts} W");
 
     let csv = cluster.analyze(&["job", &id, "--format", "csv"]);
@@ -465,4 +465,74 @@ fn the_option_is_listed_by_sbatch_srun_and_salloc() {
             "{tool}: {plugins}"
         );
     }
+}
+
+/// Runs `argv` and asserts it succeeded.
+fn run(argv: &[&str]) {
+    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn two_jobs_sharing_the_node_split_its_energy_by_their_cpu_time() {
+    // No other test's job may run meanwhile: the node must be these two jobs' alone.
+    let _g = exclusive();
+    let cluster = cluster();
+    // Held, then released together, so both start in the same scheduling cycle. A runs
+    // two processes, B one, each busy half of the time: 1.5 of the node's 2 CPUs, so the
+    // kernel's per-job fair share never throttles A and the CPU times stay 2:1.
+    let busy = |processes: usize| {
+        let duty = "perl -MTime::HiRes=time,sleep -e '$e = time + 6; \
+                    while (time < $e) { $t = time; 1 while time - $t < 0.01; sleep(0.01) }' &";
+        format!("{} wait", vec![duty; processes].join(" "))
+    };
+    let a = sbatch(None, &["-H", "-n1", "--energy-profile=250ms"], &busy(2)).unwrap();
+    let b = sbatch(None, &["-H", "-n1", "--energy-profile=250ms"], &busy(1)).unwrap();
+    run(&["scontrol", "release", &format!("{a},{b}")]);
+    for job in [a, b] {
+        assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+        finished_meta(cluster, job, Duration::from_secs(5));
+    }
+    let report = |job: u32| -> serde_json::Value {
+        let out = cluster.analyze(&["job", &job.to_string(), "--format", "json"]);
+        assert!(out.status.success());
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+    };
+    let (ra, rb) = (report(a), report(b));
+    let package = |r: &serde_json::Value, field: &str| {
+        let e = r["energy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["channel"] == "rapl:package-0")
+            .unwrap();
+        e[field].as_f64().unwrap()
+    };
+    for r in [&ra, &rb] {
+        assert_eq!(r["attribution"], "shared", "{r}");
+        // Conservation within each job's report: its part plus the rest is the node's.
+        let (job, node, rest) = (
+            package(r, "job_energy_j"),
+            package(r, "node_energy_j"),
+            package(r, "unattributed_j"),
+        );
+        assert!((job + rest - node).abs() < 1e-6 * node.max(1.0), "{r}");
+    }
+    // Shares of the node's energy over each job's own window.
+    let fa = package(&ra, "job_energy_j") / package(&ra, "node_energy_j");
+    let fb = package(&rb, "job_energy_j") / package(&rb, "node_energy_j");
+    assert!(
+        (1.6..2.5).contains(&(fa / fb)),
+        "A took {fa:.3} of the node, B {fb:.3}: not about 2:1"
+    );
+    // The node was saturated by the two jobs: together they account for nearly all of its
+    // energy, the rest being the system's (the simulator, slurmd, this test), never more.
+    assert!(
+        (0.9..1.02).contains(&(fa + fb)),
+        "A {fa:.3} + B {fb:.3} of the node"
+    );
 }

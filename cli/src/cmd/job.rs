@@ -116,19 +116,37 @@ fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<(
         writeln!(out, "  Peak memory   {mem}")?;
         if r.energy.is_empty() {
             writeln!(out, "  Energy        no energy source on this node")?;
-        }
-        for (i, e) in r.energy.iter().enumerate() {
-            let label = if i == 0 { "Energy" } else { "" };
+        } else {
+            let rule = match r.attribution {
+                "exclusive" => "the job was alone on the node: its energy is the node's",
+                _ => "CPU energy by the job's share of busy CPU time, DRAM by its share of used memory",
+            };
+            writeln!(out, "  Attribution   {} ({rule})", r.attribution)?;
             writeln!(
                 out,
-                "  {label:<13} {:<24} {:>24}  {:>8.2} W mean",
-                e.channel,
-                joules(e.energy_j),
-                e.mean_power_w
+                "  Energy        {:<22} {:>12} {:>12} {:>14} {:>12}",
+                "channel", "job", "node", "unattributed", "node mean"
             )?;
-        }
-        if !r.energy.is_empty() {
-            writeln!(out, "                (whole-node counters over the job's window, not yet attributed to the job)")?;
+            for e in &r.energy {
+                writeln!(
+                    out,
+                    "                {:<22} {:>10.1} J {:>10.1} J {:>12.1} J {:>10.2} W",
+                    e.channel,
+                    e.job_energy_j,
+                    e.node_energy_j,
+                    e.unattributed_j,
+                    e.node_mean_power_w
+                )?;
+            }
+            let total = r.job_cpu_j + r.job_dram_j;
+            writeln!(
+                out,
+                "  Job energy    {}  (CPU {:.1} J + DRAM {:.1} J); not the job's: {:.1} J (idle, other jobs)",
+                joules(total),
+                r.job_cpu_j,
+                r.job_dram_j,
+                r.unattributed_j
+            )?;
         }
         for (i, s) in r.sources.iter().enumerate() {
             let label = if i == 0 { "Sources" } else { "" };
@@ -176,7 +194,10 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
     ]
     .map(String::from)
     .to_vec();
-    header.extend(channels.iter().map(|c| format!("{c}:energy_j")));
+    for c in &channels {
+        header.push(format!("{c}:job_j"));
+        header.push(format!("{c}:node_j"));
+    }
     w.write_record(&header)?;
     let opt = |v: Option<String>| v.unwrap_or_default();
     for r in reports {
@@ -195,13 +216,15 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
             opt(r.cpu_time_s.map(|c| format!("{c:.3}"))),
             opt(r.cpu_efficiency.map(|c| format!("{c:.4}"))),
             opt(r.peak_mem_bytes.map(|m| m.to_string())),
+            r.attribution.to_string(),
+            format!("{:.6}", r.job_cpu_j),
+            format!("{:.6}", r.job_dram_j),
+            format!("{:.6}", r.unattributed_j),
         ];
         for c in &channels {
-            row.push(opt(r
-                .energy
-                .iter()
-                .find(|e| e.channel == *c)
-                .map(|e| format!("{:.6}", e.energy_j))));
+            let e = r.energy.iter().find(|e| e.channel == *c);
+            row.push(opt(e.map(|e| format!("{:.6}", e.job_energy_j))));
+            row.push(opt(e.map(|e| format!("{:.6}", e.node_energy_j))));
         }
         w.write_record(&row)?;
     }

@@ -1,0 +1,431 @@
+//! Drives the stand-in through the real nvml-wrapper, the way the sampler will.
+//!
+//! Each test copies the built library into its own tempdir as `libnvidia-ml.so`, with its
+//! state in the sidecar `libnvidia-ml.so.json`: a copy at a new path is dlopen'ed separately,
+//! so parallel tests do not share init counts or state.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nvml_wrapper::bitmasks::InitFlags;
+use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::Nvml;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// `cargo test` builds the cdylib into `target/<profile>/deps/`, next to this test binary;
+/// `cargo build` puts it one level up.
+fn built_library() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary has a parent dir");
+    let candidates = [deps.to_path_buf(), deps.join("..")];
+    candidates
+        .iter()
+        .map(|dir| dir.join("libaipm_nvml_standin.so"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "libaipm_nvml_standin.so not found next to {}",
+                exe.display()
+            )
+        })
+}
+
+fn now_ms() -> u64 {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    u64::try_from(d.as_millis()).unwrap()
+}
+
+/// A private copy of the stand-in plus its state file.
+struct Fake {
+    _dir: TempDir,
+    lib: PathBuf,
+}
+
+impl Fake {
+    /// Copies the library to `DIR/<file_name>`; no state file yet.
+    fn bare(file_name: &str) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join(file_name);
+        std::fs::copy(built_library(), &lib).unwrap();
+        Fake { _dir: dir, lib }
+    }
+
+    fn new(state: &Value) -> Fake {
+        let fake = Fake::bare("libnvidia-ml.so");
+        fake.set_state(state);
+        fake
+    }
+
+    fn state_path(&self) -> PathBuf {
+        let mut p = self.lib.clone().into_os_string();
+        p.push(".json");
+        p.into()
+    }
+
+    /// Temp file + rename, so a concurrent read never sees a half-written file.
+    fn set_state(&self, state: &Value) {
+        write_atomically(&self.state_path(), &serde_json::to_vec(state).unwrap());
+    }
+
+    fn init(&self) -> Result<Nvml, NvmlError> {
+        Nvml::builder().lib_path(self.lib.as_os_str()).init()
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn gpu(uuid: &str, power_w: f64) -> Value {
+    json!({
+        "uuid": uuid, "name": "Fake H100", "power_w": power_w,
+        "energy_start_mj": 0, "start_unix_ms": now_ms(),
+    })
+}
+
+#[test]
+fn enumerates_devices_by_index_and_uuid() {
+    let mut second = gpu("GPU-bbbb", 50.0);
+    second["name"] = json!("Fake A100");
+    let fake = Fake::new(&json!({
+        "driver_version": "560.35.03",
+        "devices": [gpu("GPU-aaaa", 100.0), second],
+    }));
+    let nvml = fake.init().unwrap();
+
+    assert_eq!(nvml.device_count().unwrap(), 2);
+    assert_eq!(nvml.sys_driver_version().unwrap(), "560.35.03");
+    let first = nvml.device_by_index(0).unwrap();
+    assert_eq!(first.uuid().unwrap(), "GPU-aaaa");
+    assert_eq!(first.name().unwrap(), "Fake H100");
+    assert_eq!(first.index().unwrap(), 0);
+
+    let by_uuid = nvml.device_by_uuid("GPU-bbbb").unwrap();
+    assert_eq!(by_uuid.index().unwrap(), 1);
+    assert_eq!(by_uuid.name().unwrap(), "Fake A100");
+
+    assert!(matches!(
+        nvml.device_by_uuid("GPU-none"),
+        Err(NvmlError::NotFound)
+    ));
+    assert!(matches!(
+        nvml.device_by_index(2),
+        Err(NvmlError::InvalidArg)
+    ));
+}
+
+#[test]
+fn energy_advances_by_power_times_elapsed() {
+    let mut dev = gpu("GPU-e", 250.0);
+    dev["energy_start_mj"] = json!(5_000_000);
+    let fake = Fake::new(&json!({ "devices": [dev] }));
+    let nvml = fake.init().unwrap();
+    let device = nvml.device_by_index(0).unwrap();
+
+    assert_eq!(device.power_usage().unwrap(), 250_000);
+    let (e0, t0) = (device.total_energy_consumption().unwrap(), Instant::now());
+    assert!(
+        e0 >= 5_000_000,
+        "counter starts at energy_start_mj, got {e0}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (e1, t1) = (device.total_energy_consumption().unwrap(), Instant::now());
+
+    let expected_mj = 250.0 * t1.duration_since(t0).as_secs_f64() * 1000.0;
+    let got_mj = (e1 - e0) as f64;
+    assert!(
+        (got_mj / expected_mj - 1.0).abs() < 0.02,
+        "energy advanced {got_mj} mJ, expected {expected_mj} mJ"
+    );
+}
+
+#[test]
+fn state_changes_apply_without_reinit() {
+    let fake = Fake::new(&json!({ "devices": [gpu("GPU-c", 100.0)] }));
+    let nvml = fake.init().unwrap();
+    let device = nvml.device_by_index(0).unwrap();
+    assert_eq!(device.power_usage().unwrap(), 100_000);
+
+    // Rebase the counter at the current value, then change power, as the notes advise.
+    let energy = device.total_energy_consumption().unwrap();
+    let mut dev = gpu("GPU-c", 300.5);
+    dev["energy_start_mj"] = json!(energy);
+    fake.set_state(&json!({ "devices": [dev] }));
+
+    assert_eq!(device.power_usage().unwrap(), 300_500);
+    assert!(device.total_energy_consumption().unwrap() >= energy);
+}
+
+#[test]
+fn utilisation_and_memory() {
+    let mut dev = gpu("GPU-u", 100.0);
+    dev["util_gpu"] = json!(87);
+    dev["util_mem"] = json!(33);
+    dev["mem_total"] = json!(80_000_000_000_u64);
+    dev["mem_used"] = json!(20_000_000_000_u64);
+    dev["mem_reserved"] = json!(500_000_000);
+    let fake = Fake::new(&json!({ "devices": [dev] }));
+    let nvml = fake.init().unwrap();
+    let device = nvml.device_by_index(0).unwrap();
+
+    let util = device.utilization_rates().unwrap();
+    assert_eq!((util.gpu, util.memory), (87, 33));
+
+    let mem = device.memory_info().unwrap();
+    assert_eq!(mem.total, 80_000_000_000);
+    assert_eq!(mem.used, 20_000_000_000);
+    assert_eq!(mem.reserved, 500_000_000);
+    assert_eq!(mem.free, 59_500_000_000);
+}
+
+#[test]
+fn running_compute_processes() {
+    let mut busy = gpu("GPU-p", 100.0);
+    busy["processes"] = json!([
+        { "pid": 1234, "used_mem": 1_000_000 },
+        { "pid": 5678, "used_mem": 2_000_000 },
+        { "pid": 91011 },
+    ]);
+    let fake = Fake::new(&json!({ "devices": [busy, gpu("GPU-idle", 30.0)] }));
+    let nvml = fake.init().unwrap();
+
+    let procs = nvml
+        .device_by_index(0)
+        .unwrap()
+        .running_compute_processes()
+        .unwrap();
+    let got: Vec<_> = procs
+        .iter()
+        .map(|p| (p.pid, p.used_gpu_memory.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1234, UsedGpuMemory::Used(1_000_000)),
+            (5678, UsedGpuMemory::Used(2_000_000)),
+            (91011, UsedGpuMemory::Unavailable),
+        ]
+    );
+    assert!(procs
+        .iter()
+        .all(|p| p.gpu_instance_id.is_none() && p.compute_instance_id.is_none()));
+
+    let idle = nvml.device_by_index(1).unwrap();
+    assert!(idle.running_compute_processes().unwrap().is_empty());
+}
+
+#[test]
+fn process_utilization_samples_newer_than_last_seen() {
+    let mut dev = gpu("GPU-s", 100.0);
+    dev["processes"] = json!([
+        { "pid": 1, "used_mem": 1, "sm_util": 70, "mem_util": 20, "enc_util": 1, "dec_util": 2,
+          "ts_us": 1_000 },
+        { "pid": 2, "used_mem": 1, "sm_util": 5, "mem_util": 3, "ts_us": 2_000 },
+    ]);
+    let fake = Fake::new(&json!({ "devices": [dev, gpu("GPU-idle", 30.0)] }));
+    let nvml = fake.init().unwrap();
+    let device = nvml.device_by_index(0).unwrap();
+
+    let all = device.process_utilization_stats(None).unwrap();
+    let got: Vec<_> = all
+        .iter()
+        .map(|s| {
+            (
+                s.pid,
+                s.timestamp,
+                s.sm_util,
+                s.mem_util,
+                s.enc_util,
+                s.dec_util,
+            )
+        })
+        .collect();
+    assert_eq!(got, [(1, 1_000, 70, 20, 1, 2), (2, 2_000, 5, 3, 0, 0)]);
+
+    let newer = device.process_utilization_stats(1_000).unwrap();
+    assert_eq!(newer.iter().map(|s| s.pid).collect::<Vec<_>>(), [2]);
+
+    // Real NVML answers NOT_FOUND when nothing is newer than last_seen.
+    assert!(matches!(
+        device.process_utilization_stats(2_000),
+        Err(NvmlError::NotFound)
+    ));
+    let idle = nvml.device_by_index(1).unwrap();
+    assert!(matches!(
+        idle.process_utilization_stats(None),
+        Err(NvmlError::NotFound)
+    ));
+}
+
+#[test]
+fn injected_device_errors() {
+    let mut lost = gpu("GPU-lost", 100.0);
+    lost["error"] = json!("GPU_IS_LOST");
+    let mut flaky = gpu("GPU-flaky", 100.0);
+    flaky["errors"] = json!({
+        "nvmlDeviceGetPowerUsage": "NVML_ERROR_NOT_SUPPORTED",
+        "nvmlDeviceGetUtilizationRates": 23,
+    });
+    let fake = Fake::new(&json!({ "devices": [lost, flaky] }));
+    let nvml = fake.init().unwrap();
+
+    // A lost GPU still has a handle; everything asked of it fails.
+    let lost = nvml.device_by_index(0).unwrap();
+    assert!(matches!(
+        lost.total_energy_consumption(),
+        Err(NvmlError::GpuLost)
+    ));
+    assert!(matches!(lost.power_usage(), Err(NvmlError::GpuLost)));
+    assert!(matches!(lost.uuid(), Err(NvmlError::GpuLost)));
+    assert!(matches!(
+        lost.running_compute_processes(),
+        Err(NvmlError::GpuLost)
+    ));
+    assert!(matches!(
+        nvml.device_by_uuid("GPU-lost"),
+        Err(NvmlError::GpuLost)
+    ));
+
+    // The errors map fails only the functions it names.
+    let flaky = nvml.device_by_index(1).unwrap();
+    assert!(matches!(flaky.power_usage(), Err(NvmlError::NotSupported)));
+    assert!(matches!(
+        flaky.utilization_rates(),
+        Err(NvmlError::UnexpectedVariant(23))
+    ));
+    assert!(flaky.total_energy_consumption().is_ok());
+}
+
+#[test]
+fn gpu_lost_while_loaded() {
+    let fake = Fake::new(&json!({ "devices": [gpu("GPU-x", 100.0)] }));
+    let nvml = fake.init().unwrap();
+    let device = nvml.device_by_index(0).unwrap();
+    assert!(device.total_energy_consumption().is_ok());
+
+    let mut dev = gpu("GPU-x", 100.0);
+    dev["error"] = json!(15);
+    fake.set_state(&json!({ "devices": [dev] }));
+    assert!(matches!(
+        device.total_energy_consumption(),
+        Err(NvmlError::GpuLost)
+    ));
+}
+
+#[test]
+fn injected_top_level_errors() {
+    let fake = Fake::new(&json!({
+        "errors": { "nvmlInit_v2": "DRIVER_NOT_LOADED" },
+        "devices": [gpu("GPU-t", 100.0)],
+    }));
+    assert!(matches!(fake.init(), Err(NvmlError::DriverNotLoaded)));
+
+    // Only nvmlInit_v2 was failed: init with flags goes through nvmlInitWithFlags.
+    let nvml = Nvml::builder()
+        .lib_path(fake.lib.as_os_str())
+        .flags(InitFlags::NO_GPUS)
+        .init()
+        .unwrap();
+    assert_eq!(nvml.device_count().unwrap(), 1);
+
+    fake.set_state(&json!({
+        "errors": { "nvmlDeviceGetCount_v2": "UNKNOWN" },
+        "devices": [gpu("GPU-t", 100.0)],
+    }));
+    assert!(matches!(nvml.device_count(), Err(NvmlError::Unknown)));
+}
+
+#[test]
+fn missing_or_bad_state_file() {
+    let fake = Fake::bare("libnvidia-ml.so");
+    assert!(matches!(fake.init(), Err(NvmlError::DriverNotLoaded)));
+
+    write_atomically(&fake.state_path(), b"{ not json");
+    assert!(matches!(fake.init(), Err(NvmlError::Unknown)));
+
+    // State removed while loaded: the driver is gone.
+    fake.set_state(&json!({ "devices": [gpu("GPU-m", 100.0)] }));
+    let nvml = fake.init().unwrap();
+    std::fs::remove_file(fake.state_path()).unwrap();
+    assert!(matches!(
+        nvml.device_count(),
+        Err(NvmlError::DriverNotLoaded)
+    ));
+}
+
+#[test]
+fn init_is_reference_counted() {
+    let fake = Fake::new(&json!({ "devices": [gpu("GPU-r", 100.0)] }));
+    // Both handles share the one dlopen'ed copy of the library at this path.
+    let first = fake.init().unwrap();
+    let second = fake.init().unwrap();
+    first.shutdown().unwrap();
+    assert_eq!(second.device_count().unwrap(), 1);
+    second.shutdown().unwrap();
+}
+
+/// Runs `child_reads_state` in a child test process with the given environment.
+fn run_child(configure: impl FnOnce(&mut Command)) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "child_reads_state",
+        "--exact",
+        "--ignored",
+        "--test-threads=1",
+    ]);
+    cmd.env_remove("AIPM_FAKE_NVML").env_remove("AIPM_TEST_LIB");
+    configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Child half of the two tests below (it needs per-process environment):
+/// loads `$AIPM_TEST_LIB`, or the default `libnvidia-ml.so.1` when that is unset.
+#[test]
+#[ignore = "run as a child process by the tests below"]
+fn child_reads_state() {
+    let nvml = match std::env::var_os("AIPM_TEST_LIB") {
+        Some(lib) => Nvml::builder().lib_path(&lib).init(),
+        None => Nvml::init(),
+    };
+    let nvml = nvml.unwrap();
+    assert_eq!(nvml.device_count().unwrap(), 1);
+    assert_eq!(
+        nvml.device_by_index(0).unwrap().uuid().unwrap(),
+        "GPU-child"
+    );
+}
+
+#[test]
+fn state_path_from_env_var() {
+    // No sidecar: the state must come from $AIPM_FAKE_NVML.
+    let fake = Fake::bare("libnvidia-ml.so");
+    let state = fake.lib.with_file_name("elsewhere.json");
+    let bytes = serde_json::to_vec(&json!({ "devices": [gpu("GPU-child", 1.0)] })).unwrap();
+    write_atomically(&state, &bytes);
+    run_child(|cmd| {
+        cmd.env("AIPM_TEST_LIB", &fake.lib)
+            .env("AIPM_FAKE_NVML", &state);
+    });
+}
+
+#[test]
+fn default_library_name_via_ld_library_path() {
+    let fake = Fake::bare("libnvidia-ml.so.1");
+    fake.set_state(&json!({ "devices": [gpu("GPU-child", 1.0)] }));
+    let dir: &OsStr = fake.lib.parent().unwrap().as_os_str();
+    run_child(|cmd| {
+        cmd.env("LD_LIBRARY_PATH", dir);
+    });
+}
