@@ -30,8 +30,11 @@ pub struct NodeReport {
     /// The job's CPU package and DRAM energy, nested zones never counted twice.
     pub job_cpu_j: f64,
     pub job_dram_j: f64,
+    /// Energy of the GPUs allocated to the job (their whole counter delta).
+    pub job_gpu_j: f64,
     /// Package and DRAM energy of the node not attributed to the job (idle, other jobs).
     pub unattributed_j: f64,
+    pub gpus: Vec<GpuReport>,
     pub energy: Vec<ChannelEnergy>,
     pub sources: Vec<String>,
     pub bad_lines: usize,
@@ -49,6 +52,16 @@ pub struct ChannelEnergy {
     pub unattributed_j: f64,
     /// The node's mean power on the channel.
     pub node_mean_power_w: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GpuReport {
+    pub uuid: String,
+    pub energy_j: f64,
+    pub mean_power_w: f64,
+    /// Mean of NVML's utilisation (share of time a kernel ran), in percent.
+    pub mean_util_pct: Option<f64>,
+    pub peak_mem_bytes: Option<u64>,
 }
 
 impl NodeReport {
@@ -90,6 +103,27 @@ impl NodeReport {
                 },
             })
             .collect();
+        let gpus = attribution
+            .channels
+            .iter()
+            .filter(|c| c.kind == ChannelKind::Gpu)
+            .map(|c| {
+                let uuid = c.channel.trim_start_matches("nvml:").to_string();
+                let util: Vec<u64> = s.values(&format!("{}:util_pct", c.channel)).collect();
+                GpuReport {
+                    energy_j: c.job_uj / 1e6,
+                    mean_power_w: if sampled_s > 0.0 {
+                        c.job_uj / 1e6 / sampled_s
+                    } else {
+                        0.0
+                    },
+                    mean_util_pct: (!util.is_empty())
+                        .then(|| util.iter().sum::<u64>() as f64 / util.len() as f64),
+                    peak_mem_bytes: s.values(&format!("{}:mem_used_bytes", c.channel)).max(),
+                    uuid,
+                }
+            })
+            .collect();
         let counted = |kind| attribution.channels.iter().filter(move |c| c.kind == kind);
         let unattributed_uj: f64 = counted(ChannelKind::Package)
             .chain(counted(ChannelKind::Dram))
@@ -114,7 +148,9 @@ impl NodeReport {
             attribution: attribution.tag.as_str(),
             job_cpu_j: attribution.job_total_uj(ChannelKind::Package) / 1e6,
             job_dram_j: attribution.job_total_uj(ChannelKind::Dram) / 1e6,
+            job_gpu_j: attribution.job_total_uj(ChannelKind::Gpu) / 1e6,
             unattributed_j: unattributed_uj / 1e6,
+            gpus,
             energy,
             sources: meta
                 .sources

@@ -6,7 +6,8 @@
 //!   energy is the job's (`exclusive`);
 //! - otherwise (`shared`) CPU package, core, uncore and psys energy is split by the job's
 //!   share of the node's busy CPU time (job CPU time / node busy CPU time), and DRAM energy
-//!   by the job's share of the node's used memory.
+//!   by the job's share of the node's used memory;
+//! - a GPU's energy is the job's whole counter delta: Slurm allocates GPUs to one job.
 //!
 //! What is not the job's is kept as `unattributed`: idle power, other jobs, the system.
 //! For every channel, job + unattributed = node, to rounding.
@@ -43,10 +44,15 @@ pub enum ChannelKind {
     PackagePart,
     /// The whole platform (`psys`): includes the packages, shown apart.
     Platform,
+    /// A GPU (`nvml:GPU-…`) that Slurm allocated to the job: its energy is the job's.
+    Gpu,
     Other,
 }
 
 pub fn channel_kind(channel: &str) -> ChannelKind {
+    if channel.starts_with("nvml:") {
+        return ChannelKind::Gpu;
+    }
     let zone = channel.split_once(':').map_or(channel, |(_, zone)| zone);
     let leaf = zone.rsplit('/').next().unwrap_or(zone);
     match (zone.contains('/'), leaf) {
@@ -156,7 +162,7 @@ pub fn attribute(s: &Samples) -> Attribution {
                 };
                 let d_energy = d_energy as f64;
                 let fraction = match (tag, kind) {
-                    (Tag::Exclusive, _) => Some(1.0),
+                    (Tag::Exclusive, _) | (_, ChannelKind::Gpu) => Some(1.0),
                     (Tag::Shared, ChannelKind::Dram) => mem_share(b),
                     (Tag::Shared, _) => cpu_share(a, b),
                 };
@@ -193,7 +199,7 @@ mod tests {
             "rapl:package-0".to_string(),
             "rapl:package-0/dram".to_string(),
         ];
-        let mut text = header_line(&channels);
+        let mut text = header_line(&channels, &[]);
         for t in 0..=n {
             SampleRow {
                 time_unix_ms: 1_000 * t,
@@ -214,6 +220,7 @@ mod tests {
                         raw: 0,
                     }),
                 ],
+                gauges: vec![],
             }
             .format_into(&mut text);
         }
@@ -274,5 +281,6 @@ mod tests {
             ChannelKind::PackagePart
         );
         assert_eq!(channel_kind("rapl:psys"), ChannelKind::Platform);
+        assert_eq!(channel_kind("nvml:GPU-9d3f"), ChannelKind::Gpu);
     }
 }

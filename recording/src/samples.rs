@@ -6,8 +6,9 @@
 //! `node_mem_used_bytes` and `node_jobs` (the inputs of the attribution), then for each
 //! energy channel `SOURCE:CHANNEL:energy_uj` (energy
 //! since the recording began, wrap-corrected) and `SOURCE:CHANNEL:raw` (the raw counter, so
-//! a sampler that takes over can continue the count). An empty field is a value that could
-//! not be read in that sample.
+//! a sampler that takes over can continue the count), then gauges, instantaneous values
+//! named `SOURCE:CHANNEL:NAME` (`nvml:GPU-…:power_mw`). An empty field is a value that
+//! could not be read in that sample.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -48,11 +49,15 @@ pub fn channels_of_header(columns: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The header line for a set of energy channels (`rapl:package-0`, ...), newline included.
-pub fn header_line(channels: &[String]) -> String {
+/// The header line for energy channels (`rapl:package-0`, ...) and gauges
+/// (`nvml:GPU-…:power_mw`), newline included.
+pub fn header_line(channels: &[String], gauges: &[String]) -> String {
     let mut line = FIXED_COLUMNS.join(",");
     for channel in channels {
         let _ = write!(line, ",{},{}", energy_column(channel), raw_column(channel));
+    }
+    for gauge in gauges {
+        let _ = write!(line, ",{gauge}");
     }
     line.push('\n');
     line
@@ -77,6 +82,7 @@ pub struct SampleRow {
     pub node_mem_used_bytes: Option<u64>,
     pub node_jobs: Option<u64>,
     pub energy: Vec<Option<EnergyValue>>,
+    pub gauges: Vec<Option<u64>>,
 }
 
 impl SampleRow {
@@ -99,6 +105,9 @@ impl SampleRow {
         for value in &self.energy {
             field(out, value.map(|v| v.energy_uj));
             field(out, value.map(|v| v.raw));
+        }
+        for value in &self.gauges {
+            field(out, *value);
         }
         out.push('\n');
     }
@@ -227,6 +236,10 @@ mod tests {
         vec!["rapl:package-0".into(), "rapl:package-0/dram".into()]
     }
 
+    fn gauges() -> Vec<String> {
+        vec!["nvml:GPU-1:power_mw".into()]
+    }
+
     fn row(t: u64) -> SampleRow {
         SampleRow {
             time_unix_ms: t,
@@ -244,17 +257,19 @@ mod tests {
                 }),
                 None,
             ],
+            gauges: vec![Some(250_000)],
         }
     }
 
     #[test]
     fn written_rows_read_back() {
-        let mut text = header_line(&channels());
+        let mut text = header_line(&channels(), &gauges());
         for t in [1000, 2000] {
             row(t).format_into(&mut text);
         }
         let samples = Samples::parse(&text).unwrap();
-        assert_eq!(samples.columns.len(), 12);
+        assert_eq!(samples.columns.len(), 13);
+        assert_eq!(samples.values("nvml:GPU-1:power_mw").last(), Some(250_000));
         assert_eq!(channels_of_header(&samples.columns), channels());
         assert_eq!(samples.rows.len(), 2);
         assert!(!samples.truncated_tail && samples.bad_lines.is_empty());
@@ -270,7 +285,7 @@ mod tests {
 
     #[test]
     fn a_truncated_last_line_is_flagged_not_fatal() {
-        let mut text = header_line(&channels());
+        let mut text = header_line(&channels(), &gauges());
         row(1000).format_into(&mut text);
         text.push_str("2000,20");
         let samples = Samples::parse(&text).unwrap();
@@ -281,16 +296,16 @@ mod tests {
 
     #[test]
     fn a_bad_line_is_named_and_the_rest_kept() {
-        let mut text = header_line(&channels());
+        let mut text = header_line(&channels(), &gauges());
         row(1000).format_into(&mut text);
         text.push_str("oops\n");
         row(3000).format_into(&mut text);
-        text.push_str("4000,x,,,,,,,,,,\n");
+        text.push_str("4000,x,,,,,,,,,,,\n");
         let samples = Samples::parse(&text).unwrap();
         assert_eq!(samples.rows.len(), 2);
         assert_eq!(samples.bad_lines.len(), 2);
         assert_eq!(samples.bad_lines[0].line, 3);
-        assert!(samples.bad_lines[0].reason.contains("expected 12 fields"));
+        assert!(samples.bad_lines[0].reason.contains("expected 13 fields"));
         assert_eq!(samples.bad_lines[1].line, 5);
         assert!(samples.bad_lines[1]
             .reason

@@ -10,14 +10,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aipm_recording::meta::{Meta, SamplerStats};
+use aipm_recording::meta::{Meta, SamplerStats, SourceStatus};
 use aipm_recording::samples::{self, EnergyValue, SampleRow, Samples};
 use aipm_recording::time::{format_utc, now_unix_ms};
 use rustix::time::{clock_gettime, ClockId};
 
 use crate::counter::Counter;
 use crate::node::{JobCensus, NodeStats};
-use crate::sources::EnergySource;
+use crate::sources::nvml::NvmlSource;
+use crate::sources::{EnergySource, Found};
 use crate::spool::{ElectionLock, JobFiles};
 use crate::usage::JobUsage;
 
@@ -43,9 +44,64 @@ pub struct SamplerSetup {
     pub usage: Option<JobUsage>,
     /// The node's CPU and memory (`/proc`), for the attribution; `None` if unreadable.
     pub node: Option<NodeStats>,
+    /// The job's GPUs, opened by the first leader (NVML's start-up can take a while: it
+    /// must not delay the job's start inside slurmstepd's hooks).
+    pub gpus: Option<GpuPlan>,
     /// The job's metadata; times, sources' channels and statistics are filled in here.
     pub meta: Meta,
     pub log: Log,
+}
+
+/// Which GPUs to sample, and through which NVML library.
+#[derive(Debug, Clone, Default)]
+pub struct GpuPlan {
+    /// `None`: the system's `libnvidia-ml.so.1`.
+    pub lib: Option<std::path::PathBuf>,
+    /// Indices or UUIDs (`SLURM_JOB_GPUS`); `None` for every GPU of the node.
+    pub selectors: Option<Vec<String>>,
+}
+
+/// Open the planned GPUs and record what was found in the metadata.
+fn open_gpus(setup: &mut SamplerSetup) {
+    let Some(plan) = setup.gpus.take() else {
+        return;
+    };
+    let (status, detail, source) =
+        match NvmlSource::open(plan.lib.as_deref(), plan.selectors.as_deref()) {
+            Ok(Found::Present(source)) => {
+                let mut detail = match &plan.lib {
+                    Some(lib) => format!("NVML from {}", lib.display()),
+                    None => "NVML".to_string(),
+                };
+                let integrated = source.integrated_channels();
+                if !integrated.is_empty() {
+                    detail.push_str(&format!(
+                        "; no energy counter on {}: integrated from power",
+                        integrated.join(", ")
+                    ));
+                }
+                ("found", detail, Some(source))
+            }
+            Ok(Found::Absent(why)) => ("absent", why, None),
+            Err(e) => {
+                (setup.log)(Level::Error, &format!("nvml: {e}"));
+                ("failed", e, None)
+            }
+        };
+    let status = SourceStatus {
+        name: "nvml".into(),
+        status: status.into(),
+        detail,
+        channels: source
+            .as_ref()
+            .map(|s| s.channels().to_vec())
+            .unwrap_or_default(),
+    };
+    setup.meta.sources.retain(|s| s.name != "nvml");
+    setup.meta.sources.push(status);
+    if let Some(source) = source {
+        setup.sources.push(Box::new(source));
+    }
 }
 
 struct Control {
@@ -136,6 +192,7 @@ fn thread_cpu_us() -> u64 {
 impl Leader {
     /// Start or continue this node's recording.
     fn begin(setup: &mut SamplerSetup) -> Leader {
+        open_gpus(setup);
         let channels: Vec<String> = setup
             .sources
             .iter()
@@ -146,6 +203,11 @@ impl Leader {
             })
             .collect();
         let ranges: Vec<Option<u64>> = setup.sources.iter().flat_map(|s| s.ranges()).collect();
+        let gauges: Vec<String> = setup
+            .sources
+            .iter()
+            .flat_map(|s| s.gauges().iter().map(move |g| format!("{}:{g}", s.name())))
+            .collect();
         let mut leader = Leader {
             counters: ranges.iter().map(|r| Counter::new(*r)).collect(),
             row: SampleRow::default(),
@@ -173,7 +235,7 @@ impl Leader {
             setup.meta.start_unix_ms = now;
             setup.meta.start_utc = format_utc(now);
         }
-        let header = samples::header_line(&channels);
+        let header = samples::header_line(&channels, &gauges);
         match setup.files.samples_tail() {
             Ok((existing, _)) if existing.is_empty() => {
                 if let Err(e) = setup.files.append_sample(&header) {
@@ -255,6 +317,10 @@ impl Leader {
                 energy_uj: counter.update(raw),
                 raw,
             }));
+        }
+        self.row.gauges.clear();
+        for source in &mut setup.sources {
+            source.read_gauges(&mut self.row.gauges, &mut self.errors);
         }
         if !self.errors.is_empty() {
             self.stats.read_errors += 1;

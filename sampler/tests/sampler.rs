@@ -66,6 +66,7 @@ fn setup(dir: &Path, period_ms: u64, messages: &Messages) -> SamplerSetup {
         sources: powercap(&dir.join("powercap")),
         usage: None,
         node: None,
+        gpus: None,
         meta: Meta {
             schema_version: 1,
             aipm_version: "test".into(),

@@ -9,7 +9,7 @@ use aipm_recording::config::PluginConfig;
 use aipm_recording::layout::NodeName;
 use aipm_recording::meta::{self, Meta, SamplerStats, SourceStatus, SCHEMA_VERSION};
 use aipm_recording::period::format_period;
-use aipm_sampler::sampler::{Level, Log, Sampler, SamplerSetup};
+use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::powercap::PowercapSource;
 use aipm_sampler::sources::{EnergySource, Found};
 use aipm_sampler::spool::{ElectionLock, JobFiles};
@@ -161,16 +161,10 @@ fn prepare(
     for problem in problems {
         log(LogLevel::Error, &format!("rapl: {problem}"));
     }
-    statuses.push(SourceStatus {
-        name: "nvml".into(),
-        status: "absent".into(),
-        detail: "GPU sampling is not in this version of aipm".into(),
-        channels: Vec::new(),
-    });
-
-    let gpus = sp
+    // Slurm names the job's GPUs by node index in SLURM_JOB_GPUS (gres/gpu); the sampler
+    // opens NVML for those only, in its own thread.
+    let gpus: Vec<String> = sp
         .getenv("SLURM_JOB_GPUS")
-        .or_else(|| sp.getenv("CUDA_VISIBLE_DEVICES"))
         .map(|list| {
             list.split(',')
                 .filter(|g| !g.is_empty())
@@ -178,6 +172,18 @@ fn prepare(
                 .collect()
         })
         .unwrap_or_default();
+    let gpu_plan = (!gpus.is_empty()).then(|| GpuPlan {
+        lib: config.nvml_lib.clone(),
+        selectors: Some(gpus.clone()),
+    });
+    if gpu_plan.is_none() {
+        statuses.push(SourceStatus {
+            name: "nvml".into(),
+            status: "absent".into(),
+            detail: "no GPU allocated to the job".into(),
+            channels: Vec::new(),
+        });
+    }
     let meta = Meta {
         schema_version: SCHEMA_VERSION,
         aipm_version: env!("CARGO_PKG_VERSION").into(),
@@ -229,6 +235,7 @@ fn prepare(
         node: aipm_sampler::node::NodeStats::open(&config.proc_root)
             .map_err(|e| log(LogLevel::Error, &format!("node usage not recorded: {e}")))
             .ok(),
+        gpus: gpu_plan,
         meta,
         log: logger,
     })

@@ -13,6 +13,8 @@
 #   AIPM_SLURM_DIR=/var/tmp/aipm-slurm  state, pid and log files
 #   AIPM_SPOOL=/var/spool/aipm-test     spool of the recordings
 #   AIPM_SIM_WATTS="package-0=40 package-0/dram=6"   simulated constant powers
+#   AIPM_NVML_STANDIN=/abs/libaipm_nvml_standin.so      stand-in NVML for the 2 simulated GPUs
+#   AIPM_SIM_GPU0_WATTS=300                              power of simulated GPU 0
 #   NO_INSTALL=1                        skip apt-get
 set -euo pipefail
 
@@ -25,6 +27,9 @@ SIM_ROOT=$SLURM_DIR/sim-powercap
 PLUGIN=${AIPM_PLUGIN:-$target/debug/libaipm_spank.so}
 ANALYZE=${AIPM_ANALYZE:-$target/debug/aipm-analyze}
 SIM_WATTS=${AIPM_SIM_WATTS:-"package-0=40 package-0/dram=6"}
+STANDIN=${AIPM_NVML_STANDIN:-$target/debug/libaipm_nvml_standin.so}
+NVML_DIR=$SLURM_DIR/nvml
+GPU0_W=${AIPM_SIM_GPU0_WATTS:-300}
 PLUGIN_DEST=/usr/local/lib/aipm/libaipm_spank.so
 TEST_USER=aipmtest
 
@@ -109,9 +114,13 @@ ReturnToService=2
 MpiDefault=none
 KillWait=2
 MinJobAge=600
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+GresTypes=gpu
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+	# Two simulated GPUs: device files for Slurm's gres (no driver behind them: nothing
+	# opens them) and the stand-in NVML library that the plugin loads with nvml_lib=.
+	echo "NodeName=$host Name=gpu File=/dev/nvidia[0-1]" > /etc/slurm/gres.conf
 	cat > /etc/slurm/cgroup.conf <<'CONF'
 CgroupPlugin=autodetect
 ConstrainCores=no
@@ -128,9 +137,26 @@ install_plugin() {
 	install -D -m 0755 "$PLUGIN" "$PLUGIN_DEST"
 	install -d -o root -g root -m 0755 "$SPOOL"
 	# required: a broken plugin fails submissions loudly in tests.
-	echo "required $PLUGIN_DEST spool=$SPOOL powercap_root=$SIM_ROOT min_period=100ms ${AIPM_PLUGIN_ARGS:-}" \
+	echo "required $PLUGIN_DEST spool=$SPOOL powercap_root=$SIM_ROOT nvml_lib=$NVML_DIR/libnvidia-ml.so min_period=100ms ${AIPM_PLUGIN_ARGS:-}" \
 		> /etc/slurm/plugstack.conf.d/aipm.conf
 	log "plugstack: $(cat /etc/slurm/plugstack.conf.d/aipm.conf)"
+}
+
+start_gpus() {
+	local i
+	for i in 0 1; do [ -e /dev/nvidia$i ] || mknod -m 0666 /dev/nvidia$i c 195 $i; done
+	[ -f "$STANDIN" ] || { log "no stand-in NVML at $STANDIN: run cargo build --workspace first"; exit 1; }
+	install -D -m 0755 "$STANDIN" "$NVML_DIR/libnvidia-ml.so"
+	cat > "$NVML_DIR/libnvidia-ml.so.json.tmp" <<JSON
+{ "driver_version": "550.54.15", "devices": [
+  { "uuid": "GPU-5a1e0000-0000-0000-0000-000000000000", "name": "Simulated GPU 0", "power_w": $GPU0_W,
+    "energy_start_mj": 123456789, "start_unix_ms": $(date +%s%3N), "util_gpu": 90, "util_mem": 30,
+    "mem_total": 42949672960, "mem_used": 21474836480, "mem_reserved": 0 },
+  { "uuid": "GPU-5a1e0001-0000-0000-0000-000000000000", "name": "Simulated GPU 1", "power_w": 55,
+    "energy_start_mj": 0, "start_unix_ms": $(date +%s%3N), "util_gpu": 0, "util_mem": 0,
+    "mem_total": 42949672960, "mem_used": 0, "mem_reserved": 0 } ] }
+JSON
+	mv "$NVML_DIR/libnvidia-ml.so.json.tmp" "$NVML_DIR/libnvidia-ml.so.json"
 }
 
 start_simulator() {
@@ -163,6 +189,7 @@ do_start() {
 	install_plugin
 	id "$TEST_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/bash "$TEST_USER"
 	start_simulator
+	start_gpus
 	start_munge
 	slurmctld
 	wait_for 30 scontrol ping || { log "slurmctld not up"; tail "$LOG/slurmctld.log"; exit 1; }

@@ -14,6 +14,9 @@ pub const TEST_USER: &str = "aipmtest";
 /// Constant powers of the simulated RAPL node (cluster.sh's default).
 pub const SIM_PACKAGE_W: f64 = 40.0;
 pub const SIM_DRAM_W: f64 = 6.0;
+/// The first simulated GPU (cluster.sh's stand-in NVML state) and its constant power.
+pub const SIM_GPU0_UUID: &str = "GPU-5a1e0000-0000-0000-0000-000000000000";
+pub const SIM_GPU0_W: f64 = 300.0;
 
 pub struct Cluster {
     pub bin_dir: PathBuf,

@@ -536,3 +536,53 @@ fn two_jobs_sharing_the_node_split_its_energy_by_their_cpu_time() {
         "A {fa:.3} + B {fb:.3} of the node"
     );
 }
+
+#[test]
+fn a_gpu_job_gets_exactly_its_gpus_counter_delta() {
+    let _g = shared();
+    let cluster = cluster();
+    let job = sbatch(None, &["--gres=gpu:1", "--energy-profile=200ms"], "sleep 2").unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    let meta = finished_meta(cluster, job, Duration::from_secs(5));
+    assert_eq!(meta.gpus, ["0"], "Slurm allocated GPU 0");
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.status, "found", "{nvml:?}");
+    assert_eq!(
+        nvml.channels,
+        [SIM_GPU0_UUID],
+        "only the job's GPU is sampled"
+    );
+
+    // The job's GPU energy is the counter's delta between its first and last samples.
+    let samples = samples_of(cluster, job);
+    let channel = format!("nvml:{SIM_GPU0_UUID}");
+    let raw: Vec<u64> = samples.values(&samples::raw_column(&channel)).collect();
+    let counter_delta_j = (raw.last().unwrap() - raw[0]) as f64 / 1e6;
+    let out = cluster.analyze(&["job", &job.to_string(), "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let gpu_j = report[0]["job_gpu_j"].as_f64().unwrap();
+    assert!(
+        (gpu_j - counter_delta_j).abs() < 1e-6,
+        "report {gpu_j} J, counter {counter_delta_j} J"
+    );
+    // And the simulated GPU draws a known power.
+    let t: Vec<u64> = samples.values(samples::TIME_COLUMN).collect();
+    let sampled_s = (t.last().unwrap() - t[0]) as f64 / 1000.0;
+    assert!(
+        (gpu_j - SIM_GPU0_W * sampled_s).abs() < 0.02 * SIM_GPU0_W * sampled_s,
+        "{gpu_j} J in {sampled_s} s"
+    );
+    let gpu = &report[0]["gpus"][0];
+    assert_eq!(gpu["mean_util_pct"], 90.0);
+    assert_eq!(gpu["peak_mem_bytes"], 20u64 << 30);
+
+    // A job without GPUs does not open NVML at all.
+    let cpu_only = sbatch(None, &["--energy-profile=200ms"], "sleep 0.3").unwrap();
+    assert_eq!(wait_job(cpu_only, JOB_TIMEOUT), "COMPLETED");
+    let meta = finished_meta(cluster, cpu_only, Duration::from_secs(5));
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(
+        (nvml.status.as_str(), nvml.detail.as_str()),
+        ("absent", "no GPU allocated to the job")
+    );
+}

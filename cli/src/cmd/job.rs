@@ -138,13 +138,29 @@ fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<(
                     e.node_mean_power_w
                 )?;
             }
-            let total = r.job_cpu_j + r.job_dram_j;
+            for g in &r.gpus {
+                let util = g
+                    .mean_util_pct
+                    .map(|u| format!("{u:.0}% busy"))
+                    .unwrap_or_else(|| "utilisation not read".into());
+                let mem = g
+                    .peak_mem_bytes
+                    .map(bytes)
+                    .unwrap_or_else(|| "not read".into());
+                writeln!(
+                    out,
+                    "  GPU           {}: {:.2} W mean, {util}, peak memory {mem}",
+                    g.uuid, g.mean_power_w
+                )?;
+            }
+            let total = r.job_cpu_j + r.job_dram_j + r.job_gpu_j;
             writeln!(
                 out,
-                "  Job energy    {}  (CPU {:.1} J + DRAM {:.1} J); not the job's: {:.1} J (idle, other jobs)",
+                "  Job energy    {}  (CPU {:.1} J + DRAM {:.1} J + GPU {:.1} J); not the job's: {:.1} J (idle, other jobs)",
                 joules(total),
                 r.job_cpu_j,
                 r.job_dram_j,
+                r.job_gpu_j,
                 r.unattributed_j
             )?;
         }
@@ -219,6 +235,7 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
             r.attribution.to_string(),
             format!("{:.6}", r.job_cpu_j),
             format!("{:.6}", r.job_dram_j),
+            format!("{:.6}", r.job_gpu_j),
             format!("{:.6}", r.unattributed_j),
         ];
         for c in &channels {

@@ -1,0 +1,200 @@
+//! NVIDIA GPUs through NVML (`nvml-wrapper`), loaded by path when the admin configures one.
+//!
+//! Per GPU of the job: the total-energy counter (Volta and newer, mJ since the driver was
+//! loaded) is the energy of record; power, utilisation and memory are gauges. On GPUs
+//! without the counter, energy is integrated from power and the source says so.
+//! See: docs.nvidia.com/deploy/nvml-api (nvmlDeviceGetTotalEnergyConsumption).
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::Instant;
+
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::Nvml;
+
+use super::{EnergySource, Found};
+
+pub struct NvmlSource {
+    nvml: Nvml,
+    gpus: Vec<Gpu>,
+    channels: Vec<String>,
+    gauges: Vec<String>,
+}
+
+struct Gpu {
+    index: u32,
+    /// Energy integrated from power, for GPUs without the energy counter.
+    integrated: Option<Integrated>,
+}
+
+struct Integrated {
+    energy_uj: f64,
+    last: Option<(Instant, u32)>,
+}
+
+/// The gauges recorded for each GPU, after its UUID.
+pub const GAUGES: [&str; 3] = ["power_mw", "util_pct", "mem_used_bytes"];
+
+impl NvmlSource {
+    /// Open NVML (from `lib` or the system's `libnvidia-ml.so.1`) and the GPUs named by
+    /// `selectors`: indices (`SLURM_JOB_GPUS`: `0,2`) or UUIDs (`GPU-…`, `MIG-…`); every GPU
+    /// of the node when `selectors` is `None`.
+    pub fn open(
+        lib: Option<&Path>,
+        selectors: Option<&[String]>,
+    ) -> Result<Found<NvmlSource>, String> {
+        let mut builder = Nvml::builder();
+        if let Some(lib) = lib {
+            builder.lib_path(lib.as_os_str());
+        }
+        let nvml = match builder.init() {
+            Ok(nvml) => nvml,
+            Err(NvmlError::LibloadingError(e)) => {
+                let name = lib.map_or(OsStr::new("libnvidia-ml.so.1"), |l| l.as_os_str());
+                return Ok(Found::Absent(format!(
+                    "no NVML library ({}: {e})",
+                    name.to_string_lossy()
+                )));
+            }
+            Err(NvmlError::DriverNotLoaded) => {
+                return Ok(Found::Absent("NVIDIA driver not loaded".into()))
+            }
+            Err(e) => return Err(format!("nvmlInit: {e}")),
+        };
+        let indices: Vec<u32> = match selectors {
+            None => (0..nvml
+                .device_count()
+                .map_err(|e| format!("nvmlDeviceGetCount: {e}"))?)
+                .collect(),
+            Some(list) => list
+                .iter()
+                .map(|sel| match sel.parse::<u32>() {
+                    Ok(index) => Ok(index),
+                    Err(_) => nvml
+                        .device_by_uuid(sel.as_str())
+                        .and_then(|d| d.index())
+                        .map_err(|e| format!("GPU {sel}: {e}")),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if indices.is_empty() {
+            return Ok(Found::Absent("no GPU on this node".into()));
+        }
+        let mut source = NvmlSource {
+            nvml,
+            gpus: Vec::new(),
+            channels: Vec::new(),
+            gauges: Vec::new(),
+        };
+        for index in indices {
+            let device = source
+                .nvml
+                .device_by_index(index)
+                .map_err(|e| format!("GPU {index}: {e}"))?;
+            let uuid = device
+                .uuid()
+                .map_err(|e| format!("GPU {index}: uuid: {e}"))?;
+            let integrated = match device.total_energy_consumption() {
+                Ok(_) => None,
+                Err(NvmlError::NotSupported) => Some(Integrated {
+                    energy_uj: 0.0,
+                    last: None,
+                }),
+                Err(e) => return Err(format!("GPU {uuid}: energy counter: {e}")),
+            };
+            source
+                .gauges
+                .extend(GAUGES.iter().map(|g| format!("{uuid}:{g}")));
+            source.channels.push(uuid);
+            source.gpus.push(Gpu { index, integrated });
+        }
+        Ok(Found::Present(source))
+    }
+
+    /// GPUs whose energy is integrated from power because they lack the counter.
+    pub fn integrated_channels(&self) -> Vec<&str> {
+        self.gpus
+            .iter()
+            .zip(&self.channels)
+            .filter(|(g, _)| g.integrated.is_some())
+            .map(|(_, c)| c.as_str())
+            .collect()
+    }
+}
+
+impl EnergySource for NvmlSource {
+    fn name(&self) -> &'static str {
+        "nvml"
+    }
+
+    fn channels(&self) -> &[String] {
+        &self.channels
+    }
+
+    /// The counter is 64-bit and never wraps; a lower value means a driver reload.
+    fn ranges(&self) -> Vec<Option<u64>> {
+        vec![None; self.gpus.len()]
+    }
+
+    fn read(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
+        for (gpu, uuid) in self.gpus.iter_mut().zip(&self.channels) {
+            let value =
+                self.nvml
+                    .device_by_index(gpu.index)
+                    .and_then(|device| match &mut gpu.integrated {
+                        None => device.total_energy_consumption().map(|mj| mj * 1000),
+                        Some(integrated) => device.power_usage().map(|mw| integrated.add(mw)),
+                    });
+            match value {
+                Ok(uj) => out.push(Some(uj)),
+                Err(e) => {
+                    errors.push(format!("GPU {uuid}: energy: {e}"));
+                    out.push(None);
+                }
+            }
+        }
+    }
+
+    fn gauges(&self) -> &[String] {
+        &self.gauges
+    }
+
+    fn read_gauges(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
+        for (gpu, uuid) in self.gpus.iter().zip(&self.channels) {
+            let device = match self.nvml.device_by_index(gpu.index) {
+                Ok(device) => device,
+                Err(e) => {
+                    errors.push(format!("GPU {uuid}: {e}"));
+                    out.extend([None; GAUGES.len()]);
+                    continue;
+                }
+            };
+            let mut gauge = |value: Result<u64, NvmlError>, what: &str| match value {
+                Ok(v) => out.push(Some(v)),
+                Err(e) => {
+                    errors.push(format!("GPU {uuid}: {what}: {e}"));
+                    out.push(None);
+                }
+            };
+            gauge(device.power_usage().map(u64::from), "power");
+            gauge(
+                device.utilization_rates().map(|u| u64::from(u.gpu)),
+                "utilisation",
+            );
+            gauge(device.memory_info().map(|m| m.used), "memory");
+        }
+    }
+}
+
+impl Integrated {
+    /// Add the trapezoid since the last power reading; returns the energy so far in µJ.
+    fn add(&mut self, power_mw: u32) -> u64 {
+        let now = Instant::now();
+        if let Some((then, last_mw)) = self.last {
+            let seconds = now.duration_since(then).as_secs_f64();
+            self.energy_uj += (f64::from(power_mw) + f64::from(last_mw)) / 2.0 * 1000.0 * seconds;
+        }
+        self.last = Some((now, power_mw));
+        self.energy_uj as u64
+    }
+}

@@ -1,0 +1,157 @@
+//! The NVML source through the real `nvml-wrapper` calls, against the stand-in NVML library
+//! (tests/nvml-standin) loaded by path.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aipm_sampler::sources::nvml::NvmlSource;
+use aipm_sampler::sources::{EnergySource, Found};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The stand-in, copied into `dir` with its state file beside it (one copy per test: a copy
+/// at another path is loaded separately).
+fn standin(dir: &Path, state: &serde_json::Value) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let built = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("libaipm_nvml_standin.so"))
+        .find(|p| p.exists())
+        .expect("libaipm_nvml_standin.so is built with the tests");
+    let lib = dir.join("libnvidia-ml.so");
+    fs::copy(built, &lib).unwrap();
+    let tmp = dir.join("state.tmp");
+    fs::write(&tmp, state.to_string()).unwrap();
+    fs::rename(&tmp, dir.join("libnvidia-ml.so.json")).unwrap();
+    lib
+}
+
+fn two_gpus(start_ms: u64) -> serde_json::Value {
+    serde_json::json!({
+        "devices": [
+            { "uuid": "GPU-aaaa", "name": "Fake A100", "power_w": 100.0, "energy_start_mj": 5_000,
+              "start_unix_ms": start_ms, "util_gpu": 10, "util_mem": 1,
+              "mem_total": 40u64 << 30, "mem_used": 1u64 << 30, "mem_reserved": 0 },
+            { "uuid": "GPU-bbbb", "name": "Fake A100", "power_w": 250.0, "energy_start_mj": 9_000_000,
+              "start_unix_ms": start_ms, "util_gpu": 87, "util_mem": 40,
+              "mem_total": 40u64 << 30, "mem_used": 30u64 << 30, "mem_reserved": 0 }
+        ]
+    })
+}
+
+fn open(lib: &Path, selectors: Option<&[String]>) -> NvmlSource {
+    match NvmlSource::open(Some(lib), selectors).unwrap() {
+        Found::Present(source) => source,
+        Found::Absent(why) => panic!("absent: {why}"),
+    }
+}
+
+#[test]
+fn only_the_jobs_gpus_are_read_and_energy_is_the_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ms();
+    let lib = standin(dir.path(), &two_gpus(start));
+    let mut source = open(&lib, Some(&["1".to_string()]));
+    assert_eq!(source.channels(), ["GPU-bbbb"]);
+    assert_eq!(
+        source.gauges(),
+        [
+            "GPU-bbbb:power_mw",
+            "GPU-bbbb:util_pct",
+            "GPU-bbbb:mem_used_bytes"
+        ]
+    );
+
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    let before = now_ms();
+    source.read(&mut out, &mut errors);
+    let after = now_ms();
+    // The counter in µJ: 9 000 000 mJ + 250 W × elapsed ms.
+    let uj = out[0].unwrap();
+    let expected = |ms: u64| (9_000_000 + 250 * (ms - start)) * 1000;
+    assert!((expected(before)..=expected(after)).contains(&uj), "{uj}");
+
+    out.clear();
+    source.read_gauges(&mut out, &mut errors);
+    assert_eq!(out, [Some(250_000), Some(87), Some(30 << 30)]);
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn gpus_are_found_by_uuid_or_all_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = standin(dir.path(), &two_gpus(now_ms()));
+    assert_eq!(
+        open(&lib, Some(&["GPU-aaaa".to_string()])).channels(),
+        ["GPU-aaaa"]
+    );
+    assert_eq!(open(&lib, None).channels(), ["GPU-aaaa", "GPU-bbbb"]);
+    let err = NvmlSource::open(Some(&lib), Some(&["GPU-nope".to_string()]))
+        .err()
+        .unwrap();
+    assert!(err.contains("GPU GPU-nope"), "{err}");
+}
+
+#[test]
+fn without_a_driver_the_source_is_absent_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = standin(dir.path(), &two_gpus(now_ms()));
+    fs::remove_file(dir.path().join("libnvidia-ml.so.json")).unwrap();
+    assert!(
+        matches!(NvmlSource::open(Some(&lib), None), Ok(Found::Absent(why)) if why.contains("driver not loaded"))
+    );
+    let missing = dir.path().join("nowhere/libnvidia-ml.so.1");
+    assert!(
+        matches!(NvmlSource::open(Some(&missing), None), Ok(Found::Absent(why)) if why.contains("no NVML library"))
+    );
+}
+
+#[test]
+fn a_lost_gpu_is_a_read_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ms();
+    let lib = standin(dir.path(), &two_gpus(start));
+    let mut source = open(&lib, None);
+    let mut state = two_gpus(start);
+    state["devices"][0]["error"] = "GPU_IS_LOST".into();
+    let tmp = dir.path().join("state.tmp");
+    fs::write(&tmp, state.to_string()).unwrap();
+    fs::rename(&tmp, dir.path().join("libnvidia-ml.so.json")).unwrap();
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0], None);
+    assert!(out[1].is_some());
+    assert!(errors[0].contains("GPU GPU-aaaa: energy"), "{errors:?}");
+}
+
+#[test]
+fn older_gpus_without_the_counter_integrate_power() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][1]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetTotalEnergyConsumption": "NOT_SUPPORTED" });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["1".to_string()]));
+    assert_eq!(source.integrated_channels(), ["GPU-bbbb"]);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    out.clear();
+    source.read(&mut out, &mut errors);
+    let expected_uj = 250.0 * t0.elapsed().as_secs_f64() * 1e6;
+    let uj = out[0].unwrap() as f64;
+    assert!(
+        (uj - expected_uj).abs() < 0.05 * expected_uj,
+        "{uj} µJ, expected about {expected_uj}"
+    );
+}
