@@ -24,6 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Job(cmd::job::Args),
+    Record(cmd::record::Args),
     Simulate(cmd::simulate::Args),
 }
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Job(args) => cmd::job::run(args, &mut stdout),
+        Command::Record(args) => cmd::record::run(args, &mut stdout),
         Command::Simulate(args) => cmd::simulate::run(args),
     }
 }

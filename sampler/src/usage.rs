@@ -168,16 +168,20 @@ impl JobUsage {
 pub struct ProcessTree {
     proc_root: PathBuf,
     root_pid: u32,
+    /// The process that will reap `root_pid` (aipm-analyze record): once it has, the tree's
+    /// time is in the reaper's `cutime + cstime`.
+    reaper: Option<u32>,
     ns_per_tick: u64,
     page_size: u64,
     peak_bytes: u64,
 }
 
 impl ProcessTree {
-    pub fn new(proc_root: &Path, root_pid: u32) -> ProcessTree {
+    pub fn new(proc_root: &Path, root_pid: u32, reaper: Option<u32>) -> ProcessTree {
         ProcessTree {
             proc_root: proc_root.to_path_buf(),
             root_pid,
+            reaper,
             ns_per_tick: 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1),
             page_size: rustix::param::page_size() as u64,
             peak_bytes: 0,
@@ -221,8 +225,15 @@ impl ProcessTree {
             i += 1;
         }
         let members = procs.iter().filter(|p| tree.contains(&p.pid));
-        let (ticks, pages) = members.fold((0, 0), |(t, r), p| (t + p.ticks, r + p.rss_pages));
-        if tree.len() == 1 && !procs.iter().any(|p| p.pid == self.root_pid) {
+        let (mut ticks, pages) = members.fold((0, 0), |(t, r), p| {
+            (t + p.ticks + p.child_ticks, r + p.rss_pages)
+        });
+        let reaped = self
+            .reaper
+            .and_then(|r| procs.iter().find(|p| p.pid == r))
+            .map(|r| r.child_ticks);
+        ticks += reaped.unwrap_or(0);
+        if tree.len() == 1 && !procs.iter().any(|p| p.pid == self.root_pid) && reaped.is_none() {
             return Usage::default();
         }
         let bytes = pages * self.page_size;
@@ -239,8 +250,10 @@ impl ProcessTree {
 struct ProcStat {
     pid: u32,
     ppid: u32,
-    /// utime + stime + cutime + cstime.
+    /// utime + stime.
     ticks: u64,
+    /// cutime + cstime: children it has reaped.
+    child_ticks: u64,
     rss_pages: u64,
 }
 
@@ -251,11 +264,12 @@ fn parse_proc_stat(pid: u32, text: &str) -> Option<ProcStat> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17) ... rss(24).
     let field = |n: usize| f.get(n - 3)?.parse::<i64>().ok();
-    let ticks = (14..=17).map(field).sum::<Option<i64>>()?;
+    let sum = |a: usize, b: usize| Some((field(a)? + field(b)?).max(0) as u64);
     Some(ProcStat {
         pid,
         ppid: field(4)? as u32,
-        ticks: ticks.max(0) as u64,
+        ticks: sum(14, 15)?,
+        child_ticks: sum(16, 17)?,
         rss_pages: field(24)?.max(0) as u64,
     })
 }
@@ -404,7 +418,8 @@ mod tests {
             Some(ProcStat {
                 pid: 42,
                 ppid: 7,
-                ticks: 250,
+                ticks: 200,
+                child_ticks: 50,
                 rss_pages: 256
             })
         );
@@ -427,11 +442,22 @@ mod tests {
                 &stat(pid, ppid, utime, rss),
             );
         }
-        let mut usage = JobUsage::ProcessTree(ProcessTree::new(tmp.path(), 10));
+        let mut usage = JobUsage::ProcessTree(ProcessTree::new(tmp.path(), 10, None));
         let read = usage.read(&mut Vec::new());
         let tick_ns = 1_000_000_000 / rustix::param::clock_ticks_per_second();
         assert_eq!(read.cpu_ns, Some(175 * tick_ns));
         assert_eq!(read.mem_bytes, Some(16 * rustix::param::page_size() as u64));
+
+        // Once the root is reaped by its parent, its time is the parent's cutime + cstime.
+        for pid in [10, 11, 12] {
+            std::fs::remove_dir_all(tmp.path().join(pid.to_string())).unwrap();
+        }
+        write(
+            &tmp.path().join("9/stat"),
+            "9 (aipm-analyze) S 1 9 9 0 -1 0 0 0 0 0 3 1 170 5 20 0 1 0 5 1000 7 x",
+        );
+        let mut usage = JobUsage::ProcessTree(ProcessTree::new(tmp.path(), 10, Some(9)));
+        assert_eq!(usage.read(&mut Vec::new()).cpu_ns, Some(175 * tick_ns));
     }
 
     #[test]

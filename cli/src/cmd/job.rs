@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::output::{bytes, joules, Format};
 use crate::report::NodeReport;
-use crate::spool::{find_job, resolve_spool, JobRef, Lookup};
+use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
 
 /// Show the energy and usage of one job, per node.
 ///
@@ -47,6 +47,16 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    print_report(&recordings, args.format, out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print the report of a job's recordings (one per node) in `format`; shared with `record`.
+pub fn print_report(
+    recordings: &[NodeRecording],
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
     for (rec, report) in recordings.iter().zip(&reports) {
         if report.bad_lines > 0 {
@@ -60,7 +70,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    match args.format {
+    match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, &reports).context("writing JSON")?;
             writeln!(out)?;
@@ -68,7 +78,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         Format::Csv => write_csv(&reports, out)?,
         Format::Table => write_table(&reports, out)?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()> {

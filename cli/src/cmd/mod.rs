@@ -1,4 +1,5 @@
 //! One module per subcommand, each owning its arguments.
 
 pub mod job;
+pub mod record;
 pub mod simulate;

@@ -5,7 +5,6 @@
 //! without the counter, energy is integrated from power and the source says so.
 //! See: docs.nvidia.com/deploy/nvml-api (nvmlDeviceGetTotalEnergyConsumption).
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Instant;
 
@@ -50,11 +49,7 @@ impl NvmlSource {
         let nvml = match builder.init() {
             Ok(nvml) => nvml,
             Err(NvmlError::LibloadingError(e)) => {
-                let name = lib.map_or(OsStr::new("libnvidia-ml.so.1"), |l| l.as_os_str());
-                return Ok(Found::Absent(format!(
-                    "no NVML library ({}: {e})",
-                    name.to_string_lossy()
-                )));
+                return Ok(Found::Absent(format!("no NVML library ({e})")))
             }
             Err(NvmlError::DriverNotLoaded) => {
                 return Ok(Found::Absent("NVIDIA driver not loaded".into()))

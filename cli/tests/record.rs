@@ -1,0 +1,161 @@
+//! `aipm-analyze record` end to end: a real command, a simulated RAPL tree driven by
+//! `aipm-analyze simulate rapl`, and the stand-in NVML library loaded by path.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aipm-analyze");
+
+fn standin_copy(dir: &Path, gpu1_watts: f64) -> PathBuf {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let built = [bin_dir.to_path_buf(), bin_dir.join("deps")]
+        .iter()
+        .map(|d| d.join("libaipm_nvml_standin.so"))
+        .find(|p| p.exists())
+        .expect("libaipm_nvml_standin.so is built with the workspace");
+    let lib = dir.join("libnvidia-ml.so");
+    std::fs::copy(built, &lib).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let gpu = |uuid: &str, watts: f64| {
+        serde_json::json!({ "uuid": uuid, "name": "Fake", "power_w": watts, "energy_start_mj": 0,
+            "start_unix_ms": now, "util_gpu": 50, "util_mem": 5, "mem_total": 1u64 << 34,
+            "mem_used": 1u64 << 30, "mem_reserved": 0 })
+    };
+    let state = serde_json::json!({ "devices": [gpu("GPU-0", 100.0), gpu("GPU-1", gpu1_watts)] });
+    std::fs::write(dir.join("libnvidia-ml.so.json"), state.to_string()).unwrap();
+    lib
+}
+
+#[test]
+fn records_a_command_and_reports_it_like_a_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let powercap = tmp.path().join("powercap");
+    let mut simulator = Command::new(BIN)
+        .args([
+            "simulate",
+            "rapl",
+            "--zone",
+            "package-0=50",
+            "--seconds",
+            "30",
+            "--root",
+        ])
+        .arg(&powercap)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !powercap.join("intel-rapl:0/energy_uj").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "simulator did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lib = standin_copy(tmp.path(), 200.0);
+    let out_dir = tmp.path().join("records");
+    let out = Command::new(BIN)
+        .args([
+            "record",
+            "--period",
+            "100ms",
+            "--format",
+            "json",
+            "--powercap-root",
+        ])
+        .arg(&powercap)
+        .arg("--nvml-lib")
+        .arg(&lib)
+        .arg("--out")
+        .arg(&out_dir)
+        .env("CUDA_VISIBLE_DEVICES", "1")
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "timeout 1.5 sh -c 'while :; do :; done'; exit 3",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    simulator.kill().unwrap();
+    let _ = simulator.wait();
+
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the command's exit code is passed on"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = &report[0];
+    let cpu = node["cpu_time_s"].as_f64().unwrap();
+    assert!(
+        (cpu - 1.5).abs() < 0.15,
+        "CPU time {cpu} s for a 1.5 s busy loop"
+    );
+    let duration = node["duration_s"].as_f64().unwrap();
+    assert!((1.5..3.0).contains(&duration), "{duration}");
+
+    let channel = |name: &str| {
+        node["energy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["channel"] == name)
+            .cloned()
+    };
+    let package = channel("rapl:package-0").expect("RAPL recorded");
+    let watts = package["node_mean_power_w"].as_f64().unwrap();
+    assert!((watts - 50.0).abs() < 2.5, "{watts} W");
+    assert!(
+        channel("nvml:GPU-0").is_none(),
+        "GPU 0 is not visible to the command"
+    );
+    let gpu = channel("nvml:GPU-1").expect("GPU 1 recorded");
+    let gpu_w = gpu["node_mean_power_w"].as_f64().unwrap();
+    assert!((gpu_w - 200.0).abs() < 4.0, "{gpu_w} W");
+
+    // The recording stays: `job <pid> --spool DIR` reads it again.
+    let pid = node["job_id"].as_u64().unwrap().to_string();
+    let again = Command::new(BIN)
+        .args(["job", &pid, "--spool"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nvml:GPU-1"));
+}
+
+#[test]
+fn a_command_that_cannot_start_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["record", "--out"])
+        .arg(tmp.path())
+        .args(["--", "/nonexistent/cmd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("aipm-analyze: running /nonexistent/cmd: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_period_names_the_accepted_forms() {
+    let out = Command::new(BIN)
+        .args(["record", "--period", "fast", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("expected a period such as 500ms, 2s or 1 (seconds)"),
+        "{err}"
+    );
+}
