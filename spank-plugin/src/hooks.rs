@@ -2,6 +2,7 @@
 //! measurement problem is logged and the job runs on. The one refusal is a malformed
 //! `--energy-profile=` at submission, as for any bad flag.
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -10,8 +11,7 @@ use aipm_recording::layout::NodeName;
 use aipm_recording::meta::{self, Meta, SamplerStats, SourceStatus, SCHEMA_VERSION};
 use aipm_recording::period::format_period;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
-use aipm_sampler::sources::powercap::PowercapSource;
-use aipm_sampler::sources::{EnergySource, Found};
+use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
 use aipm_sampler::spool::{ElectionLock, JobFiles};
 use aipm_sampler::usage::JobUsage;
 
@@ -138,29 +138,12 @@ fn prepare(
     }
     let lock = ElectionLock::open(&config.lockdir, job_id).map_err(|e| e.to_string())?;
 
-    let mut sources: Vec<Box<dyn EnergySource>> = Vec::new();
-    let mut statuses = Vec::new();
-    let mut problems = Vec::new();
-    match PowercapSource::open(&config.powercap_root, &mut problems) {
-        Found::Present(source) => {
-            statuses.push(SourceStatus {
-                name: "rapl".into(),
-                status: "found".into(),
-                detail: format!("powercap at {}", config.powercap_root.display()),
-                channels: source.channels().to_vec(),
-            });
-            sources.push(Box::new(source));
-        }
-        Found::Absent(why) => statuses.push(SourceStatus {
-            name: "rapl".into(),
-            status: "absent".into(),
-            detail: why,
-            channels: Vec::new(),
-        }),
-    }
+    let (rapl, rapl_status, problems) = open_rapl(&config.powercap_root, Path::new(PERF_POWER_PMU));
     for problem in problems {
         log(LogLevel::Error, &format!("rapl: {problem}"));
     }
+    let sources: Vec<Box<dyn EnergySource>> = rapl.into_iter().collect();
+    let mut statuses = vec![rapl_status];
     // Slurm names the job's GPUs by node index in SLURM_JOB_GPUS (gres/gpu); the sampler
     // opens NVML for those only, in its own thread.
     let gpus: Vec<String> = sp

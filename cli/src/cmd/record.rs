@@ -8,12 +8,11 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use aipm_recording::layout::NodeName;
-use aipm_recording::meta::{Meta, SamplerStats, SourceStatus, SCHEMA_VERSION};
+use aipm_recording::meta::{Meta, SamplerStats, SCHEMA_VERSION};
 use aipm_recording::period::{parse_bounded_period, PERIOD_FORMS};
 use aipm_sampler::node::NodeStats;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
-use aipm_sampler::sources::powercap::PowercapSource;
-use aipm_sampler::sources::{EnergySource, Found};
+use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
 use aipm_sampler::spool::{ElectionLock, JobFiles};
 use aipm_sampler::usage::{JobUsage, ProcessTree};
 use anyhow::Context as _;
@@ -124,26 +123,15 @@ fn start_sampler(args: &Args, pid: u32) -> anyhow::Result<Sampler> {
     files.add_step("command")?;
     let lock = ElectionLock::open(&args.out.join(".locks"), pid)?;
 
-    let mut sources: Vec<Box<dyn EnergySource>> = Vec::new();
-    let mut statuses = Vec::new();
-    let mut problems = Vec::new();
-    match PowercapSource::open(&args.powercap_root, &mut problems) {
-        Found::Present(source) => {
-            statuses.push(status(
-                "rapl",
-                "found",
-                format!("powercap at {}", args.powercap_root.display()),
-                source.channels(),
-            ));
-            sources.push(Box::new(source));
-        }
-        Found::Absent(why) => {
-            let why = problems.first().map_or(why, |p| {
-                format!("{p} (RAPL counters are root-only on most kernels)")
-            });
-            statuses.push(status("rapl", "absent", why, &[]));
-        }
+    let (rapl, mut rapl_status, _) =
+        open_rapl(&args.powercap_root, std::path::Path::new(PERF_POWER_PMU));
+    if rapl.is_none() {
+        rapl_status
+            .detail
+            .push_str(" (RAPL counters are root-only on most kernels)");
     }
+    let sources: Vec<Box<dyn EnergySource>> = rapl.into_iter().collect();
+    let statuses = vec![rapl_status];
     let selectors = std::env::var("CUDA_VISIBLE_DEVICES").ok().map(|list| {
         list.split(',')
             .filter(|g| !g.is_empty())
@@ -207,13 +195,4 @@ fn start_sampler(args: &Args, pid: u32) -> anyhow::Result<Sampler> {
         log,
     };
     Ok(Sampler::start(setup)?)
-}
-
-fn status(name: &str, status: &str, detail: String, channels: &[String]) -> SourceStatus {
-    SourceStatus {
-        name: name.into(),
-        status: status.into(),
-        detail,
-        channels: channels.to_vec(),
-    }
 }

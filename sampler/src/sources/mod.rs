@@ -3,6 +3,7 @@
 
 pub mod nvml;
 pub mod powercap;
+pub mod rapl_perf;
 
 /// A cumulative energy counter source with fixed channels.
 pub trait EnergySource: Send {
@@ -20,6 +21,62 @@ pub trait EnergySource: Send {
     }
     /// Read every gauge, in the order of [`EnergySource::gauges`].
     fn read_gauges(&mut self, _out: &mut Vec<Option<u64>>, _errors: &mut Vec<String>) {}
+}
+
+use std::path::Path;
+
+use aipm_recording::meta::SourceStatus;
+
+/// Where the kernel describes the perf `power` PMU.
+pub const PERF_POWER_PMU: &str = "/sys/bus/event_source/devices/power";
+
+/// Find RAPL: the powercap tree first, the perf `power` PMU where powercap is absent or
+/// unreadable. Returns the source, its status for the metadata, and problems to log.
+pub fn open_rapl(
+    powercap_root: &Path,
+    perf_pmu: &Path,
+) -> (Option<Box<dyn EnergySource>>, SourceStatus, Vec<String>) {
+    let mut problems = Vec::new();
+    let status = |status: &str, detail: String, channels: &[String]| SourceStatus {
+        name: "rapl".into(),
+        status: status.into(),
+        detail,
+        channels: channels.to_vec(),
+    };
+    let powercap_why = match powercap::PowercapSource::open(powercap_root, &mut problems) {
+        Found::Present(source) => {
+            let st = status(
+                "found",
+                format!("powercap at {}", powercap_root.display()),
+                source.channels(),
+            );
+            return (Some(Box::new(source)), st, problems);
+        }
+        Found::Absent(why) => problems.first().cloned().unwrap_or(why),
+    };
+    match rapl_perf::PerfRaplSource::open(perf_pmu) {
+        Ok(Found::Present(source)) => {
+            let st = status(
+                "found",
+                format!("perf power PMU ({powercap_why})"),
+                source.channels(),
+            );
+            (Some(Box::new(source)), st, problems)
+        }
+        Ok(Found::Absent(why)) => (
+            None,
+            status("absent", format!("{powercap_why}; {why}"), &[]),
+            problems,
+        ),
+        Err(e) => {
+            problems.push(e.clone());
+            (
+                None,
+                status("failed", format!("{powercap_why}; {e}"), &[]),
+                problems,
+            )
+        }
+    }
 }
 
 /// The outcome of looking for a source on this node.
