@@ -62,6 +62,8 @@ pub struct GpuReport {
     /// Mean of NVML's utilisation (share of time a kernel ran), in percent.
     pub mean_util_pct: Option<f64>,
     pub peak_mem_bytes: Option<u64>,
+    /// Processes of other jobs ran on the GPU: its energy was split by SM (or memory) share.
+    pub shared_with_other_processes: bool,
 }
 
 impl NodeReport {
@@ -120,6 +122,9 @@ impl NodeReport {
                     mean_util_pct: (!util.is_empty())
                         .then(|| util.iter().sum::<u64>() as f64 / util.len() as f64),
                     peak_mem_bytes: s.values(&format!("{}:mem_used_bytes", c.channel)).max(),
+                    shared_with_other_processes: s
+                        .values(&format!("{}:other_procs", c.channel))
+                        .any(|n| n > 0),
                     uuid,
                 }
             })

@@ -7,7 +7,9 @@
 //! - otherwise (`shared`) CPU package, core, uncore and psys energy is split by the job's
 //!   share of the node's busy CPU time (job CPU time / node busy CPU time), and DRAM energy
 //!   by the job's share of the node's used memory;
-//! - a GPU's energy is the job's whole counter delta: Slurm allocates GPUs to one job.
+//! - a GPU's energy is the job's whole counter delta (Slurm allocates GPUs to one job),
+//!   unless other processes ran on it (MPS, sharding): then it is split by the job's share
+//!   of the per-process SM utilisation, or of the GPU memory when no SM sample came.
 //!
 //! What is not the job's is kept as `unattributed`: idle power, other jobs, the system.
 //! For every channel, job + unattributed = node, to rounding.
@@ -101,6 +103,20 @@ impl Attribution {
     }
 }
 
+/// The job's share of a GPU in the period ending at `row`: 1 when no other process used it.
+fn gpu_share(s: &Samples, channel: &str, row: &[Option<u64>]) -> Option<f64> {
+    let gauge = |name: &str| s.column(&format!("{channel}:{name}")).and_then(|c| row[c]);
+    if gauge("other_procs").unwrap_or(0) == 0 {
+        return Some(1.0);
+    }
+    let split = |job: Option<u64>, other: Option<u64>| {
+        let (job, other) = (job? as f64, other? as f64);
+        (job + other > 0.0).then(|| job / (job + other))
+    };
+    split(gauge("job_sm_pct"), gauge("other_sm_pct"))
+        .or_else(|| split(gauge("job_mem_bytes"), gauge("other_mem_bytes")))
+}
+
 pub fn attribute(s: &Samples) -> Attribution {
     let col = |name: &str| s.column(name);
     let (job_cpu, busy, job_mem, node_mem, jobs) = (
@@ -162,7 +178,8 @@ pub fn attribute(s: &Samples) -> Attribution {
                 };
                 let d_energy = d_energy as f64;
                 let fraction = match (tag, kind) {
-                    (Tag::Exclusive, _) | (_, ChannelKind::Gpu) => Some(1.0),
+                    (_, ChannelKind::Gpu) => gpu_share(s, &share.channel, b),
+                    (Tag::Exclusive, _) => Some(1.0),
                     (Tag::Shared, ChannelKind::Dram) => mem_share(b),
                     (Tag::Shared, _) => cpu_share(a, b),
                 };
@@ -269,6 +286,84 @@ mod tests {
         assert!(
             (package.job_uj - 80e6).abs() < 1.0 && (package.unattributed_uj - 80e6).abs() < 1.0
         );
+    }
+
+    #[test]
+    fn a_gpu_is_the_jobs_unless_others_used_it_then_split_by_sm_share() {
+        let channels = vec!["nvml:GPU-1".to_string()];
+        let names = [
+            "other_procs",
+            "job_sm_pct",
+            "other_sm_pct",
+            "job_mem_bytes",
+            "other_mem_bytes",
+        ];
+        let gauges: Vec<String> = names.iter().map(|n| format!("nvml:GPU-1:{n}")).collect();
+        let mut text = header_line(&channels, &gauges);
+        // Period 1: alone. Period 2: shared, SM 30 vs 10. Period 3: shared, no SM sample,
+        // memory 1 vs 3.
+        let rows: [[Option<u64>; 5]; 4] = [
+            [Some(0), None, None, None, None],
+            [Some(0), Some(50), Some(0), Some(1), Some(0)],
+            [Some(1), Some(30), Some(10), Some(1), Some(1)],
+            [Some(1), Some(0), Some(0), Some(1), Some(3)],
+        ];
+        for (t, g) in rows.iter().enumerate() {
+            SampleRow {
+                time_unix_ms: t as u64 * 1000,
+                energy: vec![Some(EnergyValue {
+                    energy_uj: t as u64 * 1_000_000,
+                    raw: 0,
+                })],
+                gauges: g.to_vec(),
+                ..SampleRow::default()
+            }
+            .format_into(&mut text);
+        }
+        let a = attribute(&Samples::parse(&text).unwrap());
+        let gpu = &a.channels[0];
+        assert_eq!(gpu.kind, ChannelKind::Gpu);
+        assert!(
+            (gpu.job_uj - (1e6 + 0.75e6 + 0.25e6)).abs() < 1e-3,
+            "{gpu:?}"
+        );
+        assert!((gpu.job_uj + gpu.unattributed_uj - gpu.node_uj).abs() < 1e-6);
+    }
+
+    proptest::proptest! {
+        /// Whatever the inputs, per channel: 0 <= job <= node and job + unattributed = node.
+        #[test]
+        fn attribution_conserves_energy(
+            steps in proptest::collection::vec((0u64..5_000_000, 0u64..4_000_000_000, 0u64..4_000_000_000, 0u64..1 << 32, 1u64..1 << 34, 0u64..4), 2..60),
+        ) {
+            let channels = vec!["rapl:package-0".to_string(), "rapl:dram".to_string()];
+            let mut text = header_line(&channels, &[]);
+            let (mut e, mut job, mut busy) = (0u64, 0u64, 0u64);
+            let first_e = steps[0].0;
+            for (t, (d_e, d_job, d_busy, mem, node_mem, jobs)) in steps.into_iter().enumerate() {
+                e += d_e;
+                job += d_job;
+                busy += d_busy;
+                SampleRow {
+                    time_unix_ms: t as u64 * 1000,
+                    job_cpu_ns: Some(job),
+                    job_mem_bytes: Some(mem),
+                    node_cpu_busy_ns: Some(busy),
+                    node_mem_used_bytes: Some(node_mem),
+                    node_jobs: Some(jobs),
+                    energy: vec![Some(EnergyValue { energy_uj: e, raw: e }); 2],
+                    ..SampleRow::default()
+                }
+                .format_into(&mut text);
+            }
+            let a = attribute(&Samples::parse(&text).unwrap());
+            for c in &a.channels {
+                proptest::prop_assert!(c.job_uj >= 0.0 && c.job_uj <= c.node_uj + 1e-6, "{c:?}");
+                proptest::prop_assert!((c.job_uj + c.unattributed_uj - c.node_uj).abs() <= 1e-6 * c.node_uj.max(1.0));
+                // The node's energy between the first and the last sample.
+                proptest::prop_assert_eq!(c.node_uj, (e - first_e) as f64);
+            }
+        }
     }
 
     #[test]

@@ -319,7 +319,14 @@ impl Leader {
             }));
         }
         self.row.gauges.clear();
+        let job_pids = match setup.sources.iter().any(|s| s.wants_job_pids()) {
+            true => setup.usage.as_ref().and_then(JobUsage::pids),
+            false => None,
+        };
         for source in &mut setup.sources {
+            if source.wants_job_pids() {
+                source.set_job_pids(job_pids.clone());
+            }
             source.read_gauges(&mut self.row.gauges, &mut self.errors);
         }
         if !self.errors.is_empty() {

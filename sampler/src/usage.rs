@@ -104,6 +104,38 @@ impl JobUsage {
         }
     }
 
+    /// The job's processes: every `cgroup.procs` under the job cgroup (all steps and
+    /// tasks), or the process tree.
+    pub fn pids(&self) -> Option<Vec<u32>> {
+        match self {
+            JobUsage::ProcessTree(tree) => Some(
+                tree.walk_children()
+                    .or_else(|| tree.scan_all().ok())?
+                    .iter()
+                    .map(|p| p.pid)
+                    .collect(),
+            ),
+            _ => {
+                let mut pids = Vec::new();
+                let mut dirs = vec![self.cgroup_dir()?.to_path_buf()];
+                while let Some(dir) = dirs.pop() {
+                    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                        pids.extend(
+                            text.split_whitespace()
+                                .filter_map(|p| p.parse::<u32>().ok()),
+                        );
+                    }
+                    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                            dirs.push(entry.path());
+                        }
+                    }
+                }
+                Some(pids)
+            }
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             JobUsage::V1 { .. } => "cgroup v1",

@@ -61,8 +61,9 @@ fn only_the_jobs_gpus_are_read_and_energy_is_the_counter() {
     let lib = standin(dir.path(), &two_gpus(start));
     let mut source = open(&lib, Some(&["1".to_string()]));
     assert_eq!(source.channels(), ["GPU-bbbb"]);
+    assert_eq!(source.gauges().len(), 9);
     assert_eq!(
-        source.gauges(),
+        source.gauges()[..3],
         [
             "GPU-bbbb:power_mw",
             "GPU-bbbb:util_pct",
@@ -81,7 +82,21 @@ fn only_the_jobs_gpus_are_read_and_energy_is_the_counter() {
 
     out.clear();
     source.read_gauges(&mut out, &mut errors);
-    assert_eq!(out, [Some(250_000), Some(87), Some(30 << 30)]);
+    // Without the job's pids the per-process split is unknown.
+    assert_eq!(
+        out,
+        [
+            Some(250_000),
+            Some(87),
+            Some(30 << 30),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None
+        ]
+    );
     assert!(errors.is_empty(), "{errors:?}");
 }
 
@@ -154,4 +169,39 @@ fn older_gpus_without_the_counter_integrate_power() {
         (uj - expected_uj).abs() < 0.05 * expected_uj,
         "{uj} µJ, expected about {expected_uj}"
     );
+}
+
+#[test]
+fn a_shared_gpu_is_split_between_the_jobs_processes_and_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["processes"] = serde_json::json!([
+        { "pid": 4242, "used_mem": 3u64 << 30, "sm_util": 60, "ts_us": 1_000 },
+        { "pid": 4243, "used_mem": 1u64 << 30, "sm_util": 15, "ts_us": 2_000 },
+        { "pid": 777, "used_mem": 2u64 << 30, "sm_util": 25, "ts_us": 3_000 }
+    ]);
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    assert!(source.wants_job_pids());
+    source.set_job_pids(Some(vec![4243, 4242, 1]));
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read_gauges(&mut out, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    // job_procs, other_procs, job_mem, other_mem, job_sm, other_sm
+    assert_eq!(
+        out[3..],
+        [
+            Some(2),
+            Some(1),
+            Some(4 << 30),
+            Some(2 << 30),
+            Some(75),
+            Some(25)
+        ]
+    );
+
+    // The next sample counts only newer utilisation samples: none, so no kernel time.
+    out.clear();
+    source.read_gauges(&mut out, &mut errors);
+    assert_eq!(out[7..], [Some(0), Some(0)]);
 }

@@ -21,6 +21,12 @@ pub trait EnergySource: Send {
     }
     /// Read every gauge, in the order of [`EnergySource::gauges`].
     fn read_gauges(&mut self, _out: &mut Vec<Option<u64>>, _errors: &mut Vec<String>) {}
+    /// Whether the source splits its readings by process and needs the job's pids.
+    fn wants_job_pids(&self) -> bool {
+        false
+    }
+    /// The job's processes for the coming sample (`None`: unknown).
+    fn set_job_pids(&mut self, _pids: Option<Vec<u32>>) {}
 }
 
 use std::path::Path;

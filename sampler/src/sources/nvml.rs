@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 
@@ -15,6 +16,8 @@ use super::{EnergySource, Found};
 
 pub struct NvmlSource {
     nvml: Nvml,
+    /// The job's processes, refreshed before each sample; `None` when unknown.
+    job_pids: Option<Vec<u32>>,
     gpus: Vec<Gpu>,
     channels: Vec<String>,
     gauges: Vec<String>,
@@ -22,6 +25,8 @@ pub struct NvmlSource {
 
 struct Gpu {
     index: u32,
+    /// Timestamp (µs) of the newest per-process utilisation sample already counted.
+    last_seen_us: Option<u64>,
     /// Energy integrated from power, for GPUs without the energy counter.
     integrated: Option<Integrated>,
 }
@@ -31,8 +36,21 @@ struct Integrated {
     last: Option<(Instant, u32)>,
 }
 
-/// The gauges recorded for each GPU, after its UUID.
-pub const GAUGES: [&str; 3] = ["power_mw", "util_pct", "mem_used_bytes"];
+/// The gauges recorded for each GPU, after its UUID. The `job_`/`other_` pairs split the
+/// GPU's compute processes between the job's and everyone else's, for GPUs that several
+/// jobs share (MPS, sharding): SM utilisation from NVML's per-process samples since the last
+/// sample, memory from the running compute processes.
+pub const GAUGES: [&str; 9] = [
+    "power_mw",
+    "util_pct",
+    "mem_used_bytes",
+    "job_procs",
+    "other_procs",
+    "job_mem_bytes",
+    "other_mem_bytes",
+    "job_sm_pct",
+    "other_sm_pct",
+];
 
 impl NvmlSource {
     /// Open NVML (from `lib` or the system's `libnvidia-ml.so.1`) and the GPUs named by
@@ -77,6 +95,7 @@ impl NvmlSource {
         }
         let mut source = NvmlSource {
             nvml,
+            job_pids: None,
             gpus: Vec::new(),
             channels: Vec::new(),
             gauges: Vec::new(),
@@ -101,7 +120,11 @@ impl NvmlSource {
                 .gauges
                 .extend(GAUGES.iter().map(|g| format!("{uuid}:{g}")));
             source.channels.push(uuid);
-            source.gpus.push(Gpu { index, integrated });
+            source.gpus.push(Gpu {
+                index,
+                last_seen_us: None,
+                integrated,
+            });
         }
         Ok(Found::Present(source))
     }
@@ -154,8 +177,20 @@ impl EnergySource for NvmlSource {
         &self.gauges
     }
 
+    fn wants_job_pids(&self) -> bool {
+        true
+    }
+
+    fn set_job_pids(&mut self, pids: Option<Vec<u32>>) {
+        self.job_pids = pids.map(|mut p| {
+            p.sort_unstable();
+            p
+        });
+    }
+
     fn read_gauges(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
-        for (gpu, uuid) in self.gpus.iter().zip(&self.channels) {
+        let job_pids = self.job_pids.as_deref();
+        for (gpu, uuid) in self.gpus.iter_mut().zip(&self.channels) {
             let device = match self.nvml.device_by_index(gpu.index) {
                 Ok(device) => device,
                 Err(e) => {
@@ -177,6 +212,55 @@ impl EnergySource for NvmlSource {
                 "utilisation",
             );
             gauge(device.memory_info().map(|m| m.used), "memory");
+
+            let is_job = |pid: u32| job_pids.map(|p| p.binary_search(&pid).is_ok());
+            let mut split = [None; 4];
+            match device.running_compute_processes() {
+                Ok(processes) => {
+                    let (mut job, mut other) = ((0, 0), (0, 0));
+                    for p in &processes {
+                        let mem = match p.used_gpu_memory {
+                            UsedGpuMemory::Used(bytes) => bytes,
+                            UsedGpuMemory::Unavailable => 0,
+                        };
+                        let side = if is_job(p.pid).unwrap_or(false) {
+                            &mut job
+                        } else {
+                            &mut other
+                        };
+                        *side = (side.0 + 1, side.1 + mem);
+                    }
+                    if job_pids.is_some() {
+                        split = [Some(job.0), Some(other.0), Some(job.1), Some(other.1)];
+                    }
+                }
+                Err(e) => errors.push(format!("GPU {uuid}: processes: {e}")),
+            }
+            out.extend(split);
+            let mut sm = [None; 2];
+            match device.process_utilization_stats(gpu.last_seen_us) {
+                Ok(samples) => {
+                    let (mut job, mut other) = (0u64, 0u64);
+                    for s in &samples {
+                        gpu.last_seen_us =
+                            Some(gpu.last_seen_us.map_or(s.timestamp, |t| t.max(s.timestamp)));
+                        let side = if is_job(s.pid).unwrap_or(false) {
+                            &mut job
+                        } else {
+                            &mut other
+                        };
+                        *side += u64::from(s.sm_util);
+                    }
+                    if job_pids.is_some() {
+                        sm = [Some(job), Some(other)];
+                    }
+                }
+                // NVML's answer when no sample is newer than the last one seen: no kernel ran.
+                Err(NvmlError::NotFound) if job_pids.is_some() => sm = [Some(0), Some(0)],
+                Err(NvmlError::NotFound) => {}
+                Err(e) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
+            }
+            out.extend(sm);
         }
     }
 }
