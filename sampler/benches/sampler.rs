@@ -295,11 +295,19 @@ fn main() {
         "{:>14} {:>9} {:>5} {:>8} {:>18} {:>8}",
         "usage from", "processes", "GPUs", "samples", "cpu µs per sample", "rss KiB"
     );
-    let modes: &[bool] = if cgroup { &[true, false] } else { &[false] };
+    // AIPM_BENCH_QUICK=1: only the default case (and the comparison lines).
+    let quick = std::env::var_os("AIPM_BENCH_QUICK").is_some();
+    let modes: &[bool] = match (cgroup, quick) {
+        (true, false) => &[true, false],
+        (true, true) => &[true],
+        (false, _) => &[false],
+    };
     let mut default_case = None;
     for &mode in modes {
-        for processes in [1, 64, 1024] {
-            for gpus in [0, 4, 8] {
+        let process_counts: &[usize] = if quick { &[64] } else { &[1, 64, 1024] };
+        let gpu_counts: &[usize] = if quick { &[0] } else { &[0, 4, 8] };
+        for &processes in process_counts {
+            for &gpus in gpu_counts {
                 let (r, _) = run(processes, gpus, mode, period, duration);
                 let name = if mode { "cgroup v1" } else { "process tree" };
                 println!(
