@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole path once, on this machine: build aipm, start a local single-node Slurm with the
-# plugin and a simulated RAPL node (40 W package, 6 W DRAM), submit a demo job with
-# --energy-profile, and print its report.
+# plugin, a simulated RAPL node (40 W package, 6 W DRAM) and two simulated GPUs (a stand-in
+# NVML library; GPU 0 draws 300 W), submit a demo job with --energy-profile and one GPU,
+# and print its report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/aipm-target}
@@ -9,8 +10,8 @@ scripts/deps.sh
 cargo build --workspace
 tests/slurm/cluster.sh start
 export AIPM_SPOOL=/var/spool/aipm-test
-echo "== sbatch --energy-profile=250ms (a 4 s busy loop, then a 2 s srun step)"
-job=$(cd /tmp && sbatch --parsable --wait --energy-profile=250ms -J aipm-demo -o /dev/null \
+echo "== sbatch --energy-profile=250ms --gres=gpu:1 (a 4 s busy loop, then a 2 s srun step)"
+job=$(cd /tmp && sbatch --parsable --wait --energy-profile=250ms --gres=gpu:1 -J aipm-demo -o /dev/null \
 	--wrap 'timeout 4 sh -c "while :; do :; done"; srun -n1 sleep 2')
 echo "== aipm-analyze job $job"
 "$CARGO_TARGET_DIR/debug/aipm-analyze" job "$job"

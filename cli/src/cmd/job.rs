@@ -132,15 +132,22 @@ fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<(
                 _ => "CPU energy by the job's share of busy CPU time, DRAM by its share of used memory",
             };
             writeln!(out, "  Attribution   {} ({rule})", r.attribution)?;
+            let width = r
+                .energy
+                .iter()
+                .map(|e| e.channel.len())
+                .max()
+                .unwrap_or(0)
+                .max(22);
             writeln!(
                 out,
-                "  Energy        {:<22} {:>12} {:>12} {:>14} {:>12}",
+                "  Energy        {:<width$} {:>12} {:>12} {:>14} {:>12}",
                 "channel", "job", "node", "unattributed", "node mean"
             )?;
             for e in &r.energy {
                 writeln!(
                     out,
-                    "                {:<22} {:>10.1} J {:>10.1} J {:>12.1} J {:>10.2} W",
+                    "                {:<width$} {:>10.1} J {:>10.1} J {:>12.1} J {:>10.2} W",
                     e.channel,
                     e.job_energy_j,
                     e.node_energy_j,
