@@ -74,6 +74,36 @@ pub struct SamplerStats {
     pub busy_us: u64,
 }
 
+/// A metadata file of the current schema with nothing known yet; writers fill in what
+/// they know with struct update syntax.
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            schema_version: SCHEMA_VERSION,
+            aipm_version: env!("CARGO_PKG_VERSION").into(),
+            job_id: 0,
+            array_job_id: None,
+            array_task_id: None,
+            steps: Vec::new(),
+            user: String::new(),
+            uid: 0,
+            gid: 0,
+            job_name: None,
+            node: String::new(),
+            partition: None,
+            cpus: None,
+            gpus: Vec::new(),
+            start_unix_ms: 0,
+            start_utc: String::new(),
+            end_unix_ms: None,
+            end_utc: None,
+            period_ms: 0,
+            sources: Vec::new(),
+            sampler: SamplerStats::default(),
+        }
+    }
+}
+
 impl Meta {
     /// Slurm's name of the job: `1234` or, for an array task, `1234_5`.
     pub fn display_id(&self) -> String {

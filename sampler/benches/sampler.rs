@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aipm_recording::layout::NodeName;
-use aipm_recording::meta::{Meta, SamplerStats};
+use aipm_recording::meta::Meta;
 use aipm_recording::samples::{Samples, TIME_COLUMN};
 use aipm_sampler::node::NodeStats;
 use aipm_sampler::sampler::{GpuPlan, Log, Sampler, SamplerSetup};
@@ -170,27 +170,11 @@ impl Drop for Job {
 
 fn meta(period: Duration) -> Meta {
     Meta {
-        schema_version: 1,
-        aipm_version: "bench".into(),
         job_id: BENCH_JOB,
-        array_job_id: None,
-        array_task_id: None,
-        steps: vec![],
         user: "root".into(),
-        uid: 0,
-        gid: 0,
-        job_name: None,
         node: "bench".into(),
-        partition: None,
-        cpus: None,
-        gpus: vec![],
-        start_unix_ms: 0,
-        start_utc: String::new(),
-        end_unix_ms: None,
-        end_utc: None,
         period_ms: period.as_millis() as u64,
-        sources: vec![],
-        sampler: SamplerStats::default(),
+        ..Meta::default()
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aipm_recording::layout::NodeName;
-use aipm_recording::meta::{Meta, SamplerStats};
+use aipm_recording::meta::Meta;
 use aipm_recording::samples::{self, Samples};
 use aipm_sampler::sampler::{Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::powercap::PowercapSource;
@@ -68,27 +68,11 @@ fn setup(dir: &Path, period_ms: u64, messages: &Messages) -> SamplerSetup {
         node: None,
         gpus: None,
         meta: Meta {
-            schema_version: 1,
-            aipm_version: "test".into(),
             job_id: JOB,
-            array_job_id: None,
-            array_task_id: None,
-            steps: vec![],
             user: "root".into(),
-            uid: 0,
-            gid: 0,
-            job_name: None,
             node: "n1".into(),
-            partition: None,
-            cpus: None,
-            gpus: vec![],
-            start_unix_ms: 0,
-            start_utc: String::new(),
-            end_unix_ms: None,
-            end_utc: None,
             period_ms,
-            sources: vec![],
-            sampler: SamplerStats::default(),
+            ..Meta::default()
         },
         log,
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use aipm_recording::config::PluginConfig;
 use aipm_recording::layout::NodeName;
-use aipm_recording::meta::{self, Meta, SamplerStats, SourceStatus, SCHEMA_VERSION};
+use aipm_recording::meta::{self, Meta, SourceStatus};
 use aipm_recording::period::format_period;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
@@ -168,14 +168,11 @@ fn prepare(
         });
     }
     let meta = Meta {
-        schema_version: SCHEMA_VERSION,
-        aipm_version: env!("CARGO_PKG_VERSION").into(),
         job_id,
         array_job_id: sp.job_array_id(),
         array_task_id: sp.job_array_id().and(sp.job_array_task_id()),
-        steps: Vec::new(),
         // Completed from the task's environment in task_post_fork; slurmstepd has not set
-        // SLURM_JOB_USER or SLURM_CPUS_ON_NODE yet when init_post_opt runs.
+        // SLURM_JOB_USER yet when init_post_opt runs.
         user: crate::spank::user_name(uid).unwrap_or_else(|| uid.to_string()),
         uid,
         gid,
@@ -184,13 +181,9 @@ fn prepare(
         partition: sp.getenv("SLURM_JOB_PARTITION"),
         cpus: sp.job_alloc_cores().as_deref().and_then(count_cpu_list),
         gpus,
-        start_unix_ms: 0,
-        start_utc: String::new(),
-        end_unix_ms: None,
-        end_utc: None,
         period_ms: period.as_millis() as u64,
         sources: statuses,
-        sampler: SamplerStats::default(),
+        ..Meta::default()
     };
     let logger: Log = std::sync::Arc::new(|level, message: &str| {
         let level = match level {

@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use aipm_recording::layout::NodeName;
-use aipm_recording::meta::{Meta, SamplerStats, SCHEMA_VERSION};
+use aipm_recording::meta::Meta;
 use aipm_recording::period::{parse_bounded_period, PERIOD_FORMS};
 use aipm_sampler::node::NodeStats;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
@@ -139,14 +139,8 @@ fn start_sampler(args: &Args, pid: u32) -> anyhow::Result<Sampler> {
             .collect()
     });
     let proc_root = std::path::Path::new("/proc");
-    let now = aipm_recording::time::now_unix_ms();
     let meta = Meta {
-        schema_version: SCHEMA_VERSION,
-        aipm_version: env!("CARGO_PKG_VERSION").into(),
         job_id: pid,
-        array_job_id: None,
-        array_task_id: None,
-        steps: Vec::new(),
         user: std::env::var("USER").unwrap_or_else(|_| uid.to_string()),
         uid,
         gid,
@@ -158,18 +152,12 @@ fn start_sampler(args: &Args, pid: u32) -> anyhow::Result<Sampler> {
                 .join(" "),
         ),
         node: node.as_str().into(),
-        partition: None,
         cpus: std::thread::available_parallelism()
             .ok()
             .map(|n| n.get() as u32),
-        gpus: Vec::new(),
-        start_unix_ms: now,
-        start_utc: aipm_recording::time::format_utc(now),
-        end_unix_ms: None,
-        end_utc: None,
         period_ms: args.period.as_millis() as u64,
         sources: statuses,
-        sampler: SamplerStats::default(),
+        ..Meta::default()
     };
     let log: Log = std::sync::Arc::new(|level, message: &str| {
         if level == Level::Error {
