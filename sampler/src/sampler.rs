@@ -73,6 +73,13 @@ fn open_gpus(setup: &mut SamplerSetup) {
                     Some(lib) => format!("NVML from {}", lib.display()),
                     None => "NVML".to_string(),
                 };
+                let slices = source.mig_slices();
+                if !slices.is_empty() {
+                    detail.push_str(&format!(
+                        "; MIG slices get their share of the GPU's SMs: {}",
+                        slices.join(", ")
+                    ));
+                }
                 let integrated = source.integrated_channels();
                 if !integrated.is_empty() {
                     detail.push_str(&format!(

@@ -205,3 +205,37 @@ fn a_shared_gpu_is_split_between_the_jobs_processes_and_the_others() {
     source.read_gauges(&mut out, &mut errors);
     assert_eq!(out[7..], [Some(0), Some(0)]);
 }
+
+#[test]
+fn a_mig_slice_gets_its_share_of_the_gpus_sms() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ms();
+    let mut state = two_gpus(start);
+    state["devices"][1]["sm_count"] = 98.into();
+    state["devices"][1]["mig"] = serde_json::json!([
+        { "uuid": "MIG-1111", "sm_count": 14 },
+        { "uuid": "MIG-2222", "sm_count": 28 }
+    ]);
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["MIG-2222".to_string()]));
+    assert_eq!(source.channels(), ["MIG-2222"]);
+    assert_eq!(source.mig_slices(), ["MIG-2222: 0.286 of GPU-bbbb"]);
+
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    let before = now_ms();
+    source.read(&mut out, &mut errors);
+    let after = now_ms();
+    // 28 of 98 SMs: 2/7 of the GPU's counter (9 000 000 mJ + 250 W × elapsed).
+    let share = |ms: u64| ((9_000_000 + 250 * (ms - start)) * 1000) as f64 * 28.0 / 98.0;
+    let uj = out[0].unwrap() as f64;
+    assert!(
+        uj >= share(before) - 1.0 && uj <= share(after) + 1.0,
+        "{uj}"
+    );
+
+    out.clear();
+    source.read_gauges(&mut out, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(out[0], Some(250_000 * 2 / 7));
+    assert!(out[1..].iter().all(Option::is_none));
+}

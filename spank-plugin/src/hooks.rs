@@ -144,17 +144,29 @@ fn prepare(
     }
     let sources: Vec<Box<dyn EnergySource>> = rapl.into_iter().collect();
     let mut statuses = vec![rapl_status];
-    // Slurm names the job's GPUs by node index in SLURM_JOB_GPUS (gres/gpu); the sampler
-    // opens NVML for those only, in its own thread.
-    let gpus: Vec<String> = sp
-        .getenv("SLURM_JOB_GPUS")
-        .map(|list| {
-            list.split(',')
-                .filter(|g| !g.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    // The job's GPUs: by UUID where its CUDA_VISIBLE_DEVICES names them (MIG slices are
+    // only named so), else by node index from SLURM_JOB_GPUS (gres/gpu). The sampler opens
+    // NVML for those only, in its own thread.
+    let list = |name: &str| -> Vec<String> {
+        sp.getenv(name)
+            .map(|l| {
+                l.split(',')
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let by_uuid = list("CUDA_VISIBLE_DEVICES");
+    let gpus = if !by_uuid.is_empty()
+        && by_uuid
+            .iter()
+            .all(|g| g.starts_with("GPU-") || g.starts_with("MIG-"))
+    {
+        by_uuid
+    } else {
+        list("SLURM_JOB_GPUS")
+    };
     let gpu_plan = (!gpus.is_empty()).then(|| GpuPlan {
         lib: config.nvml_lib.clone(),
         selectors: Some(gpus.clone()),

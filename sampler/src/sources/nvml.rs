@@ -3,6 +3,10 @@
 //! Per GPU of the job: the total-energy counter (Volta and newer, mJ since the driver was
 //! loaded) is the energy of record; power, utilisation and memory are gauges. On GPUs
 //! without the counter, energy is integrated from power and the source says so.
+//!
+//! A MIG slice (`MIG-…` in the job's CUDA_VISIBLE_DEVICES) has no energy or power of its own
+//! in NVML; it is given its parent GPU's energy times its share of the GPU's streaming
+//! multiprocessors (a 1g slice of an A100 gets 14/98), as CEEMS does.
 //! See: docs.nvidia.com/deploy/nvml-api (nvmlDeviceGetTotalEnergyConsumption).
 
 use std::path::Path;
@@ -24,11 +28,19 @@ pub struct NvmlSource {
 }
 
 struct Gpu {
+    /// The physical GPU's index (the parent's, for a MIG slice).
     index: u32,
+    mig: Option<MigSlice>,
     /// Timestamp (µs) of the newest per-process utilisation sample already counted.
     last_seen_us: Option<u64>,
     /// Energy integrated from power, for GPUs without the energy counter.
     integrated: Option<Integrated>,
+}
+
+struct MigSlice {
+    parent_uuid: String,
+    /// The slice's SMs over the GPU's.
+    fraction: f64,
 }
 
 struct Integrated {
@@ -74,23 +86,16 @@ impl NvmlSource {
             }
             Err(e) => return Err(format!("nvmlInit: {e}")),
         };
-        let indices: Vec<u32> = match selectors {
-            None => (0..nvml
-                .device_count()
-                .map_err(|e| format!("nvmlDeviceGetCount: {e}"))?)
-                .collect(),
-            Some(list) => list
-                .iter()
-                .map(|sel| match sel.parse::<u32>() {
-                    Ok(index) => Ok(index),
-                    Err(_) => nvml
-                        .device_by_uuid(sel.as_str())
-                        .and_then(|d| d.index())
-                        .map_err(|e| format!("GPU {sel}: {e}")),
-                })
-                .collect::<Result<_, _>>()?,
+        let selectors: Vec<String> = match selectors {
+            Some(list) => list.to_vec(),
+            None => {
+                let count = nvml
+                    .device_count()
+                    .map_err(|e| format!("nvmlDeviceGetCount: {e}"))?;
+                (0..count).map(|i| i.to_string()).collect()
+            }
         };
-        if indices.is_empty() {
+        if selectors.is_empty() {
             return Ok(Found::Absent("no GPU on this node".into()));
         }
         let mut source = NvmlSource {
@@ -100,33 +105,93 @@ impl NvmlSource {
             channels: Vec::new(),
             gauges: Vec::new(),
         };
-        for index in indices {
-            let device = source
-                .nvml
-                .device_by_index(index)
-                .map_err(|e| format!("GPU {index}: {e}"))?;
-            let uuid = device
-                .uuid()
-                .map_err(|e| format!("GPU {index}: uuid: {e}"))?;
-            let integrated = match device.total_energy_consumption() {
-                Ok(_) => None,
-                Err(NvmlError::NotSupported) => Some(Integrated {
-                    energy_uj: 0.0,
-                    last: None,
-                }),
-                Err(e) => return Err(format!("GPU {uuid}: energy counter: {e}")),
-            };
+        for selector in selectors {
+            let (gpu, uuid) = source.open_one(&selector)?;
             source
                 .gauges
                 .extend(GAUGES.iter().map(|g| format!("{uuid}:{g}")));
             source.channels.push(uuid);
-            source.gpus.push(Gpu {
-                index,
-                last_seen_us: None,
-                integrated,
-            });
+            source.gpus.push(gpu);
         }
         Ok(Found::Present(source))
+    }
+
+    /// A GPU by index (`SLURM_JOB_GPUS`) or UUID (`GPU-…`, `MIG-…`), and its channel name.
+    fn open_one(&self, selector: &str) -> Result<(Gpu, String), String> {
+        let device = match selector.parse::<u32>() {
+            Ok(index) => self.nvml.device_by_index(index),
+            Err(_) => self.nvml.device_by_uuid(selector),
+        }
+        .map_err(|e| format!("GPU {selector}: {e}"))?;
+        let uuid = device
+            .uuid()
+            .map_err(|e| format!("GPU {selector}: uuid: {e}"))?;
+        // Drivers without MIG answer NotSupported: a full GPU.
+        if device.mig_is_mig_device_handle().unwrap_or(false) {
+            let parent = device
+                .mig_parent_device()
+                .map_err(|e| format!("MIG {uuid}: parent GPU: {e}"))?;
+            let sms = |d: &nvml_wrapper::Device, what: &str| {
+                d.attributes()
+                    .map(|a| a.multiprocessor_count)
+                    .map_err(|e| format!("MIG {uuid}: {what} attributes: {e}"))
+            };
+            let (slice_sms, gpu_sms) = (sms(&device, "slice")?, sms(&parent, "GPU")?);
+            if gpu_sms == 0 || slice_sms > gpu_sms {
+                return Err(format!(
+                    "MIG {uuid}: {slice_sms} SMs of a GPU with {gpu_sms}"
+                ));
+            }
+            let index = parent
+                .index()
+                .map_err(|e| format!("MIG {uuid}: parent index: {e}"))?;
+            let parent_uuid = parent
+                .uuid()
+                .map_err(|e| format!("MIG {uuid}: parent uuid: {e}"))?;
+            let gpu = Gpu {
+                index,
+                mig: Some(MigSlice {
+                    parent_uuid,
+                    fraction: f64::from(slice_sms) / f64::from(gpu_sms),
+                }),
+                last_seen_us: None,
+                integrated: None,
+            };
+            return Ok((gpu, uuid));
+        }
+        let index = device
+            .index()
+            .map_err(|e| format!("GPU {uuid}: index: {e}"))?;
+        let integrated = match device.total_energy_consumption() {
+            Ok(_) => None,
+            Err(NvmlError::NotSupported) => Some(Integrated {
+                energy_uj: 0.0,
+                last: None,
+            }),
+            Err(e) => return Err(format!("GPU {uuid}: energy counter: {e}")),
+        };
+        let gpu = Gpu {
+            index,
+            mig: None,
+            last_seen_us: None,
+            integrated,
+        };
+        Ok((gpu, uuid))
+    }
+
+    /// MIG slices and the share of their GPU each is given, for the metadata.
+    pub fn mig_slices(&self) -> Vec<String> {
+        self.gpus
+            .iter()
+            .zip(&self.channels)
+            .filter_map(|(g, uuid)| {
+                let mig = g.mig.as_ref()?;
+                Some(format!(
+                    "{uuid}: {:.3} of {}",
+                    mig.fraction, mig.parent_uuid
+                ))
+            })
+            .collect()
     }
 
     /// GPUs whose energy is integrated from power because they lack the counter.
@@ -163,6 +228,11 @@ impl EnergySource for NvmlSource {
                         None => device.total_energy_consumption().map(|mj| mj * 1000),
                         Some(integrated) => device.power_usage().map(|mw| integrated.add(mw)),
                     });
+            // A MIG slice gets its share of the GPU's counter.
+            let value = value.map(|uj| match &gpu.mig {
+                Some(mig) => (uj as f64 * mig.fraction) as u64,
+                None => uj,
+            });
             match value {
                 Ok(uj) => out.push(Some(uj)),
                 Err(e) => {
@@ -206,6 +276,16 @@ impl EnergySource for NvmlSource {
                     out.push(None);
                 }
             };
+            if let Some(mig) = &gpu.mig {
+                // NVML has no power, utilisation or per-process view of a slice here: the
+                // slice's share of the GPU's power, and the rest unknown.
+                let power = device
+                    .power_usage()
+                    .map(|mw| (f64::from(mw) * mig.fraction) as u64);
+                gauge(power, "power");
+                out.extend([None; GAUGES.len() - 1]);
+                continue;
+            }
             gauge(device.power_usage().map(u64::from), "power");
             gauge(
                 device.utilization_rates().map(|u| u64::from(u.gpu)),

@@ -14,12 +14,16 @@
 //!   "errors": { "nvmlDeviceGetCount_v2": "UNKNOWN" },
 //!   "devices": [ { "uuid": "GPU-0000", "name": "Fake H100", "power_w": 100.0,
 //!                  "energy_start_mj": 0, "start_unix_ms": 1700000000000,
-//!                  "util_gpu": 50, "util_mem": 20,
+//!                  "util_gpu": 50, "util_mem": 20, "sm_count": 98,
 //!                  "mem_total": 1000, "mem_used": 300, "mem_reserved": 100,
 //!                  "error": "GPU_IS_LOST", "errors": { "nvmlDeviceGetPowerUsage": 3 },
 //!                  "processes": [ { "pid": 42, "used_mem": 200, "sm_util": 70,
 //!                                   "mem_util": 10, "enc_util": 0, "dec_util": 0,
-//!                                   "ts_us": 1700000000000000 } ] } ] }
+//!                                   "ts_us": 1700000000000000 } ],
+//!                  "mig": [ { "uuid": "MIG-0a1b", "sm_count": 14, "mem_total": 100,
+//!                             "error": "UNKNOWN", "errors": {} },
+//!                           { "uuid": "MIG-2c3d", "sm_count": 28 } ],
+//!                  "max_mig_count": 7 } ] }
 //! ```
 //!
 //! Energy is `energy_start_mj + power_w × (now_ms − start_unix_ms)` (W·ms = mJ);
@@ -27,6 +31,18 @@
 //! may be numbers or names, with or without the `NVML_ERROR_` prefix. A device's `"error"`
 //! applies to every per-device call except `nvmlDeviceGetHandleByIndex_v2`; an `"errors"` map
 //! (top level or per device) fails just the named functions.
+//!
+//! A device with a `"mig"` array is in MIG mode; each entry is one MIG device (GPU instance),
+//! capped at `MAX_MIG`. MIG devices are not enumerated by index, as in real NVML: they are
+//! reached through `nvmlDeviceGetHandleByUUID` with their `uuid` or through
+//! `nvmlDeviceGetMigDeviceHandleByIndex` on their GPU. On a MIG handle only the UUID, the
+//! attributes (`sm_count`, default 0; `mem_total`), `nvmlDeviceIsMigDeviceHandle` and
+//! `nvmlDeviceGetDeviceHandleFromMigDeviceHandle` answer; every other call, energy and power
+//! included, returns `NOT_SUPPORTED`, as real NVML does for energy and power.
+//! The GPU's `"error"` applies to its MIG handles too; a MIG entry may carry its own `"error"`
+//! and `"errors"`. `sm_count` of a GPU defaults to 132 (H100 SXM); `max_mig_count` (what
+//! `nvmlDeviceGetMaxMigDeviceCount` reports; real GPUs say 7) defaults to the number of entries,
+//! and indices beyond the entries are `NOT_FOUND`, as for an unpopulated slot.
 //!
 //! Struct layouts follow the bindings of nvml-wrapper-sys 0.10, not the newest `nvml.h`.
 //! Nothing here may panic across `extern "C"`: handles are validated, arithmetic saturates,
@@ -57,6 +73,7 @@ type Device = *mut c_void;
 const SUCCESS: Ret = 0;
 const UNINITIALIZED: Ret = 1;
 const INVALID_ARGUMENT: Ret = 2;
+const NOT_SUPPORTED: Ret = 3;
 const NOT_FOUND: Ret = 6;
 const INSUFFICIENT_SIZE: Ret = 7;
 const DRIVER_NOT_LOADED: Ret = 9;
@@ -149,12 +166,29 @@ pub struct ProcessUtilizationSample {
     pub dec_util: c_uint,
 }
 
+/// `nvmlDeviceAttributes_t`, what `nvmlDeviceGetAttributes_v2` fills in. `memory_size_mb` is
+/// in MiB, which NVML calls MB.
+#[repr(C)]
+pub struct DeviceAttributes {
+    pub multiprocessor_count: c_uint,
+    pub shared_copy_engine_count: c_uint,
+    pub shared_decoder_count: c_uint,
+    pub shared_encoder_count: c_uint,
+    pub shared_jpeg_count: c_uint,
+    pub shared_ofa_count: c_uint,
+    pub gpu_instance_slice_count: c_uint,
+    pub compute_instance_slice_count: c_uint,
+    pub memory_size_mb: c_ulonglong,
+}
+
 const _: () = assert!(size_of::<Utilization>() == 8);
 const _: () = assert!(size_of::<MemoryV1>() == 24);
 const _: () = assert!(size_of::<MemoryV2>() == 40);
 const _: () = assert!(MEMORY_V2_VERSION == 33_554_472);
 const _: () = assert!(size_of::<ProcessInfo>() == 24);
 const _: () = assert!(size_of::<ProcessUtilizationSample>() == 32);
+const _: () = assert!(size_of::<DeviceAttributes>() == 40);
+const _: () = assert!(std::mem::offset_of!(DeviceAttributes, memory_size_mb) == 32);
 
 /// `NVML_VALUE_NOT_AVAILABLE` (-1) as the wrapper compares it against `usedGpuMemory`.
 const VALUE_NOT_AVAILABLE: u64 = u64::MAX;
@@ -162,19 +196,46 @@ const VALUE_NOT_AVAILABLE: u64 = u64::MAX;
 const NO_INSTANCE: c_uint = 0xFFFF_FFFF;
 /// Default for `driver_version`: below 580.82, so the wrapper picks the V12 field-ID scheme.
 const DEFAULT_DRIVER_VERSION: &str = "550.54.15";
+/// Default for a GPU's `sm_count`: an H100 SXM's streaming multiprocessors.
+const DEFAULT_SM_COUNT: c_uint = 132;
 
-/// Device handles are addresses inside this array; the offset is the device index.
+/// GPUs the state file may describe; later entries are ignored.
 const MAX_DEVICES: usize = 64;
-static HANDLES: [u8; MAX_DEVICES] = [0; MAX_DEVICES];
+/// MIG devices per GPU (real GPUs have at most 7); later entries are ignored.
+const MAX_MIG: usize = 8;
+/// Device handles are addresses inside this one array, so the two ranges cannot overlap:
+/// offset `i < MAX_DEVICES` is GPU `i`, offset `MAX_DEVICES + parent × MAX_MIG + mig` is
+/// MIG device `mig` of GPU `parent`.
+static HANDLES: [u8; MAX_DEVICES * (1 + MAX_MIG)] = [0; MAX_DEVICES * (1 + MAX_MIG)];
 
-fn handle(index: usize) -> Device {
-    HANDLES.as_ptr().wrapping_add(index).cast_mut().cast()
+fn handle_at(offset: usize) -> Device {
+    HANDLES.as_ptr().wrapping_add(offset).cast_mut().cast()
 }
 
-fn handle_index(device: Device) -> Option<usize> {
-    (device as usize)
-        .checked_sub(HANDLES.as_ptr() as usize)
-        .filter(|&i| i < MAX_DEVICES)
+fn handle(index: usize) -> Device {
+    handle_at(index)
+}
+
+fn mig_handle(parent: usize, mig: usize) -> Device {
+    handle_at(MAX_DEVICES + parent * MAX_MIG + mig)
+}
+
+/// What a handle decodes to, before checking that the state file still has that device.
+enum Target {
+    Gpu(usize),
+    Mig { parent: usize, mig: usize },
+}
+
+fn decode(device: Device) -> Option<Target> {
+    let offset = (device as usize).checked_sub(HANDLES.as_ptr() as usize)?;
+    match offset.checked_sub(MAX_DEVICES) {
+        None => Some(Target::Gpu(offset)),
+        Some(i) if i < MAX_DEVICES * MAX_MIG => Some(Target::Mig {
+            parent: i / MAX_MIG,
+            mig: i % MAX_MIG,
+        }),
+        Some(_) => None,
+    }
 }
 
 /// Reference count of successful inits minus shutdowns, as in real NVML.
@@ -259,16 +320,36 @@ impl State {
             mtime_ms: self.mtime_ms,
         })
     }
+
+    fn gpus(&self) -> impl Iterator<Item = Gpu<'_>> {
+        (0..self.devices().len()).filter_map(|i| self.gpu(i))
+    }
+
+    /// The device a handle refers to, if the state file still has it.
+    fn dev(&self, device: Device) -> Option<Dev<'_>> {
+        match decode(device)? {
+            Target::Gpu(index) => self.gpu(index).map(Dev::Gpu),
+            Target::Mig { parent, mig } => self.gpu(parent)?.mig(mig).map(Dev::Mig),
+        }
+    }
+
+    /// The GPU or MIG device with this UUID.
+    fn dev_by_uuid(&self, uuid: &[u8]) -> Option<Dev<'_>> {
+        self.gpus()
+            .flat_map(|gpu| std::iter::once(Dev::Gpu(gpu)).chain(gpu.migs().map(Dev::Mig)))
+            .find(|dev| dev.uuid().as_bytes() == uuid)
+    }
 }
 
 /// One device entry of the state file.
+#[derive(Clone, Copy)]
 struct Gpu<'a> {
     v: &'a Value,
     index: usize,
     mtime_ms: u64,
 }
 
-impl Gpu<'_> {
+impl<'a> Gpu<'a> {
     fn str(&self, key: &str) -> &str {
         self.v.get(key).and_then(Value::as_str).unwrap_or("")
     }
@@ -287,10 +368,34 @@ impl Gpu<'_> {
     }
     /// The injected error for `func`, if any: the device's blanket `"error"`, else its map.
     fn error(&self, func: &str, blanket: bool) -> Option<Ret> {
-        let blanket = blanket
-            .then(|| self.v.get("error").and_then(code_of))
-            .flatten();
-        blanket.or_else(|| injected(self.v, func))
+        entry_error(self.v, func, blanket)
+    }
+    fn sm_count(&self) -> c_uint {
+        self.v
+            .get("sm_count")
+            .map_or(DEFAULT_SM_COUNT, |_| self.u32("sm_count"))
+    }
+    /// The `"mig"` entries, or `None` when the GPU is not in MIG mode.
+    fn mig_entries(&self) -> Option<&'a [Value]> {
+        let all = self.v.get("mig")?.as_array()?;
+        Some(all.get(..MAX_MIG).unwrap_or(all))
+    }
+    fn mig(self, index: usize) -> Option<Mig<'a>> {
+        let v = self.mig_entries()?.get(index)?;
+        Some(Mig {
+            gpu: self,
+            v,
+            index,
+        })
+    }
+    fn migs(self) -> impl Iterator<Item = Mig<'a>> {
+        let count = self.mig_entries().map_or(0, <[Value]>::len);
+        (0..count).filter_map(move |i| self.mig(i))
+    }
+    /// What `nvmlDeviceGetMaxMigDeviceCount` reports: 0 outside MIG mode, as in real NVML.
+    fn max_mig_count(&self) -> c_uint {
+        let entries = self.mig_entries().map(<[Value]>::len);
+        entries.map_or(0, |n| (n as c_uint).max(self.u32("max_mig_count")))
     }
     fn energy_mj(&self) -> u64 {
         let start = self.v.get("start_unix_ms").map_or(self.mtime_ms, as_u64);
@@ -298,6 +403,73 @@ impl Gpu<'_> {
         // Float-to-int `as` saturates (and maps NaN to 0), so this cannot panic.
         (self.f64("energy_start_mj") + self.f64("power_w") * elapsed_ms) as u64
     }
+}
+
+/// One MIG device (GPU instance) entry of a GPU in the state file.
+struct Mig<'a> {
+    gpu: Gpu<'a>,
+    v: &'a Value,
+    index: usize,
+}
+
+impl Mig<'_> {
+    fn uuid(&self) -> &str {
+        self.v.get("uuid").and_then(Value::as_str).unwrap_or("")
+    }
+    /// 0 when absent: unlike a whole GPU's, a slice's size has no sensible default.
+    fn sm_count(&self) -> c_uint {
+        let sm = self.v.get("sm_count").map_or(0, as_u64);
+        c_uint::try_from(sm).unwrap_or(c_uint::MAX)
+    }
+    fn mem_total(&self) -> u64 {
+        self.v.get("mem_total").map_or(0, as_u64)
+    }
+    fn handle(&self) -> Device {
+        mig_handle(self.gpu.index, self.index)
+    }
+    /// Like `Gpu::error`, with the GPU's blanket `"error"` (a lost GPU loses its slices) first.
+    fn error(&self, func: &str, blanket: bool) -> Option<Ret> {
+        let parent = blanket
+            .then(|| self.gpu.v.get("error").and_then(code_of))
+            .flatten();
+        parent.or_else(|| entry_error(self.v, func, blanket))
+    }
+}
+
+/// What a valid handle refers to: a whole GPU or one of its MIG devices.
+enum Dev<'a> {
+    Gpu(Gpu<'a>),
+    Mig(Mig<'a>),
+}
+
+impl Dev<'_> {
+    fn uuid(&self) -> &str {
+        match self {
+            Dev::Gpu(gpu) => gpu.str("uuid"),
+            Dev::Mig(mig) => mig.uuid(),
+        }
+    }
+    fn handle(&self) -> Device {
+        match self {
+            Dev::Gpu(gpu) => handle(gpu.index),
+            Dev::Mig(mig) => mig.handle(),
+        }
+    }
+    fn error(&self, func: &str, blanket: bool) -> Option<Ret> {
+        match self {
+            Dev::Gpu(gpu) => gpu.error(func, blanket),
+            Dev::Mig(mig) => mig.error(func, blanket),
+        }
+    }
+}
+
+/// The error injected for `func` into a device or MIG entry: its blanket `"error"` (if
+/// `blanket`), else its `"errors"` map.
+fn entry_error(entry: &Value, func: &str, blanket: bool) -> Option<Ret> {
+    let blanket = blanket
+        .then(|| entry.get("error").and_then(code_of))
+        .flatten();
+    blanket.or_else(|| injected(entry, func))
 }
 
 /// A JSON number as u64, accepting floats; anything else is 0.
@@ -348,13 +520,22 @@ fn call(func: &str, body: impl FnOnce(&State) -> Ret) -> Ret {
     })
 }
 
-/// `call` for functions taking a device handle; also applies the device's injected errors.
-fn device_call(func: &str, device: Device, body: impl FnOnce(&Gpu) -> Ret) -> Ret {
+/// `call` for functions taking a GPU or MIG handle; also applies the device's injected errors.
+fn any_device_call(func: &str, device: Device, body: impl FnOnce(&Dev) -> Ret) -> Ret {
     call(func, |state| {
-        let Some(gpu) = handle_index(device).and_then(|i| state.gpu(i)) else {
+        let Some(dev) = state.dev(device) else {
             return INVALID_ARGUMENT;
         };
-        gpu.error(func, true).unwrap_or_else(|| body(&gpu))
+        dev.error(func, true).unwrap_or_else(|| body(&dev))
+    })
+}
+
+/// `any_device_call` for functions that only whole GPUs answer: `NOT_SUPPORTED` on a MIG
+/// handle, as real NVML answers for energy and power.
+fn device_call(func: &str, device: Device, body: impl FnOnce(&Gpu) -> Ret) -> Ret {
+    any_device_call(func, device, |dev| match dev {
+        Dev::Gpu(gpu) => body(gpu),
+        Dev::Mig(_) => NOT_SUPPORTED,
     })
 }
 
@@ -480,15 +661,13 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
         }
         // SAFETY: NVML contract: `uuid` is a NUL-terminated string.
         let uuid = unsafe { CStr::from_ptr(uuid) }.to_bytes();
-        let found = (0..state.devices().len())
-            .filter_map(|i| state.gpu(i))
-            .find(|gpu| gpu.str("uuid").as_bytes() == uuid);
-        let Some(gpu) = found else {
+        // A `MIG-…` UUID gives a MIG handle, as in real NVML since R470.
+        let Some(dev) = state.dev_by_uuid(uuid) else {
             return NOT_FOUND;
         };
-        gpu.error(FUNC, true).unwrap_or_else(|| {
+        dev.error(FUNC, true).unwrap_or_else(|| {
             // SAFETY: NVML contract: `device` is null or a valid out-pointer.
-            unsafe { put(device, handle(gpu.index)) }
+            unsafe { put(device, dev.handle()) }
         })
     })
 }
@@ -507,9 +686,9 @@ pub unsafe extern "C" fn nvmlDeviceGetUUID(
     uuid: *mut c_char,
     length: c_uint,
 ) -> Ret {
-    device_call("nvmlDeviceGetUUID", device, |gpu| {
+    any_device_call("nvmlDeviceGetUUID", device, |dev| {
         // SAFETY: NVML contract: `uuid` holds `length` bytes.
-        unsafe { put_str(gpu.str("uuid"), uuid, length) }
+        unsafe { put_str(dev.uuid(), uuid, length) }
     })
 }
 
@@ -681,5 +860,93 @@ pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
             unsafe { samples.add(i).write(sample) };
         }
         SUCCESS
+    })
+}
+
+/// Streaming multiprocessors and memory of a GPU or of one MIG device; the shared-engine and
+/// slice counts are 0.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetAttributes_v2(
+    device: Device,
+    attributes: *mut DeviceAttributes,
+) -> Ret {
+    any_device_call("nvmlDeviceGetAttributes_v2", device, |dev| {
+        let (sm_count, mem_total) = match dev {
+            Dev::Gpu(gpu) => (gpu.sm_count(), gpu.u64("mem_total")),
+            Dev::Mig(mig) => (mig.sm_count(), mig.mem_total()),
+        };
+        let attrs = DeviceAttributes {
+            multiprocessor_count: sm_count,
+            shared_copy_engine_count: 0,
+            shared_decoder_count: 0,
+            shared_encoder_count: 0,
+            shared_jpeg_count: 0,
+            shared_ofa_count: 0,
+            gpu_instance_slice_count: 0,
+            compute_instance_slice_count: 0,
+            memory_size_mb: mem_total >> 20,
+        };
+        // SAFETY: NVML contract: `attributes` is null or a valid out-pointer.
+        unsafe { put(attributes, attrs) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceIsMigDeviceHandle(
+    device: Device,
+    is_mig_device: *mut c_uint,
+) -> Ret {
+    any_device_call("nvmlDeviceIsMigDeviceHandle", device, |dev| {
+        let is_mig = c_uint::from(matches!(dev, Dev::Mig(_)));
+        // SAFETY: NVML contract: `is_mig_device` is null or a valid out-pointer.
+        unsafe { put(is_mig_device, is_mig) }
+    })
+}
+
+/// A whole GPU's handle is no MIG handle: `INVALID_ARGUMENT`, which nvml.h gives "if
+/// migDevice or device is invalid".
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetDeviceHandleFromMigDeviceHandle(
+    mig_device: Device,
+    device: *mut Device,
+) -> Ret {
+    const FUNC: &str = "nvmlDeviceGetDeviceHandleFromMigDeviceHandle";
+    any_device_call(FUNC, mig_device, |dev| match dev {
+        // SAFETY: NVML contract: `device` is null or a valid out-pointer.
+        Dev::Mig(mig) => unsafe { put(device, handle(mig.gpu.index)) },
+        Dev::Gpu(_) => INVALID_ARGUMENT,
+    })
+}
+
+/// The most MIG devices the GPU can hold, not how many exist; 0 outside MIG mode.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMaxMigDeviceCount(device: Device, count: *mut c_uint) -> Ret {
+    device_call("nvmlDeviceGetMaxMigDeviceCount", device, |gpu| {
+        // SAFETY: NVML contract: `count` is null or a valid out-pointer.
+        unsafe { put(count, gpu.max_mig_count()) }
+    })
+}
+
+/// `NOT_SUPPORTED` outside MIG mode (and on a MIG handle), `NOT_FOUND` for an index with no
+/// MIG device. Like `nvmlDeviceGetHandleByIndex_v2`, only the entry's `"errors"` map applies.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
+    device: Device,
+    index: c_uint,
+    mig_device: *mut Device,
+) -> Ret {
+    const FUNC: &str = "nvmlDeviceGetMigDeviceHandleByIndex";
+    device_call(FUNC, device, |gpu| {
+        if gpu.mig_entries().is_none() {
+            return NOT_SUPPORTED;
+        }
+        let index = usize::try_from(index).unwrap_or(usize::MAX);
+        let Some(mig) = gpu.mig(index) else {
+            return NOT_FOUND;
+        };
+        mig.error(FUNC, false).unwrap_or_else(|| {
+            // SAFETY: NVML contract: `mig_device` is null or a valid out-pointer.
+            unsafe { put(mig_device, mig.handle()) }
+        })
     })
 }

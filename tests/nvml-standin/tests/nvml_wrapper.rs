@@ -318,6 +318,140 @@ fn gpu_lost_while_loaded() {
     ));
 }
 
+fn mig(uuid: &str, sm_count: u32) -> Value {
+    json!({ "uuid": uuid, "sm_count": sm_count })
+}
+
+/// A 98-SM GPU split into a 14-SM and a 28-SM MIG slice, after a plain GPU.
+fn mig_state() -> Value {
+    let mut parent = gpu("GPU-mig", 300.0);
+    parent["sm_count"] = json!(98);
+    parent["mem_total"] = json!(80_u64 << 30);
+    parent["mig"] = json!([mig("MIG-0a1b", 14), mig("MIG-2c3d", 28)]);
+    json!({ "devices": [gpu("GPU-plain", 100.0), parent] })
+}
+
+#[test]
+fn mig_devices_by_uuid_and_their_parent() {
+    let fake = Fake::new(&mig_state());
+    let nvml = fake.init().unwrap();
+    // MIG devices are not enumerated by index, as in real NVML.
+    assert_eq!(nvml.device_count().unwrap(), 2);
+
+    let small = nvml.device_by_uuid("MIG-0a1b").unwrap();
+    let large = nvml.device_by_uuid("MIG-2c3d").unwrap();
+    assert!(small.mig_is_mig_device_handle().unwrap());
+    assert!(large.mig_is_mig_device_handle().unwrap());
+    assert_eq!(small.uuid().unwrap(), "MIG-0a1b");
+    assert_eq!(large.uuid().unwrap(), "MIG-2c3d");
+
+    let parent = small.mig_parent_device().unwrap();
+    assert_eq!(parent.uuid().unwrap(), "GPU-mig");
+    assert_eq!(parent.index().unwrap(), 1);
+    assert!(!parent.mig_is_mig_device_handle().unwrap());
+    assert_eq!(
+        large.mig_parent_device().unwrap().uuid().unwrap(),
+        "GPU-mig"
+    );
+
+    let sm = |d: &nvml_wrapper::Device| d.attributes().unwrap().multiprocessor_count;
+    assert_eq!((sm(&small), sm(&large), sm(&parent)), (14, 28, 98));
+    assert_eq!(parent.attributes().unwrap().memory_size_mb, 80 << 10);
+    assert_eq!(small.attributes().unwrap().memory_size_mb, 0);
+
+    // Energy and power are the whole GPU's: real NVML does not split them per slice.
+    assert!(matches!(
+        small.total_energy_consumption(),
+        Err(NvmlError::NotSupported)
+    ));
+    assert!(matches!(small.power_usage(), Err(NvmlError::NotSupported)));
+    assert!(matches!(small.index(), Err(NvmlError::NotSupported)));
+    assert!(parent.total_energy_consumption().is_ok());
+    assert_eq!(parent.power_usage().unwrap(), 300_000);
+
+    assert!(matches!(
+        nvml.device_by_uuid("MIG-none"),
+        Err(NvmlError::NotFound)
+    ));
+
+    // A whole GPU: no MIG handle, no parent, default SM count.
+    let plain = nvml.device_by_index(0).unwrap();
+    assert!(!plain.mig_is_mig_device_handle().unwrap());
+    assert!(matches!(
+        plain.mig_parent_device(),
+        Err(NvmlError::InvalidArg)
+    ));
+    assert_eq!(sm(&plain), 132);
+}
+
+#[test]
+fn mig_devices_by_index_on_their_parent() {
+    let mut state = mig_state();
+    state["devices"][1]["max_mig_count"] = json!(7);
+    let fake = Fake::new(&state);
+    let nvml = fake.init().unwrap();
+
+    let parent = nvml.device_by_uuid("GPU-mig").unwrap();
+    // The maximum, not the number populated: the empty slots are NOT_FOUND.
+    assert_eq!(parent.mig_device_count().unwrap(), 7);
+    let second = parent.mig_device_by_index(1).unwrap();
+    assert_eq!(second.uuid().unwrap(), "MIG-2c3d");
+    assert_eq!(second.attributes().unwrap().multiprocessor_count, 28);
+    assert_eq!(
+        second.mig_parent_device().unwrap().uuid().unwrap(),
+        "GPU-mig"
+    );
+    assert!(matches!(
+        parent.mig_device_by_index(2),
+        Err(NvmlError::NotFound)
+    ));
+    assert!(matches!(
+        second.mig_device_count(),
+        Err(NvmlError::NotSupported)
+    ));
+
+    // Outside MIG mode: no MIG devices.
+    let plain = nvml.device_by_index(0).unwrap();
+    assert_eq!(plain.mig_device_count().unwrap(), 0);
+    assert!(matches!(
+        plain.mig_device_by_index(0),
+        Err(NvmlError::NotSupported)
+    ));
+}
+
+#[test]
+fn mig_devices_share_their_gpus_errors() {
+    let fake = Fake::new(&mig_state());
+    let nvml = fake.init().unwrap();
+    let small = nvml.device_by_uuid("MIG-0a1b").unwrap();
+    let large = nvml.device_by_uuid("MIG-2c3d").unwrap();
+
+    // A slice's own errors map fails only that slice.
+    let mut state = mig_state();
+    state["devices"][1]["mig"][0]["errors"] = json!({ "nvmlDeviceGetAttributes_v2": "UNKNOWN" });
+    fake.set_state(&state);
+    assert!(matches!(small.attributes(), Err(NvmlError::Unknown)));
+    assert_eq!(large.attributes().unwrap().multiprocessor_count, 28);
+
+    // A lost GPU loses its slices.
+    let mut state = mig_state();
+    state["devices"][1]["error"] = json!("GPU_IS_LOST");
+    fake.set_state(&state);
+    assert!(matches!(small.uuid(), Err(NvmlError::GpuLost)));
+    assert!(matches!(small.mig_parent_device(), Err(NvmlError::GpuLost)));
+    assert!(matches!(
+        nvml.device_by_uuid("MIG-2c3d"),
+        Err(NvmlError::GpuLost)
+    ));
+
+    // A slice that is gone leaves a stale handle.
+    let mut state = mig_state();
+    state["devices"][1]["mig"] = json!([mig("MIG-0a1b", 14)]);
+    fake.set_state(&state);
+    assert_eq!(small.uuid().unwrap(), "MIG-0a1b");
+    assert!(matches!(large.uuid(), Err(NvmlError::InvalidArg)));
+}
+
 #[test]
 fn injected_top_level_errors() {
     let fake = Fake::new(&json!({
