@@ -39,6 +39,8 @@ pub struct NodeReport {
     pub sources: Vec<String>,
     pub bad_lines: usize,
     pub truncated_tail: bool,
+    /// Plain-language notes on what makes a figure less sure.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -164,6 +166,125 @@ impl NodeReport {
                 .collect(),
             bad_lines: s.bad_lines.len(),
             truncated_tail: s.truncated_tail,
+            notes: notes(rec, &attribution),
         }
+    }
+}
+
+/// What the sampler says about itself, and cross-checks, as notes a person can act on.
+fn notes(
+    rec: &NodeRecording,
+    attribution: &aipm_recording::attribution::Attribution,
+) -> Vec<String> {
+    let m = &rec.meta;
+    let st = &m.sampler;
+    let mut notes = Vec::new();
+    if m.end_unix_ms.is_none() {
+        notes.push("the recording has no end: the job still runs, or its sampler was killed (figures stop at the last sample)".into());
+    }
+    if st.missed_deadlines > 0 {
+        notes.push(format!(
+            "{} sampling period(s) were missed (node overloaded?)",
+            st.missed_deadlines
+        ));
+    }
+    if st.read_errors > 0 {
+        notes.push(format!(
+            "{} sample(s) had unreadable values (see slurmd's log)",
+            st.read_errors
+        ));
+    }
+    if st.write_errors > 0 {
+        notes.push(
+            "the spool could not be written to (disk full?): the recording stops early".into(),
+        );
+    }
+    for c in &attribution.channels {
+        if c.periods_without_share > 0 {
+            notes.push(format!(
+                "{}: {} period(s) without the inputs of the attribution; their energy is left unattributed",
+                c.channel, c.periods_without_share
+            ));
+        }
+    }
+    // NVML's energy counter against its power readings integrated over time: they can
+    // disagree (Zeus #181); a large gap points at a counter or a power sensor to doubt.
+    for c in attribution
+        .channels
+        .iter()
+        .filter(|c| c.channel.starts_with("nvml:GPU-"))
+    {
+        let s = &rec.samples;
+        let (Some(t), Some(p)) = (
+            s.column(TIME_COLUMN),
+            s.column(&format!("{}:power_mw", c.channel)),
+        ) else {
+            continue;
+        };
+        let mut integrated_j = 0.0;
+        for w in s.rows.windows(2) {
+            if let (Some(t0), Some(t1), Some(p0), Some(p1)) = (w[0][t], w[1][t], w[0][p], w[1][p]) {
+                integrated_j += (p0 + p1) as f64 / 2.0 / 1000.0 * (t1 - t0) as f64 / 1000.0;
+            }
+        }
+        let counter_j = c.node_uj / 1e6;
+        if counter_j > 1.0 && ((integrated_j - counter_j) / counter_j).abs() > 0.1 {
+            notes.push(format!(
+                "{}: the energy counter says {counter_j:.1} J, its power readings integrate to {integrated_j:.1} J (more than 10% apart)",
+                c.channel
+            ));
+        }
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aipm_recording::meta::Meta;
+    use aipm_recording::samples::{header_line, EnergyValue, SampleRow, Samples};
+
+    /// A GPU whose counter advances `counter_w` while its power sensor reads `sensor_w`.
+    fn gpu_recording(counter_w: u64, sensor_w: u64) -> NodeRecording {
+        let mut text = header_line(&["nvml:GPU-1".into()], &["nvml:GPU-1:power_mw".into()]);
+        for t in 0..=10u64 {
+            SampleRow {
+                time_unix_ms: t * 1000,
+                energy: vec![Some(EnergyValue {
+                    energy_uj: counter_w * t * 1_000_000,
+                    raw: 0,
+                })],
+                gauges: vec![Some(sensor_w * 1000)],
+                ..SampleRow::default()
+            }
+            .format_into(&mut text);
+        }
+        NodeRecording {
+            meta: Meta {
+                end_unix_ms: Some(10_000),
+                ..Meta::default()
+            },
+            samples: Samples::parse(&text).unwrap(),
+            samples_path: "n.samples.csv".into(),
+        }
+    }
+
+    #[test]
+    fn a_gpu_counter_that_disagrees_with_its_power_is_noted() {
+        let report = NodeReport::from_recording(&gpu_recording(300, 200));
+        assert_eq!(report.job_gpu_j, 3000.0);
+        assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
+        assert!(report.notes[0].contains("3000.0 J, its power readings integrate to 2000.0 J"));
+        assert!(NodeReport::from_recording(&gpu_recording(300, 290))
+            .notes
+            .is_empty());
+    }
+
+    #[test]
+    fn an_unfinished_recording_is_noted() {
+        let mut rec = gpu_recording(300, 300);
+        rec.meta.end_unix_ms = None;
+        let report = NodeReport::from_recording(&rec);
+        assert!(report.notes[0].contains("has no end"), "{:?}", report.notes);
     }
 }

@@ -40,7 +40,7 @@ fn two_gpus(start_ms: u64) -> serde_json::Value {
             { "uuid": "GPU-aaaa", "name": "Fake A100", "power_w": 100.0, "energy_start_mj": 5_000,
               "start_unix_ms": start_ms, "util_gpu": 10, "util_mem": 1,
               "mem_total": 40u64 << 30, "mem_used": 1u64 << 30, "mem_reserved": 0 },
-            { "uuid": "GPU-bbbb", "name": "Fake A100", "power_w": 250.0, "energy_start_mj": 9_000_000,
+            { "uuid": "GPU-bbbb", "name": "Fake A100", "power_w": 250.0, "power_instant_w": 262.5, "energy_start_mj": 9_000_000,
               "start_unix_ms": start_ms, "util_gpu": 87, "util_mem": 40,
               "mem_total": 40u64 << 30, "mem_used": 30u64 << 30, "mem_reserved": 0 }
         ]
@@ -61,7 +61,7 @@ fn only_the_jobs_gpus_are_read_and_energy_is_the_counter() {
     let lib = standin(dir.path(), &two_gpus(start));
     let mut source = open(&lib, Some(&["1".to_string()]));
     assert_eq!(source.channels(), ["GPU-bbbb"]);
-    assert_eq!(source.gauges().len(), 9);
+    assert_eq!(source.gauges().len(), 10);
     assert_eq!(
         source.gauges()[..3],
         [
@@ -94,7 +94,8 @@ fn only_the_jobs_gpus_are_read_and_energy_is_the_counter() {
             None,
             None,
             None,
-            None
+            None,
+            Some(262_500)
         ]
     );
     assert!(errors.is_empty(), "{errors:?}");
@@ -196,14 +197,15 @@ fn a_shared_gpu_is_split_between_the_jobs_processes_and_the_others() {
             Some(4 << 30),
             Some(2 << 30),
             Some(75),
-            Some(25)
+            Some(25),
+            Some(100_000)
         ]
     );
 
     // The next sample counts only newer utilisation samples: none, so no kernel time.
     out.clear();
     source.read_gauges(&mut out, &mut errors);
-    assert_eq!(out[7..], [Some(0), Some(0)]);
+    assert_eq!(out[7..9], [Some(0), Some(0)]);
 }
 
 #[test]
@@ -237,5 +239,29 @@ fn a_mig_slice_gets_its_share_of_the_gpus_sms() {
     source.read_gauges(&mut out, &mut errors);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(out[0], Some(250_000 * 2 / 7));
-    assert!(out[1..].iter().all(Option::is_none));
+    assert!(out[1..].iter().all(Option::is_none), "{out:?}");
+}
+
+#[test]
+fn instant_power_is_read_where_the_driver_has_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["field_errors"] = serde_json::json!({ "186": "NOT_SUPPORTED" });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read_gauges(&mut out, &mut errors);
+    let instant = source
+        .gauges()
+        .iter()
+        .position(|g| g == "GPU-aaaa:power_instant_mw")
+        .unwrap();
+    assert_eq!(out[instant], None, "GPU-aaaa has no instant power field");
+    let instant = source
+        .gauges()
+        .iter()
+        .position(|g| g == "GPU-bbbb:power_instant_mw")
+        .unwrap();
+    assert_eq!(out[instant], Some(262_500));
+    assert!(errors.is_empty(), "{errors:?}");
 }

@@ -13,7 +13,7 @@ use aipm_recording::period::format_period;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
 use aipm_sampler::spool::{ElectionLock, JobFiles};
-use aipm_sampler::usage::JobUsage;
+use aipm_sampler::usage::{JobUsage, ProcessTree};
 
 use crate::options::{decide, parse_request, Request};
 use crate::spank::{context, log, Context, LogLevel, Spank};
@@ -256,10 +256,20 @@ pub fn task_post_fork(sp: &Spank) -> Result<(), String> {
             setup.meta.user = user;
         }
         if let Some(pid) = sp.task_pid() {
-            match JobUsage::discover(&p.config.proc_root, &p.config.cgroup_root, pid, p.job_id) {
-                Ok(usage) => setup.usage = Some(usage),
-                Err(e) => log(LogLevel::Info, &format!("job usage not recorded: {e}")),
-            }
+            setup.usage = Some(
+                match JobUsage::discover(&p.config.proc_root, &p.config.cgroup_root, pid, p.job_id)
+                {
+                    Ok(usage) => usage,
+                    // No job cgroup (proctrack/linuxproc): this step's process tree.
+                    Err(e) => {
+                        log(
+                            LogLevel::Info,
+                            &format!("{e}; following the task's process tree"),
+                        );
+                        JobUsage::ProcessTree(ProcessTree::new(&p.config.proc_root, pid, None))
+                    }
+                },
+            );
         }
         p.sampler =
             Some(Sampler::start(setup).map_err(|e| format!("starting the sampler thread: {e}"))?);

@@ -185,6 +185,10 @@ fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<(
             let label = if i == 0 { "Sources" } else { "" };
             writeln!(out, "  {label:<13} {s}")?;
         }
+        for (i, note) in r.notes.iter().enumerate() {
+            let label = if i == 0 { "Notes" } else { "" };
+            writeln!(out, "  {label:<13} {note}")?;
+        }
         if r.truncated_tail || r.bad_lines > 0 {
             writeln!(
                 out,

@@ -12,8 +12,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
 use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::struct_wrappers::device::FieldValueSample;
+use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 use nvml_wrapper::Nvml;
 
 use super::{EnergySource, Found};
@@ -51,8 +54,10 @@ struct Integrated {
 /// The gauges recorded for each GPU, after its UUID. The `job_`/`other_` pairs split the
 /// GPU's compute processes between the job's and everyone else's, for GPUs that several
 /// jobs share (MPS, sharding): SM utilisation from NVML's per-process samples since the last
-/// sample, memory from the running compute processes.
-pub const GAUGES: [&str; 9] = [
+/// sample, memory from the running compute processes. `power_mw` is NVML's power reading
+/// (a 1 s average on Ampere and newer, instant before); `power_instant_mw` the instant power
+/// field where the driver has it: the cross-checks of the energy counter.
+pub const GAUGES: [&str; 10] = [
     "power_mw",
     "util_pct",
     "mem_used_bytes",
@@ -62,6 +67,7 @@ pub const GAUGES: [&str; 9] = [
     "other_mem_bytes",
     "job_sm_pct",
     "other_sm_pct",
+    "power_instant_mw",
 ];
 
 impl NvmlSource {
@@ -341,7 +347,26 @@ impl EnergySource for NvmlSource {
                 Err(e) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
             }
             out.extend(sm);
+            out.push(instant_power_mw(&device));
         }
+    }
+}
+
+/// NVML's instant power field, `None` where the driver or GPU lacks it.
+fn instant_power_mw(device: &nvml_wrapper::Device) -> Option<u64> {
+    let samples = device
+        .field_values_for(&[FieldId(NVML_FI_DEV_POWER_INSTANT)])
+        .ok()?;
+    match samples.first()? {
+        Ok(FieldValueSample {
+            value: Ok(SampleValue::U32(mw)),
+            ..
+        }) => Some(u64::from(*mw)),
+        Ok(FieldValueSample {
+            value: Ok(SampleValue::U64(mw)),
+            ..
+        }) => Some(*mw),
+        _ => None,
     }
 }
 

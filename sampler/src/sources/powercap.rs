@@ -205,6 +205,24 @@ mod tests {
         assert!(problems[1].contains("wraps of package-2 cannot be corrected"));
     }
 
+    /// What an unreadable counter does to the reader (root reads even 0400 files, so the
+    /// test makes `energy_uj` a directory: opened fine, every read fails).
+    #[test]
+    fn an_unreadable_counter_is_reported_and_left_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        zone(tmp.path(), "intel-rapl:0", "package-0", 100, Some(1000));
+        zone(tmp.path(), "intel-rapl:1", "package-1", 100, Some(1000));
+        let counter = tmp.path().join("intel-rapl:1/energy_uj");
+        fs::remove_file(&counter).unwrap();
+        fs::create_dir(&counter).unwrap();
+        let (source, problems) = open(tmp.path());
+        assert_eq!(source.channels(), ["package-0"]);
+        assert!(
+            problems[0].contains("intel-rapl:1/energy_uj"),
+            "{problems:?}"
+        );
+    }
+
     #[test]
     fn a_read_error_during_sampling_is_named() {
         let tmp = tempfile::tempdir().unwrap();

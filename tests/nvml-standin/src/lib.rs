@@ -13,6 +13,7 @@
 //! { "driver_version": "550.54.15",
 //!   "errors": { "nvmlDeviceGetCount_v2": "UNKNOWN" },
 //!   "devices": [ { "uuid": "GPU-0000", "name": "Fake H100", "power_w": 100.0,
+//!                  "power_instant_w": 130.0, "field_errors": { "186": "NOT_SUPPORTED" },
 //!                  "energy_start_mj": 0, "start_unix_ms": 1700000000000,
 //!                  "util_gpu": 50, "util_mem": 20, "sm_count": 98,
 //!                  "mem_total": 1000, "mem_used": 300, "mem_reserved": 100,
@@ -32,6 +33,14 @@
 //! applies to every per-device call except `nvmlDeviceGetHandleByIndex_v2`; an `"errors"` map
 //! (top level or per device) fails just the named functions.
 //!
+//! `nvmlDeviceGetFieldValues` answers two fields, in mW as unsigned ints:
+//! `NVML_FI_DEV_POWER_AVERAGE` (185) with `power_w`, the same as `nvmlDeviceGetPowerUsage`, and
+//! `NVML_FI_DEV_POWER_INSTANT` (186) with `power_instant_w` (default: `power_w`). Both ids are
+//! the same in the V12 and V13Update1 numberings, which nvml-wrapper picks from
+//! `driver_version`. Any other field gets a per-field `NOT_SUPPORTED`, as does a field listed in
+//! a device's `"field_errors"` map (keyed by the decimal field id) with its code; the call
+//! itself still succeeds.
+//!
 //! A device with a `"mig"` array is in MIG mode; each entry is one MIG device (GPU instance),
 //! capped at `MAX_MIG`. MIG devices are not enumerated by index, as in real NVML: they are
 //! reached through `nvmlDeviceGetHandleByUUID` with their `uuid` or through
@@ -39,6 +48,7 @@
 //! attributes (`sm_count`, default 0; `mem_total`), `nvmlDeviceIsMigDeviceHandle` and
 //! `nvmlDeviceGetDeviceHandleFromMigDeviceHandle` answer; every other call, energy and power
 //! included, returns `NOT_SUPPORTED`, as real NVML does for energy and power.
+//! `nvmlDeviceGetFieldValues` succeeds on a MIG handle, with `NOT_SUPPORTED` in every field.
 //! The GPU's `"error"` applies to its MIG handles too; a MIG entry may carry its own `"error"`
 //! and `"errors"`. `sm_count` of a GPU defaults to 132 (H100 SXM); `max_mig_count` (what
 //! `nvmlDeviceGetMaxMigDeviceCount` reports; real GPUs say 7) defaults to the number of entries,
@@ -53,7 +63,10 @@
 // large as the length or count passed alongside them.
 #![allow(clippy::missing_safety_doc)]
 
-use std::ffi::{c_char, c_uint, c_ulonglong, c_void, CStr, OsStr, OsString};
+use std::ffi::{
+    c_char, c_int, c_longlong, c_uint, c_ulong, c_ulonglong, c_ushort, c_void, CStr, OsStr,
+    OsString,
+};
 use std::fs::File;
 use std::io::Read;
 use std::mem::size_of;
@@ -181,6 +194,33 @@ pub struct DeviceAttributes {
     pub memory_size_mb: c_ulonglong,
 }
 
+/// `nvmlValue_t`: the value of one field, tagged by `FieldValue::value_type`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union SampleValue {
+    pub d_val: f64,
+    pub si_val: c_int,
+    pub ui_val: c_uint,
+    pub ul_val: c_ulong,
+    pub ull_val: c_ulonglong,
+    pub sll_val: c_longlong,
+    pub us_val: c_ushort,
+}
+
+/// `nvmlFieldValue_t`: the caller sets `field_id` and `scope_id`; the library fills the rest.
+#[repr(C)]
+pub struct FieldValue {
+    pub field_id: c_uint,
+    pub scope_id: c_uint,
+    /// CPU timestamp, µs since the Unix epoch.
+    pub timestamp: c_longlong,
+    pub latency_usec: c_longlong,
+    /// `nvmlValueType_t`.
+    pub value_type: c_uint,
+    pub nvml_return: Ret,
+    pub value: SampleValue,
+}
+
 const _: () = assert!(size_of::<Utilization>() == 8);
 const _: () = assert!(size_of::<MemoryV1>() == 24);
 const _: () = assert!(size_of::<MemoryV2>() == 40);
@@ -189,6 +229,23 @@ const _: () = assert!(size_of::<ProcessInfo>() == 24);
 const _: () = assert!(size_of::<ProcessUtilizationSample>() == 32);
 const _: () = assert!(size_of::<DeviceAttributes>() == 40);
 const _: () = assert!(std::mem::offset_of!(DeviceAttributes, memory_size_mb) == 32);
+const _: () = assert!(size_of::<SampleValue>() == 8);
+const _: () = assert!(std::mem::align_of::<SampleValue>() == 8);
+const _: () = assert!(size_of::<FieldValue>() == 40);
+const _: () = assert!(std::mem::offset_of!(FieldValue, field_id) == 0);
+const _: () = assert!(std::mem::offset_of!(FieldValue, scope_id) == 4);
+const _: () = assert!(std::mem::offset_of!(FieldValue, timestamp) == 8);
+const _: () = assert!(std::mem::offset_of!(FieldValue, latency_usec) == 16);
+const _: () = assert!(std::mem::offset_of!(FieldValue, value_type) == 24);
+const _: () = assert!(std::mem::offset_of!(FieldValue, nvml_return) == 28);
+const _: () = assert!(std::mem::offset_of!(FieldValue, value) == 32);
+
+/// `NVML_FI_DEV_POWER_AVERAGE`; below 251, so the same in the V12 and V13Update1 numberings.
+const FI_DEV_POWER_AVERAGE: c_uint = 185;
+/// `NVML_FI_DEV_POWER_INSTANT`; likewise the same in both numberings.
+const FI_DEV_POWER_INSTANT: c_uint = 186;
+/// `NVML_VALUE_TYPE_UNSIGNED_INT`, the type real NVML gives power fields.
+const VALUE_TYPE_UNSIGNED_INT: c_uint = 1;
 
 /// `NVML_VALUE_NOT_AVAILABLE` (-1) as the wrapper compares it against `usedGpuMemory`.
 const VALUE_NOT_AVAILABLE: u64 = u64::MAX;
@@ -396,6 +453,26 @@ impl<'a> Gpu<'a> {
     fn max_mig_count(&self) -> c_uint {
         let entries = self.mig_entries().map(<[Value]>::len);
         entries.map_or(0, |n| (n as c_uint).max(self.u32("max_mig_count")))
+    }
+    /// Watts from `key`, in mW; float-to-int `as` saturates, so this cannot panic.
+    fn mw(&self, key: &str) -> c_uint {
+        (self.f64(key) * 1000.0).round() as c_uint
+    }
+    /// The value of one field of `nvmlDeviceGetFieldValues`, in mW, or its per-field error.
+    fn field_value(&self, field_id: c_uint) -> Result<c_uint, Ret> {
+        let errors = self.v.get("field_errors");
+        let injected = errors.and_then(|m| m.get(field_id.to_string()));
+        if let Some(code) = injected.and_then(code_of) {
+            return Err(code);
+        }
+        match field_id {
+            FI_DEV_POWER_AVERAGE => Ok(self.mw("power_w")),
+            FI_DEV_POWER_INSTANT => {
+                let instant = self.v.get("power_instant_w").and_then(Value::as_f64);
+                Ok(self.mw(instant.map_or("power_w", |_| "power_instant_w")))
+            }
+            _ => Err(NOT_SUPPORTED),
+        }
     }
     fn energy_mj(&self) -> u64 {
         let start = self.v.get("start_unix_ms").map_or(self.mtime_ms, as_u64);
@@ -720,9 +797,60 @@ pub unsafe extern "C" fn nvmlDeviceGetTotalEnergyConsumption(
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(device: Device, power: *mut c_uint) -> Ret {
     device_call("nvmlDeviceGetPowerUsage", device, |gpu| {
-        let mw = (gpu.f64("power_w") * 1000.0).round() as c_uint;
         // SAFETY: NVML contract: `power` is null or a valid out-pointer.
-        unsafe { put(power, mw) }
+        unsafe { put(power, gpu.mw("power_w")) }
+    })
+}
+
+/// Fills each of the `values_count` entries for the `field_id` the caller set, keeping its
+/// `scope_id`: a per-field `nvml_return`, with a value only on `SUCCESS`. Unknown fields, and
+/// every field of a MIG handle, are `NOT_SUPPORTED` while the call itself succeeds.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
+    device: Device,
+    values_count: c_int,
+    values: *mut FieldValue,
+) -> Ret {
+    any_device_call("nvmlDeviceGetFieldValues", device, |dev| {
+        let Ok(count) = usize::try_from(values_count) else {
+            return INVALID_ARGUMENT;
+        };
+        if values.is_null() {
+            return INVALID_ARGUMENT;
+        }
+        let timestamp = c_longlong::try_from(now_us()).unwrap_or(c_longlong::MAX);
+        for i in 0..count {
+            // SAFETY: i < count = `values_count`, the number of entries `values` holds per the
+            // NVML contract, so the offset stays inside that allocation.
+            let entry = unsafe { values.add(i) };
+            // SAFETY: `entry` is valid for reads; only the two ids the caller set are read, so
+            // a value union left uninitialised is never touched.
+            let (field_id, scope_id) = unsafe { ((*entry).field_id, (*entry).scope_id) };
+            let result = match dev {
+                Dev::Gpu(gpu) => gpu.field_value(field_id),
+                Dev::Mig(_) => Err(NOT_SUPPORTED),
+            };
+            let mut value = SampleValue { ull_val: 0 };
+            let (nvml_return, value_type) = match result {
+                Ok(mw) => {
+                    value.ui_val = mw;
+                    (SUCCESS, VALUE_TYPE_UNSIGNED_INT)
+                }
+                Err(code) => (code, 0),
+            };
+            let filled = FieldValue {
+                field_id,
+                scope_id,
+                timestamp,
+                latency_usec: 0,
+                value_type,
+                nvml_return,
+                value,
+            };
+            // SAFETY: `entry` is in bounds as above and valid for writes per the NVML contract.
+            unsafe { entry.write(filled) };
+        }
+        SUCCESS
     })
 }
 

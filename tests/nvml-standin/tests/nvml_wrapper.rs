@@ -10,9 +10,14 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nvml_wrapper::bitmasks::InitFlags;
-use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
 use nvml_wrapper::error::NvmlError;
-use nvml_wrapper::Nvml;
+use nvml_wrapper::struct_wrappers::device::FieldValueSample;
+use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::sys_exports::field_id::{
+    NVML_FI_DEV_ECC_CURRENT, NVML_FI_DEV_POWER_AVERAGE, NVML_FI_DEV_POWER_INSTANT,
+};
+use nvml_wrapper::{Device, FieldIdScheme, Nvml};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -302,6 +307,144 @@ fn injected_device_errors() {
     assert!(flaky.total_energy_consumption().is_ok());
 }
 
+/// `[POWER_INSTANT, POWER_AVERAGE]`, as the sampler asks for them.
+fn power_fields() -> [FieldId; 2] {
+    [
+        FieldId(NVML_FI_DEV_POWER_INSTANT),
+        FieldId(NVML_FI_DEV_POWER_AVERAGE),
+    ]
+}
+
+/// The milliwatts of one successful field sample.
+fn mw(sample: &Result<FieldValueSample, NvmlError>) -> u32 {
+    match sample {
+        Ok(FieldValueSample {
+            value: Ok(SampleValue::U32(mw)),
+            ..
+        }) => *mw,
+        other => panic!("expected a U32 sample, got {other:?}"),
+    }
+}
+
+fn power_fields_of(device: &Device) -> (u32, u32) {
+    let fields = device.field_values_for(&power_fields()).unwrap();
+    assert_eq!(fields.len(), 2);
+    (mw(&fields[0]), mw(&fields[1]))
+}
+
+#[test]
+fn field_values_instant_and_average_power() {
+    let mut spiky = gpu("GPU-f", 250.0);
+    spiky["power_instant_w"] = json!(310.0);
+    let state = json!({ "devices": [spiky, gpu("GPU-steady", 99.9996)] });
+    let fake = Fake::new(&state);
+    let nvml = fake.init().unwrap();
+    // The default driver_version 550.54.15 is below 580.82: the V12 numbering.
+    assert_eq!(nvml.field_id_scheme(), FieldIdScheme::V12);
+    let device = nvml.device_by_index(0).unwrap();
+
+    let before_us = i64::try_from(now_ms() * 1000).unwrap();
+    let fields = device.field_values_for(&power_fields()).unwrap();
+    let after_us = i64::try_from((now_ms() + 1) * 1000).unwrap();
+    assert_eq!((mw(&fields[0]), mw(&fields[1])), (310_000, 250_000));
+    for (sample, id) in fields.iter().zip(power_fields()) {
+        let sample = sample.as_ref().unwrap();
+        assert_eq!(sample.field, id);
+        assert_eq!(sample.latency, 0);
+        assert!(
+            (before_us..=after_us).contains(&sample.timestamp),
+            "timestamp {} µs not within the call",
+            sample.timestamp
+        );
+    }
+    // nvmlDeviceGetPowerUsage stays the average.
+    assert_eq!(device.power_usage().unwrap(), 250_000);
+
+    // Without power_instant_w, the instant power is power_w, rounded to mW.
+    let steady = nvml.device_by_index(1).unwrap();
+    assert_eq!(power_fields_of(&steady), (100_000, 100_000));
+    assert!(steady.field_values_for(&[]).unwrap().is_empty());
+
+    // Drivers >= 580.82 get the V13Update1 numbering, which leaves ids 185 and 186 alone.
+    let mut state = state;
+    state["driver_version"] = json!("580.82.07");
+    let fake = Fake::new(&state);
+    let nvml = fake.init().unwrap();
+    assert_eq!(nvml.field_id_scheme(), FieldIdScheme::V13Update1);
+    let device = nvml.device_by_index(0).unwrap();
+    assert_eq!(power_fields_of(&device), (310_000, 250_000));
+}
+
+#[test]
+fn field_values_unknown_or_failed_fields_fail_alone() {
+    let mut dev = gpu("GPU-u", 200.0);
+    dev["power_instant_w"] = json!(210.0);
+    let fake = Fake::new(&json!({ "devices": [dev.clone()] }));
+    let nvml = fake.init().unwrap();
+    let device = nvml.device_by_index(0).unwrap();
+
+    let fields = device
+        .field_values_for(&[
+            FieldId(NVML_FI_DEV_ECC_CURRENT),
+            FieldId(NVML_FI_DEV_POWER_INSTANT),
+            FieldId(9999),
+            FieldId(NVML_FI_DEV_POWER_AVERAGE),
+        ])
+        .unwrap();
+    assert_eq!(fields.len(), 4);
+    for unknown in [&fields[0], &fields[2]] {
+        let sample = unknown.as_ref().unwrap();
+        assert!(matches!(sample.value, Err(NvmlError::NotSupported)));
+    }
+    assert_eq!(fields[2].as_ref().unwrap().field, FieldId(9999));
+    assert_eq!((mw(&fields[1]), mw(&fields[3])), (210_000, 200_000));
+
+    // "field_errors" fails single fields: a driver or GPU without instant power.
+    dev["field_errors"] = json!({ "186": "NOT_SUPPORTED" });
+    fake.set_state(&json!({ "devices": [dev] }));
+    let fields = device.field_values_for(&power_fields()).unwrap();
+    assert!(matches!(
+        fields[0].as_ref().unwrap().value,
+        Err(NvmlError::NotSupported)
+    ));
+    assert_eq!(mw(&fields[1]), 200_000);
+}
+
+#[test]
+fn field_values_injected_call_errors() {
+    let mut flaky = gpu("GPU-fe", 100.0);
+    flaky["errors"] = json!({ "nvmlDeviceGetFieldValues": "GPU_IS_LOST" });
+    let fake = Fake::new(&json!({ "devices": [flaky, gpu("GPU-ok", 100.0)] }));
+    let nvml = fake.init().unwrap();
+
+    let flaky = nvml.device_by_index(0).unwrap();
+    assert!(matches!(
+        flaky.field_values_for(&power_fields()),
+        Err(NvmlError::GpuLost)
+    ));
+    assert_eq!(flaky.power_usage().unwrap(), 100_000);
+    let ok = nvml.device_by_index(1).unwrap();
+    assert_eq!(power_fields_of(&ok), (100_000, 100_000));
+
+    // The top-level map and a device's blanket "error" fail the call as well.
+    fake.set_state(&json!({
+        "errors": { "nvmlDeviceGetFieldValues": "UNKNOWN" },
+        "devices": [gpu("GPU-fe", 100.0), gpu("GPU-ok", 100.0)],
+    }));
+    assert!(matches!(
+        ok.field_values_for(&power_fields()),
+        Err(NvmlError::Unknown)
+    ));
+    let mut lost = gpu("GPU-fe", 100.0);
+    lost["error"] = json!("GPU_IS_LOST");
+    fake.set_state(&json!({ "devices": [lost, gpu("GPU-ok", 100.0)] }));
+    assert!(matches!(
+        flaky.field_values_for(&power_fields()),
+        Err(NvmlError::GpuLost)
+    ));
+    assert_eq!(power_fields_of(&ok), (100_000, 100_000));
+}
+
 #[test]
 fn gpu_lost_while_loaded() {
     let fake = Fake::new(&json!({ "devices": [gpu("GPU-x", 100.0)] }));
@@ -360,6 +503,15 @@ fn mig_devices_by_uuid_and_their_parent() {
     assert_eq!(small.attributes().unwrap().memory_size_mb, 0);
 
     // Energy and power are the whole GPU's: real NVML does not split them per slice.
+    let fields = small.field_values_for(&power_fields()).unwrap();
+    assert_eq!(fields.len(), 2);
+    assert!(fields
+        .iter()
+        .all(|f| matches!(f, Ok(s) if matches!(s.value, Err(NvmlError::NotSupported)))));
+    assert_eq!(
+        mw(&parent.field_values_for(&power_fields()).unwrap()[0]),
+        300_000
+    );
     assert!(matches!(
         small.total_energy_consumption(),
         Err(NvmlError::NotSupported)
