@@ -110,6 +110,50 @@ impl JobFiles {
         })
     }
 
+    /// Move aside this node's recording of an earlier job that had the same id (Slurm's
+    /// ids restart when its state is wiped): called by the job's first step on the node,
+    /// before anything is written. Files become `<node>.meta.json.previous-<start ms>` and so
+    /// on, which readers ignore. Returns the suffix used, if anything was moved.
+    pub fn retire_previous(&mut self) -> io::Result<Option<String>> {
+        let meta_name = layout::meta_file_name(&self.node);
+        let samples_name = layout::samples_file_name(&self.node);
+        let steps_name = layout::steps_file_name(&self.node);
+        let start = match self.read_meta() {
+            Some(meta) => meta.start_unix_ms,
+            None if self
+                .read_file(&samples_name)
+                .map(|t| t.is_empty())
+                .unwrap_or(true) =>
+            {
+                return Ok(None)
+            }
+            None => 0,
+        };
+        let suffix = format!("previous-{start}");
+        for name in [&meta_name, &samples_name, &steps_name] {
+            match rfs::renameat(
+                &self.dir,
+                name.as_str(),
+                &self.dir,
+                format!("{name}.{suffix}").as_str(),
+            ) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The append handles opened above point at the moved files: open new ones.
+        let flags =
+            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let open = |name: &str| -> io::Result<File> {
+            let fd = rfs::openat(&self.dir, name, flags, Mode::from_raw_mode(0o600))?;
+            give_to_user(&fd, self.uid, self.gid, 0o600)?;
+            Ok(File::from(fd))
+        };
+        self.samples = open(&samples_name)?;
+        self.steps = open(&steps_name)?;
+        Ok(Some(suffix))
+    }
+
     pub fn dir_path(&self) -> &Path {
         &self.dir_path
     }
@@ -235,6 +279,7 @@ fn give_to_user(fd: impl AsFd, uid: u32, gid: u32, mode: u32) -> io::Result<()> 
 #[derive(Debug)]
 pub struct ElectionLock {
     file: File,
+    first: bool,
 }
 
 impl ElectionLock {
@@ -248,11 +293,31 @@ impl ElectionLock {
             .map_err(|e| err("opening lock directory", lockdir, e))?;
         let name = layout::lock_file_name(job_id);
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rfs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o600))
-            .map_err(|e| err("opening lock", &lockdir.join(&name), e))?;
+        // Created now (O_EXCL) means: the first step of this job on this node, since the
+        // epilog removes the file only when the job has ended here.
+        let (fd, first) = match rfs::openat(
+            &dir,
+            name.as_str(),
+            flags | OFlags::EXCL,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => (fd, true),
+            Err(rustix::io::Errno::EXIST) => {
+                let fd = rfs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o600))
+                    .map_err(|e| err("opening lock", &lockdir.join(&name), e))?;
+                (fd, false)
+            }
+            Err(e) => return Err(err("opening lock", &lockdir.join(&name), e)),
+        };
         Ok(ElectionLock {
             file: File::from(fd),
+            first,
         })
+    }
+
+    /// Whether this step is the job's first on this node (it created the lock file).
+    pub fn first_step(&self) -> bool {
+        self.first
     }
 
     /// Become the leader if no other sampler of this job on this node is.

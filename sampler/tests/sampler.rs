@@ -201,3 +201,61 @@ fn a_full_disk_stops_the_writing_keeps_what_was_written_and_logs_once() {
     );
     assert!(samples.bad_lines.is_empty());
 }
+
+#[test]
+fn a_new_job_with_a_reused_id_moves_the_old_recording_aside() {
+    let dir = tempdir();
+    let messages = Messages::default();
+    let power = dir.path().join("powercap");
+    powercap(&power);
+    write_counter(&power, 50_000);
+    let old = Sampler::start(setup(dir.path(), 50, &messages)).unwrap();
+    std::thread::sleep(Duration::from_millis(120));
+    write_counter(&power, 90_000);
+    std::thread::sleep(Duration::from_millis(120));
+    old.stop();
+    let (old_meta, _) = read(dir.path());
+    // The job's end on this node: the epilog removes the lock file.
+    ElectionLock::remove(&dir.path().join("locks"), JOB).unwrap();
+
+    // Slurm's ids restarted: job 77 again, its first step on this node.
+    let lock = ElectionLock::open(&dir.path().join("locks"), JOB).unwrap();
+    assert!(lock.first_step());
+    assert!(!ElectionLock::open(&dir.path().join("locks"), JOB)
+        .unwrap()
+        .first_step());
+    let mut files = JobFiles::open(
+        &dir.path().join("spool"),
+        JOB,
+        &NodeName::new("n1").unwrap(),
+        0,
+        0,
+    )
+    .unwrap();
+    let suffix = files.retire_previous().unwrap().unwrap();
+    assert_eq!(suffix, format!("previous-{}", old_meta.start_unix_ms));
+    assert_eq!(
+        files.retire_previous().unwrap(),
+        None,
+        "nothing left to move"
+    );
+    drop(files);
+
+    let new = Sampler::start(setup(dir.path(), 50, &messages)).unwrap();
+    std::thread::sleep(Duration::from_millis(120));
+    new.stop();
+    let (meta, samples) = read(dir.path());
+    assert!(meta.start_unix_ms > old_meta.start_unix_ms);
+    assert_eq!(
+        meta.sampler.handovers, 0,
+        "a new recording, not a continuation"
+    );
+    assert_eq!(*energy(&samples).last().unwrap(), 0);
+    let job_dir = dir.path().join("spool/77");
+    for name in ["n1.meta.json", "n1.samples.csv", "n1.steps"] {
+        assert!(
+            job_dir.join(format!("{name}.{suffix}")).exists(),
+            "{name} kept aside"
+        );
+    }
+}

@@ -128,15 +128,28 @@ fn prepare(
             .into_owned()
     });
     let node = NodeName::new(&node_text)?;
+    let lock = ElectionLock::open(&config.lockdir, job_id).map_err(|e| e.to_string())?;
     let mut files =
         JobFiles::open(&config.spool, job_id, &node, uid, gid).map_err(|e| e.to_string())?;
+    if lock.first_step() {
+        match files.retire_previous() {
+            Ok(Some(suffix)) => log(
+                LogLevel::Info,
+                &format!("job {job_id}: an older recording with this id was moved to *.{suffix}"),
+            ),
+            Ok(None) => {}
+            Err(e) => log(
+                LogLevel::Error,
+                &format!("moving an older recording of job {job_id}: {e}"),
+            ),
+        }
+    }
     if let Err(e) = files.add_step(&meta::step_name(step)) {
         log(
             LogLevel::Error,
             &format!("noting step in {}: {e}", files.dir_path().display()),
         );
     }
-    let lock = ElectionLock::open(&config.lockdir, job_id).map_err(|e| e.to_string())?;
 
     let (rapl, rapl_status, problems) = open_rapl(&config.powercap_root, Path::new(PERF_POWER_PMU));
     for problem in problems {
