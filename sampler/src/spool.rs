@@ -59,8 +59,10 @@ impl JobFiles {
         uid: u32,
         gid: u32,
     ) -> Result<JobFiles, SpoolError> {
-        let spool_fd = rfs::openat(rfs::CWD, spool, DIR_FLAGS, Mode::empty())
-            .map_err(|e| err("opening spool", spool, e))?;
+        let spool_fd = rfs::openat(rfs::CWD, spool, DIR_FLAGS, Mode::empty()).map_err(|e| {
+            let hint = "; create it (install -d -o root -g root -m 0755 DIR) or set spool= in plugstack.conf.d/aipm.conf";
+            err("opening spool", spool, format!("{e}{hint}"))
+        })?;
         let st = rfs::fstat(&spool_fd).map_err(|e| err("checking spool", spool, e))?;
         let euid = rustix::process::geteuid().as_raw();
         if (st.st_uid != 0 && st.st_uid != euid) || st.st_mode & 0o022 != 0 {
