@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cmd;
+pub mod omegawatt;
 pub mod output;
 pub mod report;
 pub mod spool;
@@ -25,6 +26,7 @@ pub struct Cli {
 pub enum Command {
     Job(cmd::job::Args),
     Record(cmd::record::Args),
+    Omegawatt(cmd::omegawatt::Args),
     Simulate(cmd::simulate::Args),
 }
 
@@ -34,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Job(args) => cmd::job::run(args, &mut stdout),
         Command::Record(args) => cmd::record::run(args, &mut stdout),
+        Command::Omegawatt(args) => cmd::omegawatt::run(args, &mut stdout),
         Command::Simulate(args) => cmd::simulate::run(args),
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand, each owning its arguments.
 
 pub mod job;
+pub mod omegawatt;
 pub mod record;
 pub mod simulate;

@@ -1,0 +1,419 @@
+//! `aipm-analyze omegawatt …`: the Omegawatt wall meter's `wattmetre-read` logs and the
+//! Lab IA's daily archives.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::omegawatt::archive::{read_log, DAY_MEMBER};
+use crate::omegawatt::generate::{self, Faults, Profile, Spec};
+use crate::omegawatt::seconds::{summarize, PerSecond, SecondRow};
+use crate::omegawatt::stream::StreamStats;
+use crate::output::Format;
+
+/// Read Omegawatt wall-meter logs and archives.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    Head(HeadArgs),
+    Summary(SummaryArgs),
+    Generate(GenerateArgs),
+}
+
+/// Show what a log or daily archive holds: plugs, time covered, frames and what was skipped.
+///
+/// Example: `aipm-analyze omegawatt head 11_16_2023_USB0.zip`
+#[derive(Debug, clap::Args)]
+pub struct HeadArgs {
+    /// A `wattmetre-read` log, or a daily zip (MM_DD_YYYY_USBn.zip).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// How many frames to print.
+    #[arg(long, short = 'n', default_value_t = 5)]
+    pub frames: usize,
+}
+
+/// Power and energy of plugs over a log or archive, from the exact per-second means of every
+/// frame. Several plugs are summed second by second (a node's two PSUs).
+///
+/// Example: `aipm-analyze omegawatt summary 11_16_2023_USB0.zip --plugs 13,19 --format json`
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Plug (channel) numbers to sum, as in the header's `#activepowN` (default: each plug apart).
+    #[arg(long, value_name = "N,N", value_delimiter = ',')]
+    pub plugs: Vec<u32>,
+    /// Only seconds from this Unix time on.
+    #[arg(long, value_name = "UNIX_S")]
+    pub from: Option<i64>,
+    /// Only seconds before this Unix time.
+    #[arg(long, value_name = "UNIX_S")]
+    pub to: Option<i64>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Write realistic `wattmetre-read` output, for tests and benchmarks.
+///
+/// Example: `aipm-analyze omegawatt generate --plugs 24 --seconds 60 --power 1=200 --power 2=100..300 --zip day.zip`
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Number of plugs (a multiple of 6, as the boxes have).
+    #[arg(long, default_value_t = 24)]
+    pub plugs: u32,
+    /// Frames per second.
+    #[arg(long, default_value_t = 100)]
+    pub rate: u32,
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// First frame's Unix time.
+    #[arg(long, value_name = "UNIX_S", default_value_t = 1_700_000_000)]
+    pub start: i64,
+    /// A plug's power: PLUG=WATTS or PLUG=FROM..TO (a ramp over the run). Others draw 0 W.
+    #[arg(long = "power", value_name = "PLUG=W", value_parser = Profile::parse)]
+    pub profiles: Vec<Profile>,
+    /// Every Nth frame invalid (`false`, empty fields).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub invalid_every: u64,
+    /// Every Nth frame cut by a stderr log line.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub log_every: u64,
+    /// Every Nth frame with `nan` for plug 1.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub nan_every: u64,
+    /// Begin like the Lab IA's files: the header glued to a log line.
+    #[arg(long)]
+    pub glued_header: bool,
+    /// End in the middle of a line.
+    #[arg(long)]
+    pub truncate: bool,
+    /// Step the clock back: FRAME:SECONDS.
+    #[arg(long, value_name = "FRAME:S")]
+    pub step_back: Option<String>,
+    /// Write a daily archive (one member, log_omegawatt_of_the_day) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub zip: Option<PathBuf>,
+}
+
+pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Head(a) => head(a, out),
+        Command::Summary(a) => summary(a, out),
+        Command::Generate(a) => generate_cmd(a, out),
+    }
+}
+
+fn skipped_line(stats: &StreamStats) -> String {
+    let mut parts = vec![format!("{} invalid frame(s)", stats.invalid_frames)];
+    if stats.bad_lines > 0 {
+        let first = stats
+            .first_bad
+            .first()
+            .map(|(l, r)| format!(" (first at line {l}: {r})"))
+            .unwrap_or_default();
+        parts.push(format!("{} unreadable line(s){first}", stats.bad_lines));
+    }
+    if stats.nan_values > 0 {
+        parts.push(format!("{} nan value(s)", stats.nan_values));
+    }
+    if stats.log_lines > 0 {
+        parts.push(format!("{} log line(s)", stats.log_lines));
+    }
+    if stats.clock_steps_back > 0 {
+        parts.push(format!("{} clock step(s) back", stats.clock_steps_back));
+    }
+    if stats.truncated_last_line {
+        parts.push("last line cut short".into());
+    }
+    parts.join(", ")
+}
+
+fn head(args: HeadArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let mut shown: Vec<String> = Vec::new();
+    let mut plugs = Vec::new();
+    let mut first_last: Option<(i64, i64)> = None;
+    let stats = read_log(&args.file, |header, frame| {
+        if plugs.is_empty() {
+            plugs = header.plugs();
+        }
+        first_last = Some(first_last.map_or((frame.time_ns, frame.time_ns), |(a, b)| {
+            (a.min(frame.time_ns), b.max(frame.time_ns))
+        }));
+        if shown.len() < args.frames {
+            let power: Vec<String> = header
+                .plugs()
+                .iter()
+                .take(8)
+                .map(|p| match frame.tenths.get(header.power_columns[p] - 2) {
+                    Some(Some(t)) => format!("{:.1}", f64::from(*t) / 10.0),
+                    _ => "-".into(),
+                })
+                .collect();
+            let time = aipm_recording::time::format_utc((frame.time_ns / 1_000_000) as u64);
+            shown.push(format!(
+                "  {time}  {:<5}  {}",
+                if frame.ok { "ok" } else { "false" },
+                power.join(" ")
+            ));
+        }
+    })?;
+    writeln!(out, "{}", args.file.display())?;
+    writeln!(
+        out,
+        "  plugs: {} ({})",
+        plugs.len(),
+        plugs
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    )?;
+    if let Some((a, b)) = first_last {
+        let fmt = |ns: i64| aipm_recording::time::format_utc((ns / 1_000_000) as u64);
+        writeln!(
+            out,
+            "  from {} to {} ({:.1} s)",
+            fmt(a),
+            fmt(b),
+            (b - a) as f64 / 1e9
+        )?;
+    }
+    writeln!(
+        out,
+        "  frames: {} valid; skipped: {}",
+        stats.valid_frames,
+        skipped_line(&stats)
+    )?;
+    writeln!(
+        out,
+        "  first frames (time, validity, W of the first 8 plugs):"
+    )?;
+    for line in shown {
+        writeln!(out, "{line}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct PlugSummary {
+    plugs: Vec<u32>,
+    seconds_covered: u64,
+    seconds_missing: u64,
+    energy_wh: f64,
+    mean_w: f64,
+    median_w: f64,
+    min_w: f64,
+    max_w: f64,
+    first_utc: Option<String>,
+    last_utc: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FileSummary {
+    file: String,
+    valid_frames: u64,
+    invalid_frames: u64,
+    unreadable_lines: u64,
+    nan_values: u64,
+    clock_steps_back: u64,
+    truncated_last_line: bool,
+    summaries: Vec<PlugSummary>,
+}
+
+fn summary(args: SummaryArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let mut per_second: Option<PerSecond> = None;
+    let stats = read_log(&args.file, |header, frame| {
+        per_second
+            .get_or_insert_with(|| PerSecond::new(header))
+            .add(frame);
+    })?;
+    let Some(per_second) = per_second else {
+        anyhow::bail!(
+            "{}: no frame found (is it a wattmetre-read log?)",
+            args.file.display()
+        );
+    };
+    let rows: Vec<SecondRow> = per_second.rows().collect();
+    let all_plugs: Vec<u32> = {
+        let mut p: Vec<u32> = rows.iter().map(|r| r.plug).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
+    for plug in &args.plugs {
+        if !all_plugs.contains(plug) {
+            anyhow::bail!(
+                "{}: no #activepow{plug} column (plugs {}..{})",
+                args.file.display(),
+                all_plugs[0],
+                all_plugs[all_plugs.len() - 1]
+            );
+        }
+    }
+    let groups: Vec<Vec<u32>> = if args.plugs.is_empty() {
+        all_plugs.iter().map(|p| vec![*p]).collect()
+    } else {
+        vec![args.plugs.clone()]
+    };
+    let fmt = |s: Option<i64>| s.map(|s| aipm_recording::time::format_utc(s as u64 * 1000));
+    let summaries: Vec<PlugSummary> = groups
+        .into_iter()
+        .map(|plugs| {
+            let s = summarize(&rows, &plugs, args.from, args.to);
+            PlugSummary {
+                plugs,
+                seconds_covered: s.seconds_covered,
+                seconds_missing: s.seconds_missing,
+                energy_wh: s.energy_wh,
+                mean_w: s.mean_w,
+                median_w: s.median_w,
+                min_w: s.min_w,
+                max_w: s.max_w,
+                first_utc: fmt(s.first_second),
+                last_utc: fmt(s.last_second),
+            }
+        })
+        .collect();
+    let report = FileSummary {
+        file: args.file.display().to_string(),
+        valid_frames: stats.valid_frames,
+        invalid_frames: stats.invalid_frames,
+        unreadable_lines: stats.bad_lines,
+        nan_values: stats.nan_values,
+        clock_steps_back: stats.clock_steps_back,
+        truncated_last_line: stats.truncated_last_line,
+        summaries,
+    };
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &report)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "plugs",
+                "seconds_covered",
+                "seconds_missing",
+                "energy_wh",
+                "mean_w",
+                "median_w",
+                "min_w",
+                "max_w",
+                "first_utc",
+                "last_utc",
+            ])?;
+            for s in &report.summaries {
+                let plugs: Vec<String> = s.plugs.iter().map(u32::to_string).collect();
+                w.write_record([
+                    plugs.join("+"),
+                    s.seconds_covered.to_string(),
+                    s.seconds_missing.to_string(),
+                    format!("{:.6}", s.energy_wh),
+                    format!("{:.3}", s.mean_w),
+                    format!("{:.3}", s.median_w),
+                    format!("{:.1}", s.min_w),
+                    format!("{:.1}", s.max_w),
+                    s.first_utc.clone().unwrap_or_default(),
+                    s.last_utc.clone().unwrap_or_default(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{}: {} valid frames; skipped: {}",
+                report.file,
+                stats.valid_frames,
+                skipped_line(&stats)
+            )?;
+            writeln!(
+                out,
+                "{:>10} {:>10} {:>9} {:>12} {:>9} {:>9} {:>9} {:>9}",
+                "plugs", "seconds", "missing", "energy Wh", "mean W", "median W", "min W", "max W"
+            )?;
+            for s in &report.summaries {
+                let plugs: Vec<String> = s.plugs.iter().map(u32::to_string).collect();
+                writeln!(
+                    out,
+                    "{:>10} {:>10} {:>9} {:>12.4} {:>9.2} {:>9.2} {:>9.1} {:>9.1}",
+                    plugs.join("+"),
+                    s.seconds_covered,
+                    s.seconds_missing,
+                    s.energy_wh,
+                    s.mean_w,
+                    s.median_w,
+                    s.min_w,
+                    s.max_w
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate_cmd(args: GenerateArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    if args.plugs == 0 || !args.plugs.is_multiple_of(6) || args.rate == 0 {
+        anyhow::bail!("--plugs must be a positive multiple of 6 and --rate positive");
+    }
+    let (step_back_at, step_back_s) = match &args.step_back {
+        Some(text) => {
+            let (frame, s) = text
+                .split_once(':')
+                .context("--step-back: expected FRAME:SECONDS, such as 500:2.5")?;
+            (
+                Some(
+                    frame
+                        .parse()
+                        .context("--step-back: FRAME must be an integer")?,
+                ),
+                s.parse().context("--step-back: SECONDS must be a number")?,
+            )
+        }
+        None => (None, 0.0),
+    };
+    let spec = Spec {
+        plugs: args.plugs,
+        rate_hz: args.rate,
+        seconds: args.seconds,
+        start_s: args.start,
+        profiles: args.profiles,
+        faults: Faults {
+            invalid_every: args.invalid_every,
+            log_every: args.log_every,
+            nan_every: args.nan_every,
+            glued_header: args.glued_header,
+            truncate: args.truncate,
+            step_back_at,
+            step_back_s,
+        },
+    };
+    match args.zip {
+        None => generate::write(&spec, &mut std::io::BufWriter::new(out))?,
+        Some(path) => {
+            let file = std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut zip = zip::ZipWriter::new(file);
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .large_file(true);
+            zip.start_file(DAY_MEMBER, options)?;
+            generate::write(
+                &spec,
+                &mut std::io::BufWriter::with_capacity(1 << 20, &mut zip),
+            )?;
+            zip.finish()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,7 @@
+//! Omegawatt wall-meter data: the `wattmetre-read` stream, per-second statistics, the
+//! Lab IA's daily archives.
+
+pub mod archive;
+pub mod generate;
+pub mod seconds;
+pub mod stream;

@@ -1,0 +1,245 @@
+//! Per-second statistics of each plug: the mean of every valid frame in the second (not
+//! one instantaneous frame, as the Lab IA's every-100th-line copy gives), min, max, and how
+//! many frames were valid or invalid. One row per second per plug.
+
+use std::collections::BTreeMap;
+
+use super::stream::{Frame, Header};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondRow {
+    /// Seconds since the epoch (the second the frames fall in).
+    pub second: i64,
+    pub plug: u32,
+    pub mean_w: f64,
+    pub min_w: f64,
+    pub max_w: f64,
+    pub valid_frames: u32,
+    pub invalid_frames: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PlugAcc {
+    sum_tenths: i64,
+    n: u32,
+    min: i32,
+    max: i32,
+}
+
+impl Default for PlugAcc {
+    fn default() -> Self {
+        PlugAcc {
+            sum_tenths: 0,
+            n: 0,
+            min: i32::MAX,
+            max: i32::MIN,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SecondAcc {
+    invalid: u32,
+    plugs: Vec<PlugAcc>,
+}
+
+/// Accumulates frames by second. Kept in a map, so frames after a clock step back land in
+/// their own second.
+#[derive(Debug)]
+pub struct PerSecond {
+    /// (plug, index of its value in `Frame::tenths`).
+    plugs: Vec<(u32, usize)>,
+    seconds: BTreeMap<i64, SecondAcc>,
+}
+
+impl PerSecond {
+    pub fn new(header: &Header) -> PerSecond {
+        let plugs = header
+            .plugs()
+            .into_iter()
+            .map(|p| (p, header.power_columns[&p] - 2))
+            .collect();
+        PerSecond {
+            plugs,
+            seconds: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, frame: &Frame) {
+        let second = frame.time_ns.div_euclid(1_000_000_000);
+        let width = self.plugs.len();
+        let acc = self.seconds.entry(second).or_insert_with(|| SecondAcc {
+            invalid: 0,
+            plugs: vec![PlugAcc::default(); width],
+        });
+        if !frame.ok {
+            acc.invalid += 1;
+            return;
+        }
+        for (slot, &(_, index)) in acc.plugs.iter_mut().zip(&self.plugs) {
+            if let Some(Some(v)) = frame.tenths.get(index) {
+                slot.sum_tenths += i64::from(*v);
+                slot.n += 1;
+                slot.min = slot.min.min(*v);
+                slot.max = slot.max.max(*v);
+            }
+        }
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = SecondRow> + '_ {
+        self.seconds.iter().flat_map(move |(&second, acc)| {
+            acc.plugs
+                .iter()
+                .zip(&self.plugs)
+                .map(move |(p, &(plug, _))| {
+                    let valid = p.n > 0;
+                    SecondRow {
+                        second,
+                        plug,
+                        mean_w: if valid {
+                            p.sum_tenths as f64 / f64::from(p.n) / 10.0
+                        } else {
+                            f64::NAN
+                        },
+                        min_w: if valid {
+                            f64::from(p.min) / 10.0
+                        } else {
+                            f64::NAN
+                        },
+                        max_w: if valid {
+                            f64::from(p.max) / 10.0
+                        } else {
+                            f64::NAN
+                        },
+                        valid_frames: p.n,
+                        invalid_frames: acc.invalid,
+                    }
+                })
+        })
+    }
+}
+
+/// Energy and coverage of one plug (or the sum of several, a node's PSUs) over the seconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub seconds_covered: u64,
+    /// Seconds between the first and the last covered second that have no valid frame.
+    pub seconds_missing: u64,
+    pub energy_wh: f64,
+    pub mean_w: f64,
+    pub median_w: f64,
+    pub min_w: f64,
+    pub max_w: f64,
+    pub first_second: Option<i64>,
+    pub last_second: Option<i64>,
+}
+
+/// Sum the plugs' per-second means (a node's PSUs), over seconds in `[from, to)`.
+pub fn summarize(rows: &[SecondRow], plugs: &[u32], from: Option<i64>, to: Option<i64>) -> Summary {
+    let mut per_second: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
+    for r in rows {
+        let inside = from.is_none_or(|f| r.second >= f) && to.is_none_or(|t| r.second < t);
+        if inside && plugs.contains(&r.plug) && r.valid_frames > 0 {
+            let e = per_second.entry(r.second).or_insert((0.0, 0));
+            e.0 += r.mean_w;
+            e.1 += 1;
+        }
+    }
+    // A second counts when every plug of the node has frames in it.
+    let mut powers: Vec<f64> = per_second
+        .values()
+        .filter(|(_, n)| *n == plugs.len())
+        .map(|(w, _)| *w)
+        .collect();
+    let covered: Vec<i64> = per_second
+        .iter()
+        .filter(|(_, (_, n))| *n == plugs.len())
+        .map(|(s, _)| *s)
+        .collect();
+    let mut summary = Summary::default();
+    if powers.is_empty() {
+        return summary;
+    }
+    summary.seconds_covered = powers.len() as u64;
+    summary.first_second = covered.first().copied();
+    summary.last_second = covered.last().copied();
+    let span = (covered[covered.len() - 1] - covered[0] + 1) as u64;
+    summary.seconds_missing = span - summary.seconds_covered;
+    let total: f64 = powers.iter().sum();
+    summary.energy_wh = total / 3600.0;
+    summary.mean_w = total / powers.len() as f64;
+    powers.sort_by(f64::total_cmp);
+    summary.min_w = powers[0];
+    summary.max_w = powers[powers.len() - 1];
+    let mid = powers.len() / 2;
+    summary.median_w = if powers.len().is_multiple_of(2) {
+        (powers[mid - 1] + powers[mid]) / 2.0
+    } else {
+        powers[mid]
+    };
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::omegawatt::stream::Header;
+
+    fn header() -> Header {
+        Header::parse("#timestamp,#frame_is_ok,#U1,#current1,#activepow1,#current2,#activepow2")
+            .unwrap()
+    }
+
+    fn frame(ns: i64, ok: bool, p1: i32, p2: i32) -> Frame {
+        Frame {
+            time_ns: ns,
+            ok,
+            tenths: if ok {
+                vec![Some(2300), Some(1), Some(p1), Some(1), Some(p2)]
+            } else {
+                vec![None; 5]
+            },
+        }
+    }
+
+    #[test]
+    fn means_min_max_and_counts_per_second() {
+        let mut s = PerSecond::new(&header());
+        s.add(&frame(10_000_000_000, true, 1000, 50));
+        s.add(&frame(10_500_000_000, true, 2000, 70));
+        s.add(&frame(10_900_000_000, false, 0, 0));
+        s.add(&frame(11_000_000_000, true, 300, 10));
+        let rows: Vec<SecondRow> = s.rows().collect();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(
+            (
+                rows[0].second,
+                rows[0].plug,
+                rows[0].mean_w,
+                rows[0].min_w,
+                rows[0].max_w
+            ),
+            (10, 1, 150.0, 100.0, 200.0)
+        );
+        assert_eq!((rows[0].valid_frames, rows[0].invalid_frames), (2, 1));
+        assert_eq!((rows[3].second, rows[3].plug, rows[3].mean_w), (11, 2, 1.0));
+    }
+
+    #[test]
+    fn a_node_sums_its_psus_and_reports_missing_seconds() {
+        let mut s = PerSecond::new(&header());
+        for sec in [0i64, 1, 2, 5] {
+            s.add(&frame(sec * 1_000_000_000, true, 1000, 500));
+        }
+        let rows: Vec<SecondRow> = s.rows().collect();
+        let sum = summarize(&rows, &[1, 2], None, None);
+        assert_eq!((sum.seconds_covered, sum.seconds_missing), (4, 2));
+        assert!((sum.energy_wh - 4.0 * 150.0 / 3600.0).abs() < 1e-12);
+        assert_eq!(
+            (sum.mean_w, sum.median_w, sum.min_w, sum.max_w),
+            (150.0, 150.0, 150.0, 150.0)
+        );
+        let window = summarize(&rows, &[1, 2], Some(1), Some(3));
+        assert_eq!(window.seconds_covered, 2);
+    }
+}

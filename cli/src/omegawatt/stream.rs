@@ -1,0 +1,424 @@
+//! The `wattmetre-read` CSV stream, as the Lab IA stores it (stdout and stderr in one file):
+//! a header `#timestamp,#frame_is_ok,#U1,#U2,#U3,#current1,#activepow1,…`, then one row per
+//! frame, `SECONDS.NANOSECONDS,true|false,` then every value as `%.1f`.
+//!
+//! What the reader survives (shared/notes/aipowermeter-and-omegawatt.md §3.2): the header
+//! glued to a stderr log line; stderr log lines anywhere, even inside a row (stdout is
+//! block-buffered, stderr is not); `false` frames with empty fields; `nan`, `-nan`, `-0.0`;
+//! a truncated last line; a clock that steps back. Values are parsed as integer tenths of
+//! their unit, never as general floats.
+
+use std::collections::HashMap;
+
+/// The columns of a stream, resolved by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub columns: Vec<String>,
+    /// Plug (channel) number -> index of its `#activepowN` column.
+    pub power_columns: HashMap<u32, usize>,
+}
+
+impl Header {
+    pub fn parse(text: &str) -> Result<Header, String> {
+        let columns: Vec<String> = text.trim_end().split(',').map(str::to_string).collect();
+        if columns.first().map(String::as_str) != Some("#timestamp")
+            || columns.get(1).map(String::as_str) != Some("#frame_is_ok")
+        {
+            return Err(format!(
+                "expected a header starting with #timestamp,#frame_is_ok, found {:?}",
+                text.chars().take(60).collect::<String>()
+            ));
+        }
+        let power_columns = columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((c.strip_prefix("#activepow")?.parse().ok()?, i)))
+            .collect();
+        Ok(Header {
+            columns,
+            power_columns,
+        })
+    }
+
+    /// The plug numbers of the stream, in order.
+    pub fn plugs(&self) -> Vec<u32> {
+        let mut plugs: Vec<u32> = self.power_columns.keys().copied().collect();
+        plugs.sort_unstable();
+        plugs
+    }
+}
+
+/// One frame of the meter: its time and, for a valid frame, every value in tenths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Nanoseconds since the epoch.
+    pub time_ns: i64,
+    pub ok: bool,
+    /// One per column after `#frame_is_ok`; `None` when empty or `nan`.
+    pub tenths: Vec<Option<i32>>,
+}
+
+/// What was skipped, counted so that every report can say it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub lines: u64,
+    pub valid_frames: u64,
+    pub invalid_frames: u64,
+    pub log_lines: u64,
+    /// Values reported as `nan` / `-nan` in valid frames.
+    pub nan_values: u64,
+    pub clock_steps_back: u64,
+    pub bad_lines: u64,
+    /// The first bad lines: (line number, what was wrong).
+    pub first_bad: Vec<(u64, String)>,
+    pub truncated_last_line: bool,
+}
+
+const KEEP_BAD: usize = 5;
+
+/// Reads a stream line by line; frames go to a callback.
+#[derive(Debug, Default)]
+pub struct StreamReader {
+    header: Option<Header>,
+    /// The start of a row cut by a stderr line, waiting for the rest on the next line.
+    pending: String,
+    last_time_ns: Option<i64>,
+    pub stats: StreamStats,
+}
+
+impl StreamReader {
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    /// Feed one physical line (without its newline).
+    pub fn line(&mut self, line: &str, frames: &mut impl FnMut(&Header, &Frame)) {
+        self.stats.lines += 1;
+        let line_no = self.stats.lines;
+        // A stderr record inside the line: keep what precedes it, which is a row's start.
+        let (data, has_log) = match find_log_record(line) {
+            Some(at) => (&line[..at], true),
+            None => (line, false),
+        };
+        if has_log {
+            self.stats.log_lines += 1;
+            // The header may follow a log record that had no newline (`detect '24' plugs.`).
+            if let Some(at) = line.find("#timestamp") {
+                self.set_header(line_no, &line[at..]);
+                return;
+            }
+            if !data.is_empty() {
+                self.pending.push_str(data);
+            }
+            return;
+        }
+        let owned;
+        let text = if self.pending.is_empty() {
+            data
+        } else {
+            owned = std::mem::take(&mut self.pending) + data;
+            owned.as_str()
+        };
+        if text.starts_with("#timestamp") {
+            self.set_header(line_no, text);
+            return;
+        }
+        if text.is_empty() {
+            return;
+        }
+        match self.parse_row(text) {
+            Ok(frame) => {
+                if let Some(last) = self.last_time_ns {
+                    if frame.time_ns < last {
+                        self.stats.clock_steps_back += 1;
+                    }
+                }
+                self.last_time_ns = Some(frame.time_ns);
+                if frame.ok {
+                    self.stats.valid_frames += 1;
+                } else {
+                    self.stats.invalid_frames += 1;
+                }
+                if let Some(header) = &self.header {
+                    frames(header, &frame);
+                }
+            }
+            Err(reason) => self.bad(line_no, reason),
+        }
+    }
+
+    /// The stream ended; `partial` is what followed its last newline (a line cut short by
+    /// an unclean stop), which is reported, not read.
+    pub fn finish(&mut self, partial: &str) {
+        if !partial.is_empty() {
+            self.stats.truncated_last_line = true;
+        }
+        if !self.pending.is_empty() {
+            self.pending.clear();
+            let line = self.stats.lines;
+            self.bad(line, "a row cut by a log line never continued".into());
+        }
+    }
+
+    fn set_header(&mut self, line_no: u64, text: &str) {
+        match Header::parse(text) {
+            Ok(header) => self.header = Some(header),
+            Err(e) => self.bad(line_no, e),
+        }
+    }
+
+    fn bad(&mut self, line_no: u64, reason: String) {
+        self.stats.bad_lines += 1;
+        if self.stats.first_bad.len() < KEEP_BAD {
+            self.stats.first_bad.push((line_no, reason));
+        }
+    }
+
+    fn parse_row(&mut self, text: &str) -> Result<Frame, String> {
+        let Some(header) = &self.header else {
+            return Err("a row before any header".into());
+        };
+        let mut fields = text.split(',');
+        let time = fields.next().unwrap_or("");
+        let time_ns = parse_time_ns(time).ok_or_else(|| {
+            format!("expected a timestamp like 1671527189.314471465, found {time:?}")
+        })?;
+        let ok = match fields.next() {
+            Some("true") => true,
+            Some("false") => false,
+            other => {
+                return Err(format!(
+                    "expected true or false in the second field, found {other:?}"
+                ))
+            }
+        };
+        let mut tenths = Vec::with_capacity(header.columns.len() - 2);
+        let mut nans = 0;
+        for field in fields {
+            tenths.push(match field {
+                "" => None,
+                "nan" | "-nan" => {
+                    nans += 1;
+                    None
+                }
+                v => Some(
+                    parse_tenths(v)
+                        .ok_or_else(|| format!("expected a value like 232.3, found {v:?}"))?,
+                ),
+            });
+        }
+        if tenths.len() + 2 != header.columns.len() {
+            return Err(format!(
+                "expected {} fields, found {}",
+                header.columns.len(),
+                tenths.len() + 2
+            ));
+        }
+        if ok {
+            self.stats.nan_values += nans;
+        }
+        Ok(Frame {
+            time_ns,
+            ok,
+            tenths,
+        })
+    }
+}
+
+/// Where a stderr record (`2023/12/15-07:07:49;…`) starts in a line. Rows never contain '/',
+/// so the first '/' is the only candidate.
+pub fn find_log_record(line: &str) -> Option<usize> {
+    let slash = line.find('/')?;
+    let start = slash.checked_sub(4)?;
+    let b = line.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(start + i) == Some(&c);
+    let is_record = digits(start..start + 4)
+        && at(4, b'/')
+        && digits(start + 5..start + 7)
+        && at(7, b'/')
+        && digits(start + 8..start + 10)
+        && at(10, b'-')
+        && digits(start + 11..start + 13)
+        && at(13, b':')
+        && digits(start + 14..start + 16)
+        && at(16, b':')
+        && digits(start + 17..start + 19)
+        && at(19, b';');
+    is_record.then_some(start)
+}
+
+/// `1671527189.314471465` -> nanoseconds (`%lld.%.9ld`).
+pub fn parse_time_ns(text: &str) -> Option<i64> {
+    let (secs, frac) = text.split_once('.')?;
+    if frac.len() != 9
+        || secs.is_empty()
+        || !secs.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    secs.parse::<i64>()
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(frac.parse().ok()?)
+}
+
+/// `%.1f` as integer tenths: `232.3` -> 2323, `-0.0` -> 0, `12` -> 120.
+pub fn parse_tenths(text: &str) -> Option<i32> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+    if whole.is_empty()
+        || frac.len() != 1
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let value = whole
+        .parse::<i32>()
+        .ok()?
+        .checked_mul(10)?
+        .checked_add(i32::from(frac.as_bytes()[0] - b'0'))?;
+    Some(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str =
+        "#timestamp,#frame_is_ok,#U1,#U2,#U3,#current1,#activepow1,#current2,#activepow2";
+
+    fn read(text: &str) -> (Vec<Frame>, StreamStats) {
+        let mut reader = StreamReader::default();
+        let mut frames = Vec::new();
+        let (complete, partial) = text.rsplit_once('\n').map_or(("", text), |(c, p)| (c, p));
+        for line in complete.split('\n').filter(|_| !complete.is_empty()) {
+            reader.line(line, &mut |_, f| frames.push(f.clone()));
+        }
+        reader.finish(partial);
+        (frames, reader.stats)
+    }
+
+    #[test]
+    fn numbers_as_the_meter_prints_them() {
+        assert_eq!(parse_tenths("232.3"), Some(2323));
+        assert_eq!(parse_tenths("-0.0"), Some(0));
+        assert_eq!(parse_tenths("-1.5"), Some(-15));
+        assert_eq!(parse_tenths("20"), Some(200));
+        for bad in ["", "1.23", "a.1", "1.", ".5", "1e3"] {
+            assert_eq!(parse_tenths(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_time_ns("1671527189.314471465"),
+            Some(1_671_527_189_314_471_465)
+        );
+        assert_eq!(parse_time_ns("1671527189.31"), None);
+    }
+
+    /// The first two lines of a real Lab IA log (shared/fixtures): the header is glued to
+    /// the `detect '24' plugs.` log line.
+    #[test]
+    fn reads_the_glued_header_of_a_real_log() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/aipowermeter/omegawatt_wattmetre-read_head_24plugs_from_labia_README.txt"
+        ))
+        .unwrap();
+        let mut reader = StreamReader::default();
+        for line in text.lines() {
+            reader.line(line, &mut |_, _| panic!("no frame in a header"));
+        }
+        let header = reader.header().expect("header found");
+        assert_eq!(header.plugs(), (1..=24).collect::<Vec<_>>());
+        assert_eq!(header.power_columns[&1], 6);
+        assert_eq!(header.power_columns[&24], 52);
+        assert_eq!(reader.stats.log_lines, 2);
+        assert_eq!(reader.stats.bad_lines, 0);
+    }
+
+    #[test]
+    fn frames_invalid_frames_and_nans() {
+        let text = format!(
+            "{HEADER}\n1671527189.294241015,false,,,,,,,\n1671527189.304214184,true,232.3,0.0,0.0,0.1,20.9,0.2,-0.0\n\
+             1671527189.314471465,true,233.0,nan,-nan,0.1,21.0,0.2,40.1\n"
+        );
+        let (frames, stats) = read(&text);
+        assert_eq!(
+            (stats.valid_frames, stats.invalid_frames, stats.nan_values),
+            (2, 1, 2)
+        );
+        assert_eq!(
+            frames[1].tenths,
+            [
+                Some(2323),
+                Some(0),
+                Some(0),
+                Some(1),
+                Some(209),
+                Some(2),
+                Some(0)
+            ]
+        );
+        assert_eq!(frames[2].tenths[1], None);
+        assert!(!frames[0].ok && frames[0].tenths.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_log_line_inside_a_row_is_removed_and_the_row_rejoined() {
+        let log = "2023/12/15-07:07:50;Fri Dec 15 07:07:50 2023;ERROR;BAD FRAME CRC";
+        let text = format!(
+            "{HEADER}\n1671527189.304214184,true,232.3,0.0{log}\n,0.0,0.1,20.9,0.2,40.0\n{log}\n1671527189.314471465,true,233.0,0.0,0.0,0.1,21.0,0.2,40.1\n"
+        );
+        let (frames, stats) = read(&text);
+        assert_eq!(frames.len(), 2, "{stats:?}");
+        assert_eq!(frames[0].tenths[4], Some(209));
+        assert_eq!((stats.log_lines, stats.bad_lines), (2, 0));
+    }
+
+    #[test]
+    fn bad_rows_are_counted_with_their_line_and_the_rest_kept() {
+        let text = format!(
+            "{HEADER}\n1671527189.304214184,true,232.3\ngarbage\n1671527189.314471465,true,233.0,0.0,0.0,0.1,21.0,0.2,4x\n\
+             1671527189.324471465,true,233.0,0.0,0.0,0.1,21.0,0.2,40.1\n1671527189.3344"
+        );
+        let (frames, stats) = read(&text);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(stats.bad_lines, 3, "the cut last line is reported apart");
+        assert_eq!(
+            stats.first_bad[0],
+            (2, "expected 9 fields, found 3".to_string())
+        );
+        assert!(stats.first_bad[1].1.contains("expected a timestamp"));
+        assert!(stats.first_bad[2]
+            .1
+            .contains("expected a value like 232.3, found \"4x\""));
+        assert!(stats.truncated_last_line);
+    }
+
+    #[test]
+    fn a_clock_step_back_is_counted_and_its_frames_kept() {
+        let row = |t: &str| format!("{t},true,230.0,0.0,0.0,0.1,20.0,0.1,10.0\n");
+        let text = format!(
+            "{HEADER}\n{}{}{}",
+            row("100.000000000"),
+            row("99.500000000"),
+            row("99.510000000")
+        );
+        let (frames, stats) = read(&text);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(stats.clock_steps_back, 1);
+    }
+
+    #[test]
+    fn rows_before_a_header_are_bad() {
+        let (_, stats) = read("1671527189.304214184,true,1.0\n");
+        assert_eq!(stats.first_bad[0].1, "a row before any header");
+    }
+}
