@@ -177,3 +177,103 @@ fn head_of_the_real_lab_ia_header_and_a_missing_plug() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no #activepow25 column"));
 }
+
+/// `node` across the 07:00 rotation: the window takes the end of one daily archive and the
+/// start of the next, sums the node's two PSUs, and reports a missing day.
+#[test]
+fn a_node_over_two_daily_archives_and_a_missing_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let map = dir.join("channels.toml");
+    std::fs::write(&map, "[nodes.n51]\nport = \"USB0\"\nchannels = [13, 19]\n\n[nodes.n52]\nport = \"USB0\"\nchannels = [15, 21]\n").unwrap();
+    // 2023-11-16 06:58 UTC and 07:00 UTC: the end of the 16th's archive, the start of the 17th's.
+    for (name, start) in [
+        ("11_16_2023_USB0.zip", "1700117880"),
+        ("11_17_2023_USB0.zip", "1700118000"),
+    ] {
+        let zip = dir.join(name).display().to_string();
+        let out = run(&[
+            "omegawatt",
+            "generate",
+            "--plugs",
+            "24",
+            "--seconds",
+            "120",
+            "--start",
+            start,
+            "--power",
+            "13=210",
+            "--power",
+            "19=190",
+            "--zip",
+            &zip,
+        ]);
+        assert!(out.status.success());
+    }
+    let node = |from: &str, to: &str| -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args([
+                "omegawatt",
+                "node",
+                "n51",
+                "--map",
+                map.to_str().unwrap(),
+                "--archives",
+                dir.to_str().unwrap(),
+            ])
+            .args(["--from", from, "--to", to, "--format", "json"])
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let r = node("2023-11-16 06:59", "2023-11-16 07:01");
+    assert_eq!(r["archives_read"].as_array().unwrap().len(), 2);
+    assert_eq!(r["seconds_covered"], 120);
+    assert_eq!(r["seconds_uncovered"], 0);
+    let wh = r["energy_wh"].as_f64().unwrap();
+    assert!(
+        (wh - 400.0 * 120.0 / 3600.0).abs() < 0.001 * 400.0 * 120.0 / 3600.0,
+        "{wh}"
+    );
+    assert_eq!(r["mean_w"], 400.0);
+
+    // Into the next day, whose archive is missing: named, and its time counted as uncovered.
+    let r = node("2023-11-16 06:59", "2023-11-17 07:30");
+    let missing = r["archives_missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 1);
+    assert!(missing[0]
+        .as_str()
+        .unwrap()
+        .ends_with("11_18_2023_USB0.zip"));
+    // 60 s of the 16th's archive after 06:59, and the 120 s of the 17th's.
+    assert_eq!(r["seconds_covered"], 180);
+    assert!(r["seconds_uncovered"].as_u64().unwrap() > 86_000);
+
+    // A node whose channel is not in the files' header.
+    std::fs::write(&map, "[nodes.n51]\nport = \"USB0\"\nchannels = [13, 29]\n").unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "omegawatt",
+            "node",
+            "n51",
+            "--map",
+            map.to_str().unwrap(),
+            "--archives",
+            dir.to_str().unwrap(),
+        ])
+        .args(["--from", "1700117900", "--to", "1700118100"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("11_16_2023_USB0.zip: node n51's channel 29 is not in the header"),
+        "{err}"
+    );
+}

@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::omegawatt::archive::{read_log, DAY_MEMBER};
+use crate::omegawatt::channels::{check_header, ChannelMap};
+use crate::omegawatt::days::{archive_dates, archive_name, parse_time};
 use crate::omegawatt::generate::{self, Faults, Profile, Spec};
 use crate::omegawatt::seconds::{summarize, PerSecond, SecondRow};
 use crate::omegawatt::stream::StreamStats;
@@ -25,7 +27,39 @@ pub struct Args {
 pub enum Command {
     Head(HeadArgs),
     Summary(SummaryArgs),
+    Node(NodeArgs),
     Generate(GenerateArgs),
+}
+
+/// Power and energy of one node over a time window, from the daily archives of its port.
+///
+/// The node's plugs (one per PSU) come from the channel map; the archives covering the
+/// window are found by name (MM_DD_YYYY_USBn.zip, closed at the rotation hour). Missing
+/// days, skipped frames and seconds without data are reported.
+///
+/// Example: `aipm-analyze omegawatt node n51 --map channels.toml --archives /data/omegawatt --from "2023-11-16 08:00" --to "2023-11-16 20:00"`
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// Node name, as in the channel map.
+    #[arg(value_name = "NODE")]
+    pub node: String,
+    /// Channel map (TOML: [nodes.NAME] port = "USB0", channels = [13, 19]).
+    #[arg(long, value_name = "FILE")]
+    pub map: PathBuf,
+    /// Directory of the daily archives.
+    #[arg(long, value_name = "DIR")]
+    pub archives: PathBuf,
+    /// Start: 2023-11-16 08:00 (local), RFC 3339, or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: i64,
+    /// End (excluded), same forms.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: i64,
+    /// Local hour at which the archives close a day.
+    #[arg(long, value_name = "HOUR", default_value_t = 7)]
+    pub rotation_hour: u32,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// Show what a log or daily archive holds: plugs, time covered, frames and what was skipped.
@@ -108,6 +142,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Head(a) => head(a, out),
         Command::Summary(a) => summary(a, out),
+        Command::Node(a) => node(a, out),
         Command::Generate(a) => generate_cmd(a, out),
     }
 }
@@ -413,6 +448,161 @@ fn generate_cmd(args: GenerateArgs, out: &mut impl Write) -> anyhow::Result<Exit
                 &mut std::io::BufWriter::with_capacity(1 << 20, &mut zip),
             )?;
             zip.finish()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct NodeReport {
+    node: String,
+    port: String,
+    plugs: Vec<u32>,
+    from_utc: String,
+    to_utc: String,
+    archives_read: Vec<String>,
+    archives_missing: Vec<String>,
+    valid_frames: u64,
+    skipped_frames: u64,
+    unreadable_lines: u64,
+    /// Seconds of the window with data on every plug of the node.
+    seconds_covered: u64,
+    /// Seconds of the window without.
+    seconds_uncovered: u64,
+    energy_wh: f64,
+    mean_w: f64,
+    median_w: f64,
+    min_w: f64,
+    max_w: f64,
+}
+
+fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    if args.to <= args.from {
+        anyhow::bail!("--to must be after --from");
+    }
+    let map = ChannelMap::load(&args.map).map_err(anyhow::Error::msg)?;
+    let entry = map.node(&args.node).map_err(anyhow::Error::msg)?;
+    let mut rows: Vec<SecondRow> = Vec::new();
+    let (mut read, mut missing) = (Vec::new(), Vec::new());
+    let (mut valid, mut skipped, mut unreadable) = (0, 0, 0);
+    for date in archive_dates(args.from, args.to, args.rotation_hour) {
+        let path = args.archives.join(archive_name(date, &entry.port));
+        if !path.exists() {
+            missing.push(path.display().to_string());
+            continue;
+        }
+        let name = path.display().to_string();
+        let mut per_second: Option<PerSecond> = None;
+        let mut header_error: Option<String> = None;
+        let stats = read_log(&path, |header, frame| {
+            if per_second.is_none() && header_error.is_none() {
+                match check_header(&name, header, &args.node, entry) {
+                    Ok(()) => per_second = Some(PerSecond::for_plugs(header, &entry.channels)),
+                    Err(e) => header_error = Some(e),
+                }
+            }
+            if let Some(p) = per_second.as_mut() {
+                let second = frame.time_ns.div_euclid(1_000_000_000);
+                if second >= args.from && second < args.to {
+                    p.add(frame);
+                }
+            }
+        })?;
+        if let Some(e) = header_error {
+            anyhow::bail!(e);
+        }
+        valid += stats.valid_frames;
+        skipped += stats.invalid_frames;
+        unreadable += stats.bad_lines;
+        rows.extend(per_second.iter().flat_map(PerSecond::rows));
+        read.push(name);
+    }
+    let s = summarize(&rows, &entry.channels, Some(args.from), Some(args.to));
+    let fmt = |t: i64| aipm_recording::time::format_utc(t as u64 * 1000);
+    let report = NodeReport {
+        node: args.node.clone(),
+        port: entry.port.clone(),
+        plugs: entry.channels.clone(),
+        from_utc: fmt(args.from),
+        to_utc: fmt(args.to),
+        archives_read: read,
+        archives_missing: missing,
+        valid_frames: valid,
+        skipped_frames: skipped,
+        unreadable_lines: unreadable,
+        seconds_covered: s.seconds_covered,
+        seconds_uncovered: (args.to - args.from) as u64 - s.seconds_covered,
+        energy_wh: s.energy_wh,
+        mean_w: s.mean_w,
+        median_w: s.median_w,
+        min_w: s.min_w,
+        max_w: s.max_w,
+    };
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &report)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "node",
+                "from_utc",
+                "to_utc",
+                "seconds_covered",
+                "seconds_uncovered",
+                "energy_wh",
+                "mean_w",
+                "median_w",
+                "min_w",
+                "max_w",
+                "archives_missing",
+            ])?;
+            w.write_record([
+                report.node.clone(),
+                report.from_utc.clone(),
+                report.to_utc.clone(),
+                report.seconds_covered.to_string(),
+                report.seconds_uncovered.to_string(),
+                format!("{:.6}", report.energy_wh),
+                format!("{:.3}", report.mean_w),
+                format!("{:.3}", report.median_w),
+                format!("{:.1}", report.min_w),
+                format!("{:.1}", report.max_w),
+                report.archives_missing.len().to_string(),
+            ])?;
+            w.flush()?;
+        }
+        Format::Table => {
+            let plugs: Vec<String> = report.plugs.iter().map(u32::to_string).collect();
+            writeln!(
+                out,
+                "Node {} ({}, plugs {}) from {} to {}",
+                report.node,
+                report.port,
+                plugs.join("+"),
+                report.from_utc,
+                report.to_utc
+            )?;
+            writeln!(out, "  Energy      {:.3} Wh", report.energy_wh)?;
+            writeln!(
+                out,
+                "  Power       mean {:.1} W, median {:.1} W, min {:.1} W, max {:.1} W",
+                report.mean_w, report.median_w, report.min_w, report.max_w
+            )?;
+            writeln!(
+                out,
+                "  Coverage    {} s with data, {} s without",
+                report.seconds_covered, report.seconds_uncovered
+            )?;
+            writeln!(
+                out,
+                "  Frames      {} valid, {} invalid skipped, {} unreadable lines",
+                report.valid_frames, report.skipped_frames, report.unreadable_lines
+            )?;
+            for a in &report.archives_missing {
+                writeln!(out, "  Missing     {a} (that day is not covered)")?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,8 @@
 //! Lab IA's daily archives.
 
 pub mod archive;
+pub mod channels;
+pub mod days;
 pub mod generate;
 pub mod seconds;
 pub mod stream;

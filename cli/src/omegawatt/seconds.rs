@@ -54,10 +54,15 @@ pub struct PerSecond {
 
 impl PerSecond {
     pub fn new(header: &Header) -> PerSecond {
-        let plugs = header
-            .plugs()
-            .into_iter()
-            .map(|p| (p, header.power_columns[&p] - 2))
+        PerSecond::for_plugs(header, &header.plugs())
+    }
+
+    /// Only some plugs (a node's): less memory over a long log. Plugs not in the header
+    /// are left out; check them first with `channels::check_header`.
+    pub fn for_plugs(header: &Header, plugs: &[u32]) -> PerSecond {
+        let plugs = plugs
+            .iter()
+            .filter_map(|p| Some((*p, header.power_columns.get(p)? - 2)))
             .collect();
         PerSecond {
             plugs,
