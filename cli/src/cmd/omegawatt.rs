@@ -28,7 +28,26 @@ pub enum Command {
     Head(HeadArgs),
     Summary(SummaryArgs),
     Node(NodeArgs),
+    Ingest(IngestArgs),
     Generate(GenerateArgs),
+}
+
+/// Read the live wattmetre-read stream on stdin into the day's raw file, and close each day
+/// into its archive at the rotation hour, without stopping the reader.
+///
+/// Run as `wattmetre-read --tty=/dev/ttyUSB0 --nb=0 2>&1 | aipm-analyze omegawatt ingest --dir /data/omegawatt --port USB0`
+/// (a systemd unit: contrib/omegawatt-ingest@.service).
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Where the raw file (log_omegawatt_PORT) and the archives go.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The port's name, as in the archives' names: USB0, USB1.
+    #[arg(long, value_name = "PORT")]
+    pub port: String,
+    /// Local hour at which a day is closed.
+    #[arg(long, value_name = "HOUR", default_value_t = 7)]
+    pub rotation_hour: u32,
 }
 
 /// Power and energy of one node over a time window, from the daily archives of its port.
@@ -143,6 +162,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         Command::Head(a) => head(a, out),
         Command::Summary(a) => summary(a, out),
         Command::Node(a) => node(a, out),
+        Command::Ingest(a) => ingest(a, out),
         Command::Generate(a) => generate_cmd(a, out),
     }
 }
@@ -605,5 +625,36 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ingest(args: IngestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    if args.rotation_hour > 23
+        || args.port.is_empty()
+        || !args.port.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        anyhow::bail!("--port must be letters and digits (USB0) and --rotation-hour 0 to 23");
+    }
+    let mut ingest =
+        crate::omegawatt::ingest::Ingest::open(&args.dir, &args.port, args.rotation_hour)?;
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf).context("reading stdin")? == 0 {
+            break;
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        ingest.line(&String::from_utf8_lossy(&buf))?;
+    }
+    let lines = ingest.lines;
+    for archive in ingest.finish()? {
+        writeln!(out, "closed {}", archive.display())?;
+    }
+    writeln!(out, "{lines} lines ingested")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,5 +5,6 @@ pub mod archive;
 pub mod channels;
 pub mod days;
 pub mod generate;
+pub mod ingest;
 pub mod seconds;
 pub mod stream;

@@ -1,0 +1,227 @@
+//! Ingest the live `wattmetre-read` stream (stdout and stderr together, on stdin) into the
+//! current day's raw file, and close each day at the rotation hour into the daily archive the
+//! Lab IA's tools read (`MM_DD_YYYY_<port>.zip`, member `log_omegawatt_of_the_day`).
+//!
+//! Unlike the cron it replaces, the reader is never stopped: the first frame past the
+//! rotation boundary opens the next day, so no row is lost. The raw file is only appended
+//! to; a restart resumes it, and a line cut by an unclean stop is closed off with a newline
+//! so that it is the only unreadable one. Archives are compressed on a thread of their own,
+//! so reading never stalls behind the compression of a day.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use anyhow::Context as _;
+use chrono::{Local, NaiveDate, TimeZone};
+
+use super::archive::DAY_MEMBER;
+use super::days::{archive_date, archive_name};
+use super::stream::find_log_record;
+
+pub struct Ingest {
+    dir: PathBuf,
+    port: String,
+    rotation_hour: u32,
+    raw_path: PathBuf,
+    raw: File,
+    /// The archive date of the day being written and the Unix second it ends at, from the
+    /// frames' own timestamps (so a replay or a restart after the rotation hour closes the
+    /// right day); `None` until the first frame.
+    day: Option<(NaiveDate, i64)>,
+    /// The last header seen, written at the top of each new day so every file reads alone.
+    header: Option<String>,
+    compressing: Vec<JoinHandle<anyhow::Result<PathBuf>>>,
+    pub lines: u64,
+}
+
+/// The Unix second at which the archive named `date` closes: `date` at the rotation hour.
+fn day_end(date: NaiveDate, rotation_hour: u32) -> Option<i64> {
+    let end = date.and_hms_opt(rotation_hour, 0, 0)?;
+    Local
+        .from_local_datetime(&end)
+        .earliest()
+        .map(|t| t.timestamp())
+}
+
+/// The Unix second of a frame line (`1671527189.314471465,…`), if it is one.
+fn frame_second(line: &str) -> Option<i64> {
+    let secs = line.split_once('.')?.0;
+    if secs.is_empty() || secs.len() > 12 || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    secs.parse().ok()
+}
+
+impl Ingest {
+    /// Open, or resume, the raw file of the current day.
+    pub fn open(dir: &Path, port: &str, rotation_hour: u32) -> anyhow::Result<Ingest> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let raw_path = dir.join(format!("log_omegawatt_{port}"));
+        let (first_second, header) = if raw_path.exists() {
+            scan_raw(&raw_path)?
+        } else {
+            (None, None)
+        };
+        let mut ingest = Ingest {
+            dir: dir.to_path_buf(),
+            port: port.to_string(),
+            rotation_hour,
+            raw: open_raw(&raw_path)?,
+            raw_path,
+            day: None,
+            header,
+            compressing: Vec::new(),
+            lines: 0,
+        };
+        if let Some(first) = first_second {
+            ingest.day = Some(ingest.day_of(first)?);
+        }
+        Ok(ingest)
+    }
+
+    fn day_of(&self, second: i64) -> anyhow::Result<(NaiveDate, i64)> {
+        let date =
+            archive_date(second, self.rotation_hour).context("a frame without a local date")?;
+        Ok((
+            date,
+            day_end(date, self.rotation_hour).context("no rotation time that day")?,
+        ))
+    }
+
+    /// Take one line of the stream (without its newline).
+    pub fn line(&mut self, line: &str) -> anyhow::Result<()> {
+        self.lines += 1;
+        if let Some(at) = line.find("#timestamp") {
+            self.header = Some(line[at..].to_string());
+        } else if find_log_record(line).is_none() {
+            if let Some(second) = frame_second(line) {
+                match self.day {
+                    None => self.day = Some(self.day_of(second)?),
+                    Some((closing, end)) if second >= end => {
+                        self.close_day(closing)?;
+                        self.day = Some(self.day_of(second)?);
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        self.raw.write_all(line.as_bytes())?;
+        self.raw.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Move the raw file aside, start a fresh one (with the header), and compress the old
+    /// one into the day's archive on another thread.
+    fn close_day(&mut self, date: NaiveDate) -> anyhow::Result<()> {
+        self.raw.sync_all()?;
+        let closing = self
+            .dir
+            .join(format!(".closing_{}", archive_name(date, &self.port)));
+        std::fs::rename(&self.raw_path, &closing)
+            .with_context(|| format!("moving {} aside", self.raw_path.display()))?;
+        self.raw = open_raw(&self.raw_path)?;
+        if let Some(header) = &self.header {
+            self.raw.write_all(header.as_bytes())?;
+            self.raw.write_all(b"\n")?;
+        }
+        let archive = self.dir.join(archive_name(date, &self.port));
+        self.compressing
+            .push(std::thread::spawn(move || compress(&closing, &archive)));
+        Ok(())
+    }
+
+    /// Flush, and wait for the archives being compressed.
+    pub fn finish(mut self) -> anyhow::Result<Vec<PathBuf>> {
+        self.raw.sync_all()?;
+        let mut archives = Vec::new();
+        for handle in self.compressing.drain(..) {
+            archives.push(
+                handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the compression thread panicked"))??,
+            );
+        }
+        Ok(archives)
+    }
+}
+
+/// Open the raw file for appending; if it ends inside a line (an unclean stop), end that
+/// line so only it is unreadable.
+fn open_raw(path: &Path) -> anyhow::Result<File> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let len = file.seek(SeekFrom::End(0))?;
+    if len > 0 {
+        let mut last = [0u8];
+        file.seek(SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    Ok(file)
+}
+
+/// The first frame's second and the last header of an existing raw file.
+fn scan_raw(path: &Path) -> anyhow::Result<(Option<i64>, Option<String>)> {
+    let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let (mut first, mut header) = (None, None);
+    for line in std::io::BufReader::new(file).split(b'\n') {
+        let line = String::from_utf8_lossy(&line?).into_owned();
+        if let Some(at) = line.find("#timestamp") {
+            header = Some(line[at..].to_string());
+        } else if first.is_none() && find_log_record(&line).is_none() {
+            first = frame_second(&line);
+        }
+    }
+    Ok((first, header))
+}
+
+/// Zip a closed day the way the Lab IA cron does (one member, `log_omegawatt_of_the_day`),
+/// then remove the raw copy. An existing archive of that day is not overwritten.
+fn compress(raw: &Path, archive: &Path) -> anyhow::Result<PathBuf> {
+    let target = if archive.exists() {
+        let stem = archive.with_extension("");
+        let mut n = 1;
+        while stem.with_extension(format!("{n}.zip")).exists() {
+            n += 1;
+        }
+        stem.with_extension(format!("{n}.zip"))
+    } else {
+        archive.to_path_buf()
+    };
+    let partial = target.with_extension("zip.partial");
+    let mut zip = zip::ZipWriter::new(
+        File::create(&partial).with_context(|| format!("creating {}", partial.display()))?,
+    );
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    zip.start_file(DAY_MEMBER, options)?;
+    std::io::copy(&mut File::open(raw)?, &mut zip)?;
+    zip.finish()?.sync_all()?;
+    std::fs::rename(&partial, &target)?;
+    std::fs::remove_file(raw)?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_seconds() {
+        assert_eq!(
+            frame_second("1671527189.314471465,true,1.0"),
+            Some(1_671_527_189)
+        );
+        assert_eq!(frame_second("#timestamp,#frame_is_ok"), None);
+        assert_eq!(frame_second(",0.0,1.0"), None);
+    }
+}
