@@ -55,6 +55,8 @@ fn energy_from_per_second_means_matches_the_exact_integral_despite_bad_input() {
             "211",
             "--glued-header",
             "--truncate",
+            "--noise",
+            "5",
         ],
     );
     let out = run(&[

@@ -134,6 +134,9 @@ pub struct GenerateArgs {
     /// A plug's power: PLUG=WATTS or PLUG=FROM..TO (a ramp over the run). Others draw 0 W.
     #[arg(long = "power", value_name = "PLUG=W", value_parser = Profile::parse)]
     pub profiles: Vec<Profile>,
+    /// Zero-mean noise on each value of a powered plug, ± this many watts.
+    #[arg(long, value_name = "W", default_value_t = 0.0)]
+    pub noise: f64,
     /// Every Nth frame invalid (`false`, empty fields).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub invalid_every: u64,
@@ -443,6 +446,7 @@ fn generate_cmd(args: GenerateArgs, out: &mut impl Write) -> anyhow::Result<Exit
         seconds: args.seconds,
         start_s: args.start,
         profiles: args.profiles,
+        noise_w: args.noise,
         faults: Faults {
             invalid_every: args.invalid_every,
             log_every: args.log_every,

@@ -1,96 +1,126 @@
 //! Reading a `wattmetre-read` log: a plain file, or a Lab IA daily archive
 //! (`MM_DD_YYYY_USBn.zip` with one member, `log_omegawatt_of_the_day`).
+//!
+//! Inflating and parsing run on two threads joined by a small queue of 1 MiB buffers, so a
+//! day's archive reads at about the speed of inflating it on one core.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::Path;
+use std::sync::mpsc;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
 use super::stream::{Frame, Header, StreamReader, StreamStats};
 
 /// The member the Lab IA cron puts in each daily zip.
 pub const DAY_MEMBER: &str = "log_omegawatt_of_the_day";
 
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the threads: bounds memory whatever the archive's size.
+const QUEUE: usize = 4;
+
 /// Read a log or an archive; `on_frame` gets every frame with the header it belongs to.
 pub fn read_log(
     path: &Path,
     mut on_frame: impl FnMut(&Header, &Frame),
 ) -> anyhow::Result<StreamStats> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = File::open(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
     let is_zip = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
-    if !is_zip {
-        return read_lines(
-            BufReader::with_capacity(1 << 20, file),
-            &path.display().to_string(),
-            &mut on_frame,
-        );
-    }
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not a readable zip archive (truncated or corrupt?): {e}",
-            path.display()
-        )
-    })?;
-    let index = match archive.index_for_name(DAY_MEMBER) {
-        Some(index) => index,
-        None if archive.len() == 1 => 0,
-        None => {
-            let names: Vec<String> = archive
-                .file_names()
-                .filter_map(Result::ok)
-                .map(|n| n.into_owned())
-                .collect();
-            bail!(
-                "{}: no member {DAY_MEMBER} (members: {})",
-                path.display(),
-                names.join(", ")
-            );
+    let name = path.display().to_string();
+    std::thread::scope(|scope| {
+        let (chunks, received) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
+        let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
+        let name = &name;
+        let inflater = scope.spawn(move || -> anyhow::Result<()> {
+            let send = |input: &mut dyn Read| -> anyhow::Result<()> {
+                loop {
+                    let mut buf = recycled.try_recv().unwrap_or_default();
+                    buf.resize(CHUNK, 0);
+                    let n = read_full(input, &mut buf).map_err(|e| {
+                        anyhow::anyhow!("{name}: unreadable (a truncated or corrupt archive?): {e}")
+                    })?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    buf.truncate(n);
+                    if chunks.send(buf).is_err() {
+                        return Ok(());
+                    }
+                }
+            };
+            if !is_zip {
+                return send(&mut { file });
+            }
+            let mut archive = zip::ZipArchive::new(file).map_err(|e| {
+                anyhow::anyhow!("{name}: not a readable zip archive (truncated or corrupt?): {e}")
+            })?;
+            let index = match archive.index_for_name(DAY_MEMBER) {
+                Some(index) => index,
+                None if archive.len() == 1 => 0,
+                None => {
+                    let names: Vec<String> = archive
+                        .file_names()
+                        .filter_map(Result::ok)
+                        .map(|n| n.into_owned())
+                        .collect();
+                    bail!(
+                        "{name}: no member {DAY_MEMBER} (members: {})",
+                        names.join(", ")
+                    );
+                }
+            };
+            let mut member = archive
+                .by_index(index)
+                .map_err(|e| anyhow::anyhow!("{name}: cannot open its member: {e}"))?;
+            send(&mut member)
+        });
+        let mut reader = StreamReader::default();
+        let mut carry: Vec<u8> = Vec::new();
+        for chunk in received {
+            let mut rest = &chunk[..];
+            while let Some(end) = memchr::memchr(b'\n', rest) {
+                let line = if carry.is_empty() {
+                    &rest[..end]
+                } else {
+                    carry.extend_from_slice(&rest[..end]);
+                    &carry[..]
+                };
+                feed(&mut reader, line, &mut on_frame);
+                carry.clear();
+                rest = &rest[end + 1..];
+            }
+            carry.extend_from_slice(rest);
+            let _ = recycle.send(chunk);
         }
-    };
-    let member = archive
-        .by_index(index)
-        .map_err(|e| anyhow::anyhow!("{}: cannot open its member: {e}", path.display()))?;
-    let member_name = member.name().map(|n| n.into_owned()).unwrap_or_default();
-    let name = format!("{}:{member_name}", path.display());
-    read_lines(
-        BufReader::with_capacity(1 << 20, member),
-        &name,
-        &mut on_frame,
-    )
+        inflater
+            .join()
+            .map_err(|_| anyhow::anyhow!("{name}: the inflating thread panicked"))??;
+        reader.finish(&String::from_utf8_lossy(&carry));
+        Ok(reader.stats)
+    })
 }
 
-fn read_lines(
-    mut input: impl BufRead,
-    name: &str,
-    on_frame: &mut impl FnMut(&Header, &Frame),
-) -> anyhow::Result<StreamStats> {
-    let mut reader = StreamReader::default();
-    let mut buf = Vec::with_capacity(4096);
-    loop {
-        buf.clear();
-        let n = input.read_until(b'\n', &mut buf).map_err(|e| {
-            anyhow::anyhow!(
-                "{name}: unreadable after line {} (a truncated or corrupt archive?): {e}",
-                reader.stats.lines
-            )
-        })?;
-        if n == 0 {
-            reader.finish("");
-            break;
-        }
-        if buf.last() != Some(&b'\n') {
-            reader.finish(&String::from_utf8_lossy(&buf));
-            break;
-        }
-        buf.pop();
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
-        }
-        let line = String::from_utf8_lossy(&buf);
-        reader.line(&line, on_frame);
+fn feed(reader: &mut StreamReader, line: &[u8], on_frame: &mut impl FnMut(&Header, &Frame)) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match std::str::from_utf8(line) {
+        Ok(text) => reader.line(text, on_frame),
+        Err(_) => reader.line(&String::from_utf8_lossy(line), on_frame),
     }
-    Ok(reader.stats)
+}
+
+/// Fill `buf` as far as the input allows; 0 at the end.
+fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }

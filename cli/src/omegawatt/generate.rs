@@ -62,6 +62,9 @@ pub struct Spec {
     pub seconds: u64,
     pub start_s: i64,
     pub profiles: Vec<Profile>,
+    /// Zero-mean noise added to each value, ± this many watts (real data compresses about
+    /// 5:1, a smooth profile 60:1).
+    pub noise_w: f64,
     pub faults: Faults,
 }
 
@@ -87,6 +90,14 @@ pub fn write(spec: &Spec, out: &mut impl Write) -> std::io::Result<()> {
     let mut power = vec![0.0; spec.plugs as usize];
     let mut line = String::with_capacity(64 + 16 * spec.plugs as usize);
     let mut shift_ns = 0i64;
+    // A small linear congruential generator: the same output for the same spec.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut noise = move |amplitude: f64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * amplitude
+    };
     for k in 0..frames {
         if f.step_back_at == Some(k) {
             shift_ns -= (f.step_back_s * 1e9) as i64;
@@ -110,11 +121,16 @@ pub fn write(spec: &Spec, out: &mut impl Write) -> std::io::Result<()> {
             let fraction = k as f64 / frames as f64;
             for (p, w) in power.iter_mut().enumerate() {
                 let plug = p as u32 + 1;
-                *w = spec
+                let base = spec
                     .profiles
                     .iter()
                     .find(|pr| pr.plug == plug)
                     .map_or(0.0, |pr| pr.at(fraction));
+                *w = if spec.noise_w > 0.0 && base > 0.0 {
+                    base + noise(spec.noise_w)
+                } else {
+                    base
+                };
             }
             for (p, w) in power.iter().enumerate() {
                 if f.nan_every > 0 && p == 0 && k % f.nan_every == f.nan_every - 1 {

@@ -49,7 +49,7 @@ impl Header {
 }
 
 /// One frame of the meter: its time and, for a valid frame, every value in tenths.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Frame {
     /// Nanoseconds since the epoch.
     pub time_ns: i64,
@@ -83,6 +83,8 @@ pub struct StreamReader {
     /// The start of a row cut by a stderr line, waiting for the rest on the next line.
     pending: String,
     last_time_ns: Option<i64>,
+    /// The frame being parsed, reused from line to line (no allocation per frame).
+    frame: Frame,
     pub stats: StreamStats,
 }
 
@@ -127,20 +129,19 @@ impl StreamReader {
             return;
         }
         match self.parse_row(text) {
-            Ok(frame) => {
-                if let Some(last) = self.last_time_ns {
-                    if frame.time_ns < last {
-                        self.stats.clock_steps_back += 1;
-                    }
+            Ok(()) => {
+                let time_ns = self.frame.time_ns;
+                if self.last_time_ns.is_some_and(|last| time_ns < last) {
+                    self.stats.clock_steps_back += 1;
                 }
-                self.last_time_ns = Some(frame.time_ns);
-                if frame.ok {
+                self.last_time_ns = Some(time_ns);
+                if self.frame.ok {
                     self.stats.valid_frames += 1;
                 } else {
                     self.stats.invalid_frames += 1;
                 }
                 if let Some(header) = &self.header {
-                    frames(header, &frame);
+                    frames(header, &self.frame);
                 }
             }
             Err(reason) => self.bad(line_no, reason),
@@ -174,7 +175,8 @@ impl StreamReader {
         }
     }
 
-    fn parse_row(&mut self, text: &str) -> Result<Frame, String> {
+    /// Parse a row into `self.frame`.
+    fn parse_row(&mut self, text: &str) -> Result<(), String> {
         let Some(header) = &self.header else {
             return Err("a row before any header".into());
         };
@@ -192,10 +194,13 @@ impl StreamReader {
                 ))
             }
         };
-        let mut tenths = Vec::with_capacity(header.columns.len() - 2);
+        let frame = &mut self.frame;
+        frame.time_ns = time_ns;
+        frame.ok = ok;
+        frame.tenths.clear();
         let mut nans = 0;
         for field in fields {
-            tenths.push(match field {
+            frame.tenths.push(match field {
                 "" => None,
                 "nan" | "-nan" => {
                     nans += 1;
@@ -207,21 +212,17 @@ impl StreamReader {
                 ),
             });
         }
-        if tenths.len() + 2 != header.columns.len() {
+        if frame.tenths.len() + 2 != header.columns.len() {
             return Err(format!(
                 "expected {} fields, found {}",
                 header.columns.len(),
-                tenths.len() + 2
+                frame.tenths.len() + 2
             ));
         }
         if ok {
             self.stats.nan_values += nans;
         }
-        Ok(Frame {
-            time_ns,
-            ok,
-            tenths,
-        })
+        Ok(())
     }
 }
 
