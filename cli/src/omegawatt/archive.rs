@@ -104,11 +104,7 @@ pub fn read_log(
 }
 
 fn feed(reader: &mut StreamReader, line: &[u8], on_frame: &mut impl FnMut(&Header, &Frame)) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    match std::str::from_utf8(line) {
-        Ok(text) => reader.line(text, on_frame),
-        Err(_) => reader.line(&String::from_utf8_lossy(line), on_frame),
-    }
+    reader.line_bytes(line.strip_suffix(b"\r").unwrap_or(line), on_frame);
 }
 
 /// Fill `buf` as far as the input allows; 0 at the end.

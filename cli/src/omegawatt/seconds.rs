@@ -70,6 +70,11 @@ impl PerSecond {
         }
     }
 
+    /// The plugs accumulated, in order.
+    pub fn plugs(&self) -> Vec<u32> {
+        self.plugs.iter().map(|(p, _)| *p).collect()
+    }
+
     pub fn add(&mut self, frame: &Frame) {
         let second = frame.time_ns.div_euclid(1_000_000_000);
         let width = self.plugs.len();
@@ -140,7 +145,12 @@ pub struct Summary {
 }
 
 /// Sum the plugs' per-second means (a node's PSUs), over seconds in `[from, to)`.
-pub fn summarize(rows: &[SecondRow], plugs: &[u32], from: Option<i64>, to: Option<i64>) -> Summary {
+pub fn summarize(
+    rows: impl IntoIterator<Item = SecondRow>,
+    plugs: &[u32],
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Summary {
     let mut per_second: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
     for r in rows {
         let inside = from.is_none_or(|f| r.second >= f) && to.is_none_or(|t| r.second < t);
@@ -237,14 +247,14 @@ mod tests {
             s.add(&frame(sec * 1_000_000_000, true, 1000, 500));
         }
         let rows: Vec<SecondRow> = s.rows().collect();
-        let sum = summarize(&rows, &[1, 2], None, None);
+        let sum = summarize(rows.clone(), &[1, 2], None, None);
         assert_eq!((sum.seconds_covered, sum.seconds_missing), (4, 2));
         assert!((sum.energy_wh - 4.0 * 150.0 / 3600.0).abs() < 1e-12);
         assert_eq!(
             (sum.mean_w, sum.median_w, sum.min_w, sum.max_w),
             (150.0, 150.0, 150.0, 150.0)
         );
-        let window = summarize(&rows, &[1, 2], Some(1), Some(3));
+        let window = summarize(rows, &[1, 2], Some(1), Some(3));
         assert_eq!(window.seconds_covered, 2);
     }
 }
