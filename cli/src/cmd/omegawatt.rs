@@ -211,8 +211,8 @@ fn head(args: HeadArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 .plugs()
                 .iter()
                 .take(8)
-                .map(|p| match frame.tenths.get(header.power_columns[p] - 2) {
-                    Some(Some(t)) => format!("{:.1}", f64::from(*t) / 10.0),
+                .map(|p| match frame.milli.get(header.power_columns[p] - 2) {
+                    Some(Some(t)) => format!("{:.1}", f64::from(*t) / 1000.0),
                     _ => "-".into(),
                 })
                 .collect();

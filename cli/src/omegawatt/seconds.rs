@@ -20,7 +20,7 @@ pub struct SecondRow {
 
 #[derive(Debug, Clone, Copy)]
 struct PlugAcc {
-    sum_tenths: i64,
+    sum_milli: i64,
     n: u32,
     min: i32,
     max: i32,
@@ -29,7 +29,7 @@ struct PlugAcc {
 impl Default for PlugAcc {
     fn default() -> Self {
         PlugAcc {
-            sum_tenths: 0,
+            sum_milli: 0,
             n: 0,
             min: i32::MAX,
             max: i32::MIN,
@@ -47,7 +47,7 @@ struct SecondAcc {
 /// their own second.
 #[derive(Debug)]
 pub struct PerSecond {
-    /// (plug, index of its value in `Frame::tenths`).
+    /// (plug, index of its value in `Frame::milli`).
     plugs: Vec<(u32, usize)>,
     seconds: BTreeMap<i64, SecondAcc>,
 }
@@ -87,8 +87,8 @@ impl PerSecond {
             return;
         }
         for (slot, &(_, index)) in acc.plugs.iter_mut().zip(&self.plugs) {
-            if let Some(Some(v)) = frame.tenths.get(index) {
-                slot.sum_tenths += i64::from(*v);
+            if let Some(Some(v)) = frame.milli.get(index) {
+                slot.sum_milli += i64::from(*v);
                 slot.n += 1;
                 slot.min = slot.min.min(*v);
                 slot.max = slot.max.max(*v);
@@ -107,17 +107,17 @@ impl PerSecond {
                         second,
                         plug,
                         mean_w: if valid {
-                            p.sum_tenths as f64 / f64::from(p.n) / 10.0
+                            p.sum_milli as f64 / f64::from(p.n) / 1000.0
                         } else {
                             f64::NAN
                         },
                         min_w: if valid {
-                            f64::from(p.min) / 10.0
+                            f64::from(p.min) / 1000.0
                         } else {
                             f64::NAN
                         },
                         max_w: if valid {
-                            f64::from(p.max) / 10.0
+                            f64::from(p.max) / 1000.0
                         } else {
                             f64::NAN
                         },
@@ -205,12 +205,19 @@ mod tests {
             .unwrap()
     }
 
+    /// A frame with the two plugs' powers in tenths of a watt, as the meter prints them.
     fn frame(ns: i64, ok: bool, p1: i32, p2: i32) -> Frame {
         Frame {
             time_ns: ns,
             ok,
-            tenths: if ok {
-                vec![Some(2300), Some(1), Some(p1), Some(1), Some(p2)]
+            milli: if ok {
+                vec![
+                    Some(230_000),
+                    Some(100),
+                    Some(p1 * 100),
+                    Some(100),
+                    Some(p2 * 100),
+                ]
             } else {
                 vec![None; 5]
             },

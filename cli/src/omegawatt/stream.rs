@@ -5,7 +5,7 @@
 //! What the reader survives (shared/notes/aipowermeter-and-omegawatt.md §3.2): the header
 //! glued to a stderr log line; stderr log lines anywhere, even inside a row (stdout is
 //! block-buffered, stderr is not); `false` frames with empty fields; `nan`, `-nan`, `-0.0`;
-//! a truncated last line; a clock that steps back. Values are parsed as integer tenths of
+//! a truncated last line; a clock that steps back. Values are parsed as integer milli of
 //! their unit, never as general floats.
 
 use std::collections::HashMap;
@@ -48,14 +48,15 @@ impl Header {
     }
 }
 
-/// One frame of the meter: its time and, for a valid frame, every value in tenths.
+/// One frame of the meter: its time and, for a valid frame, every value in milli.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Frame {
     /// Nanoseconds since the epoch.
     pub time_ns: i64,
     pub ok: bool,
-    /// One per column after `#frame_is_ok`; `None` when empty or `nan`.
-    pub tenths: Vec<Option<i32>>,
+    /// One per column after `#frame_is_ok`, in thousandths (mW for power); `None` when
+    /// empty or `nan`.
+    pub milli: Vec<Option<i32>>,
 }
 
 /// What was skipped, counted so that every report can say it.
@@ -223,26 +224,26 @@ impl StreamReader {
         let frame = &mut self.frame;
         frame.time_ns = time_ns;
         frame.ok = ok;
-        frame.tenths.clear();
+        frame.milli.clear();
         let mut nans = 0;
         for field in fields {
-            frame.tenths.push(match field {
+            frame.milli.push(match field {
                 "" => None,
                 "nan" | "-nan" => {
                     nans += 1;
                     None
                 }
                 v => Some(
-                    parse_tenths(v)
+                    parse_milli(v)
                         .ok_or_else(|| format!("expected a value like 232.3, found {v:?}"))?,
                 ),
             });
         }
-        if frame.tenths.len() + 2 != header.columns.len() {
+        if frame.milli.len() + 2 != header.columns.len() {
             return Err(format!(
                 "expected {} fields, found {}",
                 header.columns.len(),
-                frame.tenths.len() + 2
+                frame.milli.len() + 2
             ));
         }
         Ok(nans)
@@ -284,7 +285,7 @@ fn parse_row_fast(line: &[u8], values: usize, frame: &mut Frame) -> Option<u64> 
     };
     frame.time_ns = secs.checked_mul(1_000_000_000)?.checked_add(nanos)?;
     frame.ok = ok;
-    frame.tenths.clear();
+    frame.milli.clear();
     let mut nans = 0;
     while i < line.len() {
         if line[i] != b',' {
@@ -296,29 +297,33 @@ fn parse_row_fast(line: &[u8], values: usize, frame: &mut Frame) -> Option<u64> 
             i += 1;
         }
         let field = &line[start..i];
-        frame.tenths.push(match field {
+        frame.milli.push(match field {
             b"" => None,
             b"nan" | b"-nan" => {
                 nans += 1;
                 None
             }
-            _ => Some(parse_tenths_bytes(field)?),
+            _ => Some(parse_milli_bytes(field)?),
         });
     }
-    (frame.tenths.len() == values).then_some(nans)
+    (frame.milli.len() == values).then_some(nans)
 }
 
-/// [`parse_tenths`] on bytes.
-fn parse_tenths_bytes(field: &[u8]) -> Option<i32> {
+/// [`parse_milli`] on bytes.
+fn parse_milli_bytes(field: &[u8]) -> Option<i32> {
     let (negative, digits) = match field.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, field),
     };
-    let (whole, frac) = match digits.len().checked_sub(2) {
-        Some(dot) if digits[dot] == b'.' => (&digits[..dot], digits[dot + 1]),
-        _ => (digits, b'0'),
+    let (whole, frac) = match memchr::memchr(b'.', digits) {
+        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+        None => (digits, &b""[..]),
     };
-    if whole.is_empty() || whole.len() > 8 || !frac.is_ascii_digit() {
+    if whole.is_empty()
+        || whole.len() > 6
+        || frac.len() > 3
+        || (frac.is_empty() && digits.len() != whole.len())
+    {
         return None;
     }
     let mut value: i32 = 0;
@@ -328,7 +333,15 @@ fn parse_tenths_bytes(field: &[u8]) -> Option<i32> {
         }
         value = value * 10 + i32::from(d - b'0');
     }
-    let value = value * 10 + i32::from(frac - b'0');
+    let mut scale = 100;
+    value *= 1000;
+    for &d in frac {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value += i32::from(d - b'0') * scale;
+        scale /= 10;
+    }
     Some(if negative { -value } else { value })
 }
 
@@ -371,28 +384,10 @@ pub fn parse_time_ns(text: &str) -> Option<i64> {
         .checked_add(frac.parse().ok()?)
 }
 
-/// `%.1f` as integer tenths: `232.3` -> 2323, `-0.0` -> 0, `12` -> 120.
-pub fn parse_tenths(text: &str) -> Option<i32> {
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (whole, frac) = digits.split_once('.').unwrap_or((digits, "0"));
-    if whole.is_empty()
-        || frac.len() != 1
-        || !whole
-            .bytes()
-            .chain(frac.bytes())
-            .all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let value = whole
-        .parse::<i32>()
-        .ok()?
-        .checked_mul(10)?
-        .checked_add(i32::from(frac.as_bytes()[0] - b'0'))?;
-    Some(if negative { -value } else { value })
+/// A decimal value in thousandths: `232.3` -> 232300, `-0.0` -> 0, `12` -> 12000,
+/// `12.125` -> 12125. At most three decimals.
+pub fn parse_milli(text: &str) -> Option<i32> {
+    parse_milli_bytes(text.as_bytes())
 }
 
 #[cfg(test)]
@@ -434,27 +429,29 @@ mod tests {
         assert_eq!(slow_stats.valid_frames, 4);
         assert_eq!(slow_stats.clock_steps_back, 1);
         for (bytes, value) in [
-            ("232.3", Some(2323)),
+            ("232.3", Some(232_300)),
             ("-0.0", Some(0)),
-            ("20", Some(200)),
-            ("1.23", None),
+            ("20", Some(20_000)),
+            ("1.23", Some(1_230)),
+            ("12.125", Some(12_125)),
+            ("1.2345", None),
             ("1.", None),
             (".5", None),
             ("", None),
         ] {
-            assert_eq!(parse_tenths_bytes(bytes.as_bytes()), value, "{bytes}");
-            assert_eq!(parse_tenths(bytes), value, "{bytes}");
+            assert_eq!(parse_milli_bytes(bytes.as_bytes()), value, "{bytes}");
+            assert_eq!(parse_milli(bytes), value, "{bytes}");
         }
     }
 
     #[test]
     fn numbers_as_the_meter_prints_them() {
-        assert_eq!(parse_tenths("232.3"), Some(2323));
-        assert_eq!(parse_tenths("-0.0"), Some(0));
-        assert_eq!(parse_tenths("-1.5"), Some(-15));
-        assert_eq!(parse_tenths("20"), Some(200));
-        for bad in ["", "1.23", "a.1", "1.", ".5", "1e3"] {
-            assert_eq!(parse_tenths(bad), None, "{bad}");
+        assert_eq!(parse_milli("232.3"), Some(232_300));
+        assert_eq!(parse_milli("-0.0"), Some(0));
+        assert_eq!(parse_milli("-1.5"), Some(-1_500));
+        assert_eq!(parse_milli("20"), Some(20_000));
+        for bad in ["", "1.2345", "a.1", "1.", ".5", "1e3"] {
+            assert_eq!(parse_milli(bad), None, "{bad}");
         }
         assert_eq!(
             parse_time_ns("1671527189.314471465"),
@@ -496,19 +493,19 @@ mod tests {
             (2, 1, 2)
         );
         assert_eq!(
-            frames[1].tenths,
+            frames[1].milli,
             [
-                Some(2323),
+                Some(232_300),
                 Some(0),
                 Some(0),
-                Some(1),
-                Some(209),
-                Some(2),
+                Some(100),
+                Some(20_900),
+                Some(200),
                 Some(0)
             ]
         );
-        assert_eq!(frames[2].tenths[1], None);
-        assert!(!frames[0].ok && frames[0].tenths.iter().all(Option::is_none));
+        assert_eq!(frames[2].milli[1], None);
+        assert!(!frames[0].ok && frames[0].milli.iter().all(Option::is_none));
     }
 
     #[test]
@@ -519,7 +516,7 @@ mod tests {
         );
         let (frames, stats) = read(&text);
         assert_eq!(frames.len(), 2, "{stats:?}");
-        assert_eq!(frames[0].tenths[4], Some(209));
+        assert_eq!(frames[0].milli[4], Some(20_900));
         assert_eq!((stats.log_lines, stats.bad_lines), (2, 0));
     }
 
