@@ -383,3 +383,61 @@ fn ingest_rotates_at_seven_without_losing_a_frame_and_resumes_after_a_crash() {
         "resumed; only the cut line is lost"
     );
 }
+
+/// A Grid'5000 hourly file (same boxes, another format): plain and gzipped, read through the
+/// same commands, ports numbered from 0, sub-watt values kept exactly.
+#[test]
+fn grid5000_hourly_files_plain_and_gzipped() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = String::from("debug1,debug2,timestamp,status,port0,port1,port2\n");
+    for k in 0..3000u64 {
+        // 50 Hz for 60 s; every 100th row not OK, port 2 never measured.
+        let t = 1_700_000_000_000_000_000u64 + k * 20_000_000;
+        let status = if k % 100 == 99 { "KO" } else { "OK" };
+        text.push_str(&format!(
+            "x,y,{}.{:09},{status},129.688,12.125,\n",
+            t / 1_000_000_000,
+            t % 1_000_000_000
+        ));
+    }
+    let plain = tmp.path().join("power.csv.2023-11-14T22");
+    std::fs::write(&plain, &text).unwrap();
+    let gz = tmp.path().join("power.csv.2023-11-14T21.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap();
+    for file in [&plain, &gz] {
+        let out = run(&[
+            "omegawatt",
+            "summary",
+            file.to_str().unwrap(),
+            "--plugs",
+            "0,1",
+            "--format",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (r["valid_frames"].as_u64(), r["invalid_frames"].as_u64()),
+            (Some(2970), Some(30))
+        );
+        let s = &r["summaries"][0];
+        assert_eq!(s["seconds_covered"], 60);
+        let mean = s["mean_w"].as_f64().unwrap();
+        assert!(
+            (mean - 141.813).abs() < 1e-9,
+            "129.688 W + 12.125 W, to the milliwatt: {mean}"
+        );
+        let wh = s["energy_wh"].as_f64().unwrap();
+        assert!((wh - 141.813 * 60.0 / 3600.0).abs() < 1e-9, "{wh}");
+    }
+}

@@ -20,11 +20,15 @@ const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the threads: bounds memory whatever the archive's size.
 const QUEUE: usize = 4;
 
-/// Read a log or an archive; `on_frame` gets every frame with the header it belongs to.
+/// Read a log or an archive (or a Grid'5000 hourly file); `on_frame` gets every frame with
+/// the header it belongs to.
 pub fn read_log(
     path: &Path,
     mut on_frame: impl FnMut(&Header, &Frame),
 ) -> anyhow::Result<StreamStats> {
+    if super::g5k::is_g5k_file(path) {
+        return super::g5k::read_g5k(path, &mut on_frame);
+    }
     let file = File::open(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
     let is_zip = path
         .extension()

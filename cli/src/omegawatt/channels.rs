@@ -45,7 +45,7 @@ impl ChannelMap {
         ChannelMap::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Parse and check: at least one channel per node, channels 1..=60 (the boxes' range),
+    /// Parse and check: at least one channel per node, channels 0..=60 (the boxes' range),
     /// one phase per channel when phases are given, no plug claimed by two nodes.
     pub fn parse(text: &str) -> Result<ChannelMap, String> {
         let map: ChannelMap =
@@ -55,9 +55,10 @@ impl ChannelMap {
             if entry.channels.is_empty() {
                 return Err(format!("node {node}: no channel"));
             }
-            if let Some(c) = entry.channels.iter().find(|c| !(1..=60).contains(*c)) {
+            // Grid'5000 numbers its ports from 0; the Lab IA's boxes from 1.
+            if let Some(c) = entry.channels.iter().find(|c| **c > 60) {
                 return Err(format!(
-                    "node {node}: unknown channel {c} (channels are 1 to 60)"
+                    "node {node}: unknown channel {c} (channels are 0 to 60)"
                 ));
             }
             if !entry.phases.is_empty() && entry.phases.len() != entry.channels.len() {
@@ -129,7 +130,7 @@ mod tests {
         let err = ChannelMap::parse(&dup).unwrap_err();
         assert!(err.contains("duplicate") && err.contains("n51"), "{err}");
         let err = ChannelMap::parse("[nodes.a]\nport = \"USB0\"\nchannels = [61]\n").unwrap_err();
-        assert_eq!(err, "node a: unknown channel 61 (channels are 1 to 60)");
+        assert_eq!(err, "node a: unknown channel 61 (channels are 0 to 60)");
         let err = ChannelMap::parse("[nodes.a]\nport = \"USB0\"\nchannels = [3]\n[nodes.b]\nport = \"USB0\"\nchannels = [3]\n").unwrap_err();
         assert_eq!(err, "node b: channel 3 of USB0 is already node a's");
         let err = ChannelMap::parse("[nodes.a]\nport = \"USB0\"\nchannels = [3]\ncolour = 1\n")

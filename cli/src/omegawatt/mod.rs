@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod channels;
 pub mod days;
+pub mod g5k;
 pub mod generate;
 pub mod ingest;
 pub mod seconds;
