@@ -1,6 +1,9 @@
 //! Output formats shared by every subcommand.
 
+use std::io::Write;
+
 use clap::ValueEnum;
+use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -10,6 +13,13 @@ pub enum Format {
     Json,
     /// CSV with a header row.
     Csv,
+}
+
+/// One pretty JSON document and a newline: the `--format json` of every subcommand.
+pub fn write_json(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// Joules for people: `1234.5 J (0.343 Wh)`.

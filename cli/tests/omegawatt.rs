@@ -320,20 +320,27 @@ fn ingest(dir: &Path, input: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn frames_in(file: &Path) -> (u64, u64) {
-    let out = run(&[
+/// `omegawatt summary FILE ARGS --format json`, which must succeed.
+fn summary_json(file: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec![
         "omegawatt",
         "summary",
         file.to_str().unwrap(),
         "--format",
         "json",
-    ]);
+    ];
+    all.extend_from_slice(args);
+    let out = run(&all);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn frames_in(file: &Path) -> (u64, u64) {
+    let r = summary_json(file, &[]);
     (
         r["valid_frames"].as_u64().unwrap(),
         r["unreadable_lines"].as_u64().unwrap(),
@@ -411,21 +418,7 @@ fn grid5000_hourly_files_plain_and_gzipped() {
     encoder.write_all(text.as_bytes()).unwrap();
     encoder.finish().unwrap();
     for file in [&plain, &gz] {
-        let out = run(&[
-            "omegawatt",
-            "summary",
-            file.to_str().unwrap(),
-            "--plugs",
-            "0,1",
-            "--format",
-            "json",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let r = summary_json(file, &["--plugs", "0,1"]);
         assert_eq!(
             (r["valid_frames"].as_u64(), r["invalid_frames"].as_u64()),
             (Some(2970), Some(30))

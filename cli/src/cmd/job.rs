@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aipm_recording::period::format_period;
-use anyhow::Context as _;
 
-use crate::output::{bytes, joules, Format};
+use crate::output::{bytes, joules, write_json, Format};
 use crate::report::NodeReport;
 use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
 
@@ -71,10 +70,7 @@ pub fn print_report(
         }
     }
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &reports).context("writing JSON")?;
-            writeln!(out)?;
-        }
+        Format::Json => write_json(out, &reports)?,
         Format::Csv => write_csv(&reports, out)?,
         Format::Table => write_table(&reports, out)?,
     }

@@ -14,7 +14,7 @@ use crate::omegawatt::days::{archive_dates, archive_name, parse_time};
 use crate::omegawatt::generate::{self, Faults, Profile, Spec};
 use crate::omegawatt::seconds::{summarize, PerSecond, SecondRow};
 use crate::omegawatt::stream::StreamStats;
-use crate::output::Format;
+use crate::output::{write_json, Format};
 
 /// Read Omegawatt wall-meter logs and archives.
 #[derive(Debug, clap::Args)]
@@ -347,10 +347,7 @@ fn summary(args: SummaryArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
         summaries,
     };
     match args.format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &report)?;
-            writeln!(out)?;
-        }
+        Format::Json => write_json(out, &report)?,
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
@@ -558,10 +555,7 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         max_w: s.max_w,
     };
     match args.format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &report)?;
-            writeln!(out)?;
-        }
+        Format::Json => write_json(out, &report)?,
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
