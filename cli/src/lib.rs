@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cmd;
+pub mod legacy;
 pub mod omegawatt;
 pub mod output;
 pub mod report;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use aipm_recording::period::format_period;
 
+use crate::legacy::{self, LegacyReport, Zone};
 use crate::output::{bytes, joules, write_json, Format};
 use crate::report::NodeReport;
 use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
@@ -20,8 +21,21 @@ use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Job id, or ARRAYJOB_TASK for a task of a job array (1234_5).
-    #[arg(value_name = "JOBID", value_parser = clap::builder::ValueParser::new(parse_job_ref))]
-    pub job: JobRef,
+    #[arg(
+        value_name = "JOBID",
+        value_parser = clap::builder::ValueParser::new(parse_job_ref),
+        required_unless_present = "legacy"
+    )]
+    pub job: Option<JobRef>,
+
+    /// Read an AIPowerMeter recording instead: a folder with power_metrics.json, the file
+    /// itself, or a tree of such folders.
+    #[arg(long, value_name = "DIR", conflicts_with = "job")]
+    pub legacy: Option<PathBuf>,
+
+    /// Time zone of AIPowerMeter's naive dates: local, UTC or an offset such as +01:00.
+    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = parse_zone)]
+    pub tz: Zone,
 
     /// Spool directory of the recordings [default: from /etc/slurm/plugstack.conf.d, else
     /// /var/spool/aipm]. Also read from $AIPM_SPOOL.
@@ -37,9 +51,19 @@ fn parse_job_ref(text: &str) -> Result<JobRef, String> {
     text.parse()
 }
 
+fn parse_zone(text: &str) -> Result<Zone, String> {
+    text.parse()
+}
+
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.legacy {
+        return run_legacy(dir, args.tz, args.format, out);
+    }
+    let Some(job) = args.job else {
+        anyhow::bail!("give a JOBID, or --legacy DIR");
+    };
     let spool = resolve_spool(args.spool);
-    let recordings = match find_job(&spool, args.job)? {
+    let recordings = match find_job(&spool, job)? {
         Lookup::Found(recordings) => recordings,
         Lookup::NotFound(message) => {
             eprintln!("aipm-analyze: {message}");
@@ -264,4 +288,118 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
     }
     w.flush()?;
     Ok(())
+}
+
+/// The `power_metrics.json` files under `path` (the file itself, a folder, or a tree).
+fn legacy_files(path: &std::path::Path, depth: usize, found: &mut Vec<PathBuf>) {
+    if path.is_file() {
+        found.push(path.to_path_buf());
+    } else if path.join("power_metrics.json").is_file() {
+        found.push(path.join("power_metrics.json"));
+    } else if depth > 0 {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        entries.sort();
+        for entry in entries {
+            legacy_files(&entry, depth - 1, found);
+        }
+    }
+}
+
+fn run_legacy(
+    path: &std::path::Path,
+    zone: Zone,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    legacy_files(path, 6, &mut files);
+    if files.is_empty() {
+        eprintln!("aipm-analyze: no power_metrics.json in {}", path.display());
+        return Ok(ExitCode::from(1));
+    }
+    let reports: Vec<LegacyReport> = files
+        .iter()
+        .map(|f| legacy::read(f, zone))
+        .collect::<anyhow::Result<_>>()?;
+    for r in &reports {
+        if let Some((line, reason)) = r.unreadable_lines.first() {
+            eprintln!(
+                "aipm-analyze: warning: {}: {} unreadable line(s); first at line {line}: {reason}",
+                r.file,
+                r.unreadable_lines.len()
+            );
+        }
+    }
+    let series: Vec<String> = {
+        let mut names: Vec<String> = reports
+            .iter()
+            .flat_map(|r| r.energy_j.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    match format {
+        Format::Json => write_json(out, &reports)?,
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            let mut header = vec![
+                "file".to_string(),
+                "start_utc".into(),
+                "duration_s".into(),
+                "segments".into(),
+                "samples".into(),
+            ];
+            header.extend(series.iter().map(|s| format!("{s}_j")));
+            w.write_record(&header)?;
+            for r in &reports {
+                let start = r
+                    .start_unix_s
+                    .map(|t| aipm_recording::time::format_utc((t * 1000.0) as u64))
+                    .unwrap_or_default();
+                let mut row = vec![
+                    r.file.clone(),
+                    start,
+                    format!("{:.3}", r.duration_s),
+                    r.segments.to_string(),
+                    r.samples.to_string(),
+                ];
+                row.extend(series.iter().map(|s| {
+                    r.energy_j
+                        .get(s)
+                        .map(|j| format!("{j:.3}"))
+                        .unwrap_or_default()
+                }));
+                w.write_record(&row)?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            for r in &reports {
+                let start = r
+                    .start_unix_s
+                    .map(|t| aipm_recording::time::format_utc((t * 1000.0) as u64))
+                    .unwrap_or_default();
+                writeln!(out, "{} (AIPowerMeter)", r.file)?;
+                writeln!(
+                    out,
+                    "  From          {start}, {:.1} s in {} segment(s), {} samples",
+                    r.duration_s, r.segments, r.samples
+                )?;
+                for (name, j) in &r.energy_j {
+                    writeln!(out, "  {:<13} {}", name, joules(*j))?;
+                }
+                if r.psys_not_measured > 0 {
+                    writeln!(out, "  Note          psys not measured in {} sample(s) (AIPowerMeter's -1), left out", r.psys_not_measured)?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
