@@ -9,11 +9,12 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::omegawatt::archive::{read_log, DAY_MEMBER};
-use crate::omegawatt::channels::{check_header, ChannelMap};
-use crate::omegawatt::days::{archive_dates, archive_name, parse_time};
+use crate::omegawatt::channels::ChannelMap;
+use crate::omegawatt::days::parse_time;
 use crate::omegawatt::generate::{self, Faults, Profile, Spec};
-use crate::omegawatt::seconds::{summarize, PerSecond, SecondRow};
+use crate::omegawatt::seconds::{summarize, PerSecond};
 use crate::omegawatt::stream::StreamStats;
+use crate::omegawatt::wall::node_seconds;
 use crate::output::{write_json, Format};
 
 /// Read Omegawatt wall-meter logs and archives.
@@ -498,42 +499,15 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     }
     let map = ChannelMap::load(&args.map).map_err(anyhow::Error::msg)?;
     let entry = map.node(&args.node).map_err(anyhow::Error::msg)?;
-    let mut rows: Vec<SecondRow> = Vec::new();
-    let (mut read, mut missing) = (Vec::new(), Vec::new());
-    let (mut valid, mut skipped, mut unreadable) = (0, 0, 0);
-    for date in archive_dates(args.from, args.to, args.rotation_hour) {
-        let path = args.archives.join(archive_name(date, &entry.port));
-        if !path.exists() {
-            missing.push(path.display().to_string());
-            continue;
-        }
-        let name = path.display().to_string();
-        let mut per_second: Option<PerSecond> = None;
-        let mut header_error: Option<String> = None;
-        let stats = read_log(&path, |header, frame| {
-            if per_second.is_none() && header_error.is_none() {
-                match check_header(&name, header, &args.node, entry) {
-                    Ok(()) => per_second = Some(PerSecond::for_plugs(header, &entry.channels)),
-                    Err(e) => header_error = Some(e),
-                }
-            }
-            if let Some(p) = per_second.as_mut() {
-                let second = frame.time_ns.div_euclid(1_000_000_000);
-                if second >= args.from && second < args.to {
-                    p.add(frame);
-                }
-            }
-        })?;
-        if let Some(e) = header_error {
-            anyhow::bail!(e);
-        }
-        valid += stats.valid_frames;
-        skipped += stats.invalid_frames;
-        unreadable += stats.bad_lines;
-        rows.extend(per_second.iter().flat_map(PerSecond::rows));
-        read.push(name);
-    }
-    let s = summarize(rows, &entry.channels, Some(args.from), Some(args.to));
+    let data = node_seconds(
+        &args.node,
+        entry,
+        &args.archives,
+        args.from,
+        args.to,
+        args.rotation_hour,
+    )?;
+    let s = summarize(data.rows, &entry.channels, Some(args.from), Some(args.to));
     let fmt = |t: i64| aipm_recording::time::format_utc(t as u64 * 1000);
     let report = NodeReport {
         node: args.node.clone(),
@@ -541,11 +515,11 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         plugs: entry.channels.clone(),
         from_utc: fmt(args.from),
         to_utc: fmt(args.to),
-        archives_read: read,
-        archives_missing: missing,
-        valid_frames: valid,
-        skipped_frames: skipped,
-        unreadable_lines: unreadable,
+        archives_read: data.archives_read,
+        archives_missing: data.archives_missing,
+        valid_frames: data.valid_frames,
+        skipped_frames: data.skipped_frames,
+        unreadable_lines: data.unreadable_lines,
         seconds_covered: s.seconds_covered,
         seconds_uncovered: (args.to - args.from) as u64 - s.seconds_covered,
         energy_wh: s.energy_wh,

@@ -9,3 +9,4 @@ pub mod generate;
 pub mod ingest;
 pub mod seconds;
 pub mod stream;
+pub mod wall;

@@ -1,0 +1,127 @@
+//! A node's wall power over a time window, from the daily archives of its port: the part of
+//! `omegawatt node` and of `job`'s wall-meter figures that reads the data.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::archive::read_log;
+use super::channels::{check_header, NodeChannels};
+use super::days::{archive_dates, archive_name};
+use super::seconds::{PerSecond, SecondRow};
+
+/// Per-second statistics of a node's plugs over `[from, to)` seconds, and what was read.
+#[derive(Debug, Default)]
+pub struct NodeSeconds {
+    pub rows: Vec<SecondRow>,
+    pub archives_read: Vec<String>,
+    pub archives_missing: Vec<String>,
+    pub valid_frames: u64,
+    pub skipped_frames: u64,
+    pub unreadable_lines: u64,
+}
+
+pub fn node_seconds(
+    node: &str,
+    entry: &NodeChannels,
+    archives: &Path,
+    from: i64,
+    to: i64,
+    rotation_hour: u32,
+) -> anyhow::Result<NodeSeconds> {
+    let mut out = NodeSeconds::default();
+    for date in archive_dates(from, to, rotation_hour) {
+        let path = archives.join(archive_name(date, &entry.port));
+        if !path.exists() {
+            out.archives_missing.push(path.display().to_string());
+            continue;
+        }
+        let name = path.display().to_string();
+        let mut per_second: Option<PerSecond> = None;
+        let mut header_error: Option<String> = None;
+        let stats = read_log(&path, |header, frame| {
+            if per_second.is_none() && header_error.is_none() {
+                match check_header(&name, header, node, entry) {
+                    Ok(()) => per_second = Some(PerSecond::for_plugs(header, &entry.channels)),
+                    Err(e) => header_error = Some(e),
+                }
+            }
+            if let Some(p) = per_second.as_mut() {
+                let second = frame.time_ns.div_euclid(1_000_000_000);
+                if second >= from && second < to {
+                    p.add(frame);
+                }
+            }
+        })?;
+        if let Some(e) = header_error {
+            anyhow::bail!(e);
+        }
+        out.valid_frames += stats.valid_frames;
+        out.skipped_frames += stats.invalid_frames;
+        out.unreadable_lines += stats.bad_lines;
+        out.rows.extend(per_second.iter().flat_map(PerSecond::rows));
+        out.archives_read.push(name);
+    }
+    Ok(out)
+}
+
+/// Energy in J over `[from_ms, to_ms)`: each second's node power (its plugs' means summed)
+/// times the part of that second inside the window, so a job's edges count to the
+/// millisecond. Returns the energy and the seconds of the window that had data.
+pub fn energy_in_window(rows: &[SecondRow], plugs: &[u32], from_ms: u64, to_ms: u64) -> (f64, f64) {
+    let mut per_second: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| plugs.contains(&r.plug) && r.valid_frames > 0)
+    {
+        let e = per_second.entry(r.second).or_insert((0.0, 0));
+        e.0 += r.mean_w;
+        e.1 += 1;
+    }
+    let (mut energy_j, mut covered_s) = (0.0, 0.0);
+    for (second, (watts, n)) in per_second {
+        if n != plugs.len() {
+            continue;
+        }
+        let start = (second as f64 * 1000.0).max(from_ms as f64);
+        let end = ((second + 1) as f64 * 1000.0).min(to_ms as f64);
+        if end > start {
+            let overlap_s = (end - start) / 1000.0;
+            energy_j += watts * overlap_s;
+            covered_s += overlap_s;
+        }
+    }
+    (energy_j, covered_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(second: i64, plug: u32, mean_w: f64) -> SecondRow {
+        SecondRow {
+            second,
+            plug,
+            mean_w,
+            min_w: mean_w,
+            max_w: mean_w,
+            valid_frames: 100,
+            invalid_frames: 0,
+        }
+    }
+
+    #[test]
+    fn a_window_counts_its_edges_to_the_millisecond() {
+        let rows: Vec<SecondRow> = (10..20)
+            .flat_map(|s| [row(s, 1, 100.0), row(s, 2, 50.0)])
+            .collect();
+        // 12.250 s to 15.500 s: 3.25 s at 150 W.
+        let (j, covered) = energy_in_window(&rows, &[1, 2], 12_250, 15_500);
+        assert!((j - 150.0 * 3.25).abs() < 1e-9, "{j}");
+        assert!((covered - 3.25).abs() < 1e-9);
+        // A second where one PSU has no data is not covered.
+        let mut gap = rows.clone();
+        gap.retain(|r| !(r.second == 13 && r.plug == 2));
+        let (j, covered) = energy_in_window(&gap, &[1, 2], 12_000, 15_000);
+        assert_eq!((j, covered), (300.0, 2.0));
+    }
+}
