@@ -39,8 +39,25 @@ pub struct NodeReport {
     pub sources: Vec<String>,
     pub bad_lines: usize,
     pub truncated_tail: bool,
+    /// The wall meter's view of the node over the job's window, when asked for.
+    pub wall: Option<WallReport>,
     /// Plain-language notes on what makes a figure less sure.
     pub notes: Vec<String>,
+}
+
+/// The node's energy at the wall (Omegawatt, both PSUs) over the job's window, against what
+/// RAPL and NVML saw of the whole node.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WallReport {
+    pub energy_j: f64,
+    /// Seconds of the window with wall data on every PSU, and the window's length.
+    pub covered_s: f64,
+    pub window_s: f64,
+    /// RAPL packages + DRAM + GPUs over the same window (whole node, not attributed).
+    pub rapl_nvml_j: f64,
+    /// Wall − (RAPL + NVML): power supplies, fans, disks, network, and what RAPL misses.
+    pub unseen_j: f64,
+    pub archives_missing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -167,6 +184,7 @@ impl NodeReport {
             bad_lines: s.bad_lines.len(),
             truncated_tail: s.truncated_tail,
             notes: notes(rec, &attribution),
+            wall: None,
         }
     }
 }

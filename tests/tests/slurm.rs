@@ -163,13 +163,18 @@ fn aipm_analyze_job_reads_the_recording_back_in_every_format() {
     assert!((watts - SIM_PACKAGE_W).abs() < 2.0, "{watts} W");
 
     let csv = cluster.analyze(&["job", &id, "--format", "csv"]);
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
     let text = String::from_utf8_lossy(&csv.stdout);
-    let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("job,job_id,user,node,"));
-    assert!(lines
-        .next()
-        .unwrap()
-        .starts_with(&format!("{job},{job},root,{},batch,", node_name())));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("job,job_id,user,node,"));
+    assert!(lines[1].starts_with(&format!("{job},{job},root,{},batch,", node_name())));
+    let count = |l: &str| l.split(',').count();
+    assert_eq!(count(lines[0]), count(lines[1]), "one value per column");
 
     let unknown = cluster.analyze(&["job", "999999"]);
     assert_eq!(unknown.status.code(), Some(1));

@@ -7,9 +7,12 @@ use std::process::ExitCode;
 use aipm_recording::period::format_period;
 
 use crate::legacy::{self, LegacyReport, Zone};
+use crate::omegawatt::channels::ChannelMap;
+use crate::omegawatt::wall::{energy_in_window, node_seconds};
 use crate::output::{bytes, joules, write_json, Format};
-use crate::report::NodeReport;
+use crate::report::{NodeReport, WallReport};
 use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
+use aipm_recording::attribution::{channel_kind, ChannelKind};
 
 /// Show the energy and usage of one job, per node.
 ///
@@ -42,6 +45,19 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 
+    /// Channel map of the Omegawatt wall meters (TOML, see `omegawatt node --help`): adds the
+    /// node's energy at the wall over the job's window. Needs --wall-archives.
+    #[arg(long, value_name = "FILE", requires = "wall_archives")]
+    pub wall_map: Option<PathBuf>,
+
+    /// Directory of the wall meters' daily archives (MM_DD_YYYY_USBn.zip).
+    #[arg(long, value_name = "DIR", requires = "wall_map")]
+    pub wall_archives: Option<PathBuf>,
+
+    /// Local hour at which the wall meters' archives close a day.
+    #[arg(long, value_name = "HOUR", default_value_t = 7)]
+    pub rotation_hour: u32,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -70,8 +86,83 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    print_report(&recordings, args.format, out)?;
+    let mut reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
+    if let (Some(map), Some(archives)) = (&args.wall_map, &args.wall_archives) {
+        let map = ChannelMap::load(map).map_err(anyhow::Error::msg)?;
+        for (rec, report) in recordings.iter().zip(reports.iter_mut()) {
+            add_wall(rec, report, &map, archives, args.rotation_hour)?;
+        }
+    }
+    print_reports(&recordings, reports, args.format, out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The node's wall energy over the job's window (its first to its last sample).
+fn add_wall(
+    rec: &NodeRecording,
+    report: &mut NodeReport,
+    map: &ChannelMap,
+    archives: &std::path::Path,
+    rotation_hour: u32,
+) -> anyhow::Result<()> {
+    let times: Vec<u64> = rec
+        .samples
+        .values(aipm_recording::samples::TIME_COLUMN)
+        .collect();
+    let (Some(&from_ms), Some(&to_ms)) = (times.first(), times.last()) else {
+        return Ok(());
+    };
+    let entry = match map.node(&rec.meta.node) {
+        Ok(entry) => entry,
+        Err(e) => {
+            report.notes.push(format!("no wall data: {e}"));
+            return Ok(());
+        }
+    };
+    let from_s = (from_ms / 1000) as i64;
+    let to_s = to_ms.div_ceil(1000) as i64;
+    let data = node_seconds(
+        &rec.meta.node,
+        entry,
+        archives,
+        from_s,
+        to_s.max(from_s + 1),
+        rotation_hour,
+    )?;
+    let (energy_j, covered_s) = energy_in_window(&data.rows, &entry.channels, from_ms, to_ms);
+    let window_s = (to_ms - from_ms) as f64 / 1000.0;
+    let rapl_nvml_j: f64 = report
+        .energy
+        .iter()
+        .filter(|e| {
+            matches!(
+                channel_kind(&e.channel),
+                ChannelKind::Package | ChannelKind::Dram | ChannelKind::Gpu
+            )
+        })
+        .map(|e| e.node_energy_j)
+        .sum();
+    let unseen_j = energy_j - rapl_nvml_j;
+    if covered_s < window_s * 0.99 {
+        report.notes.push(format!(
+            "the wall meter has data for {covered_s:.0} s of the {window_s:.0} s window: its energy covers that part only"
+        ));
+    }
+    if energy_j > 0.0 && covered_s >= window_s * 0.99 && unseen_j > 0.3 * energy_j {
+        report.notes.push(format!(
+            "RAPL + NVML saw {:.0}% of the wall energy: the rest is power supplies, fans, disks, network",
+            100.0 * rapl_nvml_j / energy_j
+        ));
+    }
+    report.wall = Some(WallReport {
+        energy_j,
+        covered_s,
+        window_s,
+        rapl_nvml_j,
+        unseen_j,
+        archives_missing: data.archives_missing,
+    });
+    Ok(())
 }
 
 /// Print the report of a job's recordings (one per node) in `format`; shared with `record`.
@@ -81,6 +172,15 @@ pub fn print_report(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
+    print_reports(recordings, reports, format, out)
+}
+
+fn print_reports(
+    recordings: &[NodeRecording],
+    reports: Vec<NodeReport>,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     for (rec, report) in recordings.iter().zip(&reports) {
         if report.bad_lines > 0 {
             let first = &rec.samples.bad_lines[0];
@@ -205,6 +305,20 @@ fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<(
             let label = if i == 0 { "Sources" } else { "" };
             writeln!(out, "  {label:<13} {s}")?;
         }
+        if let Some(w) = &r.wall {
+            writeln!(
+                out,
+                "  Wall          {} over {:.0} of {:.0} s; RAPL + NVML saw {:.1} J of the node, {:.1} J unseen",
+                joules(w.energy_j),
+                w.covered_s,
+                w.window_s,
+                w.rapl_nvml_j,
+                w.unseen_j
+            )?;
+            for missing in &w.archives_missing {
+                writeln!(out, "                wall archive missing: {missing}")?;
+            }
+        }
         for (i, note) in r.notes.iter().enumerate() {
             let label = if i == 0 { "Notes" } else { "" };
             writeln!(out, "  {label:<13} {note}")?;
@@ -248,6 +362,13 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
         "cpu_time_s",
         "cpu_efficiency",
         "peak_mem_bytes",
+        "attribution",
+        "job_cpu_j",
+        "job_dram_j",
+        "job_gpu_j",
+        "unattributed_j",
+        "wall_energy_j",
+        "wall_unseen_j",
     ]
     .map(String::from)
     .to_vec();
@@ -278,6 +399,8 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
             format!("{:.6}", r.job_dram_j),
             format!("{:.6}", r.job_gpu_j),
             format!("{:.6}", r.unattributed_j),
+            opt(r.wall.as_ref().map(|w| format!("{:.6}", w.energy_j))),
+            opt(r.wall.as_ref().map(|w| format!("{:.6}", w.unseen_j))),
         ];
         for c in &channels {
             let e = r.energy.iter().find(|e| e.channel == *c);

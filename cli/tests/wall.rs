@@ -1,0 +1,127 @@
+//! `aipm-analyze job --wall-map --wall-archives`: a job's recording joined with the wall
+//! meter's archive of its node, to the millisecond of the job's window.
+
+use std::process::Command;
+
+use aipm_recording::meta::Meta;
+use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aipm-analyze");
+
+#[test]
+fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, archives) = (tmp.path().join("spool"), tmp.path().join("omegawatt"));
+    // Job 77 on node vm: 60 samples a second apart from 2023-11-16 07:00:00.250 UTC, the
+    // package at 40 W.
+    let job_dir = spool.join("77");
+    std::fs::create_dir_all(&job_dir).unwrap();
+    let start_ms = 1_700_118_000_250u64;
+    let mut text = header_line(&["rapl:package-0".into()], &[]);
+    for k in 0..60u64 {
+        SampleRow {
+            time_unix_ms: start_ms + k * 1000,
+            energy: vec![Some(EnergyValue {
+                energy_uj: k * 40_000_000,
+                raw: 0,
+            })],
+            ..SampleRow::default()
+        }
+        .format_into(&mut text);
+    }
+    std::fs::write(job_dir.join("vm.samples.csv"), text).unwrap();
+    let meta = Meta {
+        job_id: 77,
+        node: "vm".into(),
+        start_unix_ms: start_ms,
+        end_unix_ms: Some(start_ms + 59_000),
+        ..Meta::default()
+    };
+    std::fs::write(job_dir.join("vm.meta.json"), meta.to_json()).unwrap();
+    // The node's two PSUs on plugs 1 and 2 at 100 W and 50 W, in the day's archive.
+    std::fs::create_dir_all(&archives).unwrap();
+    let zip = archives.join("11_17_2023_USB0.zip");
+    let out = Command::new(BIN)
+        .args([
+            "omegawatt",
+            "generate",
+            "--plugs",
+            "6",
+            "--seconds",
+            "120",
+            "--start",
+            "1700118000",
+            "--power",
+            "1=100",
+            "--power",
+            "2=50",
+            "--zip",
+        ])
+        .arg(&zip)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let map = tmp.path().join("channels.toml");
+    std::fs::write(&map, "[nodes.vm]\nport = \"USB0\"\nchannels = [1, 2]\n").unwrap();
+
+    let out = Command::new(BIN)
+        .args(["job", "77", "--spool"])
+        .arg(&spool)
+        .arg("--wall-map")
+        .arg(&map)
+        .arg("--wall-archives")
+        .arg(&archives)
+        .args(["--format", "json"])
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wall = &report[0]["wall"];
+    let energy = wall["energy_j"].as_f64().unwrap();
+    assert!(
+        (energy - 150.0 * 59.0).abs() < 0.001 * 150.0 * 59.0,
+        "{energy} J"
+    );
+    assert_eq!(wall["window_s"], 59.0);
+    assert!((wall["covered_s"].as_f64().unwrap() - 59.0).abs() < 1e-9);
+    assert!((wall["unseen_j"].as_f64().unwrap() - (energy - 40.0 * 59.0)).abs() < 1e-6);
+    let notes: Vec<&str> = report[0]["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("RAPL + NVML saw 27% of the wall energy")),
+        "{notes:?}"
+    );
+
+    // Without the archive, the report says the wall meter has no data for the window.
+    std::fs::remove_file(&zip).unwrap();
+    let out = Command::new(BIN)
+        .args(["job", "77", "--spool"])
+        .arg(&spool)
+        .arg("--wall-map")
+        .arg(&map)
+        .arg("--wall-archives")
+        .arg(&archives)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("wall archive missing:") && shown.contains("11_17_2023_USB0.zip"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("the wall meter has data for 0 s of the 59 s window"),
+        "{shown}"
+    );
+}
