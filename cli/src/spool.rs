@@ -104,12 +104,47 @@ pub fn find_job(spool: &Path, job: JobRef) -> anyhow::Result<Lookup> {
     let Some(dir) = dir.filter(|d| d.exists()) else {
         return Ok(missing());
     };
-    let recordings = read_job_dir(&dir)?;
+    let mut recordings = read_job_dir(&dir)?;
+    // `1234` where 1234 is a job array: every task of it (Slurm gives the array's id to one
+    // of its tasks).
+    if let JobRef::Job(id) = job {
+        if recordings.iter().any(|r| r.meta.array_job_id == Some(id)) {
+            recordings = Vec::new();
+            for task_dir in array_task_dirs(spool, id)? {
+                recordings.extend(read_job_dir(&task_dir)?);
+            }
+            recordings.sort_by_key(|r| (r.meta.array_task_id, r.meta.node.clone()));
+        }
+    }
     Ok(if recordings.is_empty() {
         missing()
     } else {
         Lookup::Found(recordings)
     })
+}
+
+/// The job directories of every task of array `array_job_id` that this user can read.
+fn array_task_dirs(spool: &Path, array_job_id: u32) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    let entries =
+        std::fs::read_dir(spool).with_context(|| format!("listing {}", spool.display()))?;
+    for entry in entries.flatten() {
+        let Ok(files) = std::fs::read_dir(entry.path()) else {
+            continue;
+        };
+        let is_task = files.flatten().any(|f| {
+            let name = f.file_name();
+            layout::node_of_meta_file(&name.to_string_lossy()).is_some()
+                && std::fs::read_to_string(f.path())
+                    .ok()
+                    .and_then(|t| Meta::from_json(&t).ok())
+                    .is_some_and(|m| m.array_job_id == Some(array_job_id))
+        });
+        if is_task {
+            dirs.push(entry.path());
+        }
+    }
+    Ok(dirs)
 }
 
 /// The job directory of an array task: its job id differs from the array's, so the

@@ -248,6 +248,29 @@ fn each_task_of_a_job_array_has_its_own_recording() {
     job_ids.sort();
     job_ids.dedup();
     assert_eq!(job_ids.len(), 3, "three tasks, three jobs: {job_ids:?}");
+
+    // The array's own id: every task.
+    let all = cluster.analyze(&["job", &array.to_string(), "--format", "json"]);
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    let names: Vec<&str> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            format!("{array}_0"),
+            format!("{array}_1"),
+            format!("{array}_2")
+        ]
+    );
 }
 
 #[test]

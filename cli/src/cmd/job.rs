@@ -202,20 +202,20 @@ fn print_reports(
 }
 
 fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()> {
-    let first = &reports[0];
-    let name = first
-        .job_name
-        .as_deref()
-        .map(|n| format!(" ({n})"))
-        .unwrap_or_default();
-    writeln!(
-        out,
-        "Job {}{name}, user {}, {} node(s)",
-        first.job,
-        first.user,
-        reports.len()
-    )?;
-    for r in reports {
+    for (i, r) in reports.iter().enumerate() {
+        // A header for each job: one, or each task of an array.
+        if i == 0 || reports[i - 1].job != r.job {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            let name = r
+                .job_name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            let nodes = reports.iter().filter(|o| o.job == r.job).count();
+            writeln!(out, "Job {}{name}, user {}, {nodes} node(s)", r.job, r.user)?;
+        }
         writeln!(out)?;
         let end = r
             .end_utc
