@@ -87,19 +87,18 @@ pub struct Attribution {
 impl Attribution {
     /// Job energy of every channel of one kind, in µJ.
     pub fn job_total_uj(&self, kind: ChannelKind) -> f64 {
+        // Folded from +0.0: an empty float sum is -0.0, which prints as "-0.0".
         self.channels
             .iter()
             .filter(|c| c.kind == kind)
-            .map(|c| c.job_uj)
-            .sum()
+            .fold(0.0, |sum, c| sum + c.job_uj)
     }
 
     pub fn node_total_uj(&self, kind: ChannelKind) -> f64 {
         self.channels
             .iter()
             .filter(|c| c.kind == kind)
-            .map(|c| c.node_uj)
-            .sum()
+            .fold(0.0, |sum, c| sum + c.node_uj)
     }
 }
 
@@ -250,6 +249,8 @@ mod tests {
         assert_eq!(a.tag, Tag::Exclusive);
         assert_eq!(a.job_total_uj(ChannelKind::Package), 400e6);
         assert_eq!(a.job_total_uj(ChannelKind::Dram), 60e6);
+        // No GPU: a plain zero, not the -0.0 of an empty float sum.
+        assert_eq!(format!("{:.1}", a.job_total_uj(ChannelKind::Gpu)), "0.0");
     }
 
     #[test]
