@@ -41,6 +41,8 @@ pub struct NodeReport {
     pub truncated_tail: bool,
     /// The wall meter's view of the node over the job's window, when asked for.
     pub wall: Option<WallReport>,
+    /// The job's energy (CPU + DRAM + GPU) × PUE × the grid's carbon intensity.
+    pub emissions_g_co2e: Option<f64>,
     /// Plain-language notes on what makes a figure less sure.
     pub notes: Vec<String>,
 }
@@ -185,6 +187,7 @@ impl NodeReport {
             truncated_tail: s.truncated_tail,
             notes: notes(rec, &attribution),
             wall: None,
+            emissions_g_co2e: None,
         }
     }
 }

@@ -21,6 +21,11 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
     for k in 0..60u64 {
         SampleRow {
             time_unix_ms: start_ms + k * 1000,
+            // The job keeps one CPU busy on a node whose CPUs are busy for two, beside
+            // another job: half of the package is the job's.
+            job_cpu_ns: Some(k * 1_000_000_000),
+            node_cpu_busy_ns: Some(k * 2_000_000_000),
+            node_jobs: Some(2),
             energy: vec![Some(EnergyValue {
                 energy_uj: k * 40_000_000,
                 raw: 0,
@@ -71,7 +76,7 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
         .arg(&map)
         .arg("--wall-archives")
         .arg(&archives)
-        .args(["--format", "json"])
+        .args(["--format", "json", "--intensity", "100", "--pue", "2"])
         .env("TZ", "UTC")
         .output()
         .unwrap();
@@ -101,6 +106,20 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
             .iter()
             .any(|n| n.starts_with("RAPL + NVML saw 27% of the wall energy")),
         "{notes:?}"
+    );
+    // Emissions: the job's energy in kWh × PUE × intensity.
+    let job_j: f64 = ["job_cpu_j", "job_dram_j", "job_gpu_j"]
+        .iter()
+        .map(|k| report[0][k].as_f64().unwrap())
+        .sum();
+    assert!(
+        (job_j - 20.0 * 59.0).abs() < 1e-6,
+        "half of 40 W for 59 s: {job_j} J"
+    );
+    let grams = report[0]["emissions_g_co2e"].as_f64().unwrap();
+    assert!(
+        (grams - job_j / 3.6e6 * 2.0 * 100.0).abs() < 1e-12,
+        "{grams} g for {job_j} J"
     );
 
     // Without the archive, the report says the wall meter has no data for the window.

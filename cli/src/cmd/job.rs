@@ -58,6 +58,15 @@ pub struct Args {
     #[arg(long, value_name = "HOUR", default_value_t = 7)]
     pub rotation_hour: u32,
 
+    /// Carbon intensity of the electricity, in gCO2e per kWh, for the emissions estimate
+    /// [default: 475, the world average of 2019 (IEA); use your grid's figure].
+    #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
+    pub intensity: f64,
+
+    /// Power usage effectiveness of the data centre (cooling and power losses), at least 1.
+    #[arg(long, value_name = "PUE", default_value_t = 1.0)]
+    pub pue: f64,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -92,6 +101,13 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         for (rec, report) in recordings.iter().zip(reports.iter_mut()) {
             add_wall(rec, report, &map, archives, args.rotation_hour)?;
         }
+    }
+    if !(args.intensity >= 0.0 && args.pue >= 1.0) {
+        anyhow::bail!("--intensity must be at least 0 and --pue at least 1");
+    }
+    for r in &mut reports {
+        let kwh = (r.job_cpu_j + r.job_dram_j + r.job_gpu_j) / 3.6e6;
+        r.emissions_g_co2e = Some(kwh * args.pue * args.intensity);
     }
     print_reports(&recordings, reports, args.format, out)?;
     Ok(ExitCode::SUCCESS)
@@ -305,6 +321,12 @@ fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<(
             let label = if i == 0 { "Sources" } else { "" };
             writeln!(out, "  {label:<13} {s}")?;
         }
+        if let Some(g) = r.emissions_g_co2e {
+            writeln!(
+                out,
+                "  Emissions     about {g:.2} gCO2e of the job's energy (see --intensity, --pue)"
+            )?;
+        }
         if let Some(w) = &r.wall {
             writeln!(
                 out,
@@ -369,6 +391,7 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
         "unattributed_j",
         "wall_energy_j",
         "wall_unseen_j",
+        "emissions_g_co2e",
     ]
     .map(String::from)
     .to_vec();
@@ -401,6 +424,7 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
             format!("{:.6}", r.unattributed_j),
             opt(r.wall.as_ref().map(|w| format!("{:.6}", w.energy_j))),
             opt(r.wall.as_ref().map(|w| format!("{:.6}", w.unseen_j))),
+            opt(r.emissions_g_co2e.map(|g| format!("{g:.4}"))),
         ];
         for c in &channels {
             let e = r.energy.iter().find(|e| e.channel == *c);
