@@ -26,6 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Job(cmd::job::Args),
+    Jobs(cmd::jobs::Args),
     Record(cmd::record::Args),
     Omegawatt(cmd::omegawatt::Args),
     Simulate(cmd::simulate::Args),
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Job(args) => cmd::job::run(args, &mut stdout),
+        Command::Jobs(args) => cmd::jobs::run(args, &mut stdout),
         Command::Record(args) => cmd::record::run(args, &mut stdout),
         Command::Omegawatt(args) => cmd::omegawatt::run(args, &mut stdout),
         Command::Simulate(args) => cmd::simulate::run(args),

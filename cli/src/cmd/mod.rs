@@ -1,6 +1,7 @@
 //! One module per subcommand, each owning its arguments.
 
 pub mod job;
+pub mod jobs;
 pub mod omegawatt;
 pub mod record;
 pub mod simulate;

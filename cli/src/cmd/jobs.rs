@@ -1,0 +1,207 @@
+//! `aipm-analyze jobs`: one line per recorded job of a user over a period, with totals.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::omegawatt::days::parse_time;
+use crate::output::{joules, write_json, Format};
+use crate::report::NodeReport;
+use crate::spool::{find_job, resolve_spool, JobRef, Lookup};
+
+/// List a user's recorded jobs over a period, one line each, with their energy and a total.
+///
+/// Jobs are taken from the spool (the ones that were recorded), by the time they started.
+///
+/// Example: `aipm-analyze jobs --user alice --from 2023-11-01 --to 2023-12-01 --format csv`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// User name, as in the recordings [default: everyone you can read].
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Jobs that started at or after this time: 2023-11-01, 2023-11-01 08:00, RFC 3339 or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<i64>,
+    /// Jobs that started before this time.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: Option<i64>,
+    /// Spool directory [default: from /etc/slurm/plugstack.conf.d, else /var/spool/aipm].
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Carbon intensity in gCO2e/kWh, as for `job`.
+    #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
+    pub intensity: f64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct JobLine {
+    pub job: String,
+    pub job_id: u32,
+    pub name: Option<String>,
+    pub user: String,
+    pub nodes: usize,
+    pub start_utc: String,
+    pub start_unix_ms: u64,
+    pub duration_s: f64,
+    pub cpu_time_s: f64,
+    pub cpu_j: f64,
+    pub dram_j: f64,
+    pub gpu_j: f64,
+    pub total_j: f64,
+    pub emissions_g_co2e: f64,
+}
+
+pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let spool = resolve_spool(args.spool);
+    let mut ids: Vec<u32> = std::fs::read_dir(&spool)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "listing {}: {e}; pass --spool DIR or set AIPM_SPOOL",
+                spool.display()
+            )
+        })?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    let mut lines: BTreeMap<(u64, u32), JobLine> = BTreeMap::new();
+    for id in ids {
+        // Other users' jobs are unreadable: they are not listed.
+        let Ok(Lookup::Found(recordings)) = find_job(&spool, JobRef::Job(id)) else {
+            continue;
+        };
+        let recordings: Vec<_> = recordings
+            .into_iter()
+            .filter(|r| r.meta.job_id == id)
+            .collect();
+        let Some(first) = recordings.first() else {
+            continue;
+        };
+        let meta = &first.meta;
+        let start_ms = recordings
+            .iter()
+            .map(|r| r.meta.start_unix_ms)
+            .min()
+            .unwrap_or(meta.start_unix_ms);
+        let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
+            && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);
+        if !in_window || args.user.as_deref().is_some_and(|u| u != meta.user) {
+            continue;
+        }
+        let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
+        let sum = |f: fn(&NodeReport) -> f64| reports.iter().map(f).fold(0.0, |a, b| a + b);
+        let (cpu_j, dram_j, gpu_j) = (
+            sum(|r| r.job_cpu_j),
+            sum(|r| r.job_dram_j),
+            sum(|r| r.job_gpu_j),
+        );
+        let total_j = cpu_j + dram_j + gpu_j;
+        lines.insert(
+            (start_ms, id),
+            JobLine {
+                job: meta.display_id(),
+                job_id: id,
+                name: meta.job_name.clone(),
+                user: meta.user.clone(),
+                nodes: reports.len(),
+                start_utc: aipm_recording::time::format_utc(start_ms),
+                start_unix_ms: start_ms,
+                duration_s: reports.iter().map(|r| r.duration_s).fold(0.0, f64::max),
+                cpu_time_s: sum(|r| r.cpu_time_s.unwrap_or(0.0)),
+                cpu_j,
+                dram_j,
+                gpu_j,
+                total_j,
+                emissions_g_co2e: total_j / 3.6e6 * args.intensity,
+            },
+        );
+    }
+    let lines: Vec<JobLine> = lines.into_values().collect();
+    if lines.is_empty() {
+        eprintln!(
+            "aipm-analyze: no recorded job matches in {}",
+            spool.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let total = JobLine {
+        job: "total".into(),
+        nodes: lines.iter().map(|l| l.nodes).sum(),
+        duration_s: lines.iter().map(|l| l.duration_s).sum(),
+        cpu_time_s: lines.iter().map(|l| l.cpu_time_s).sum(),
+        cpu_j: lines.iter().map(|l| l.cpu_j).sum(),
+        dram_j: lines.iter().map(|l| l.dram_j).sum(),
+        gpu_j: lines.iter().map(|l| l.gpu_j).sum(),
+        total_j: lines.iter().map(|l| l.total_j).sum(),
+        emissions_g_co2e: lines.iter().map(|l| l.emissions_g_co2e).sum(),
+        ..JobLine::default()
+    };
+    match args.format {
+        Format::Json => write_json(out, &serde_json::json!({ "jobs": lines, "total": total }))?,
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "job",
+                "name",
+                "user",
+                "nodes",
+                "start_utc",
+                "duration_s",
+                "cpu_time_s",
+                "cpu_j",
+                "dram_j",
+                "gpu_j",
+                "total_j",
+                "emissions_g_co2e",
+            ])?;
+            for l in lines.iter().chain([&total]) {
+                w.write_record([
+                    l.job.clone(),
+                    l.name.clone().unwrap_or_default(),
+                    l.user.clone(),
+                    l.nodes.to_string(),
+                    l.start_utc.clone(),
+                    format!("{:.3}", l.duration_s),
+                    format!("{:.3}", l.cpu_time_s),
+                    format!("{:.3}", l.cpu_j),
+                    format!("{:.3}", l.dram_j),
+                    format!("{:.3}", l.gpu_j),
+                    format!("{:.3}", l.total_j),
+                    format!("{:.4}", l.emissions_g_co2e),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<12} {:<16} {:<10} {:<24} {:>10} {:>26} {:>10}",
+                "job", "name", "user", "start", "duration", "energy", "gCO2e"
+            )?;
+            for l in lines.iter().chain([&total]) {
+                writeln!(
+                    out,
+                    "{:<12} {:<16} {:<10} {:<24} {:>8.0} s {:>26} {:>10.2}",
+                    l.job,
+                    l.name
+                        .as_deref()
+                        .unwrap_or("")
+                        .chars()
+                        .take(16)
+                        .collect::<String>(),
+                    l.user,
+                    l.start_utc,
+                    l.duration_s,
+                    joules(l.total_j),
+                    l.emissions_g_co2e
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

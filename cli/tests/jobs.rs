@@ -1,0 +1,89 @@
+//! `aipm-analyze jobs`: a user's recorded jobs over a period, one line each, with a total.
+
+use std::path::Path;
+use std::process::Command;
+
+use aipm_recording::meta::Meta;
+use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aipm-analyze");
+
+/// A recorded job alone on its node: `watts` on the package for `seconds` from `start_ms`.
+fn job(spool: &Path, id: u32, user: &str, start_ms: u64, seconds: u64, watts: u64) {
+    let dir = spool.join(id.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = header_line(&["rapl:package-0".into()], &[]);
+    for k in 0..=seconds {
+        SampleRow {
+            time_unix_ms: start_ms + k * 1000,
+            node_jobs: Some(1),
+            energy: vec![Some(EnergyValue {
+                energy_uj: k * watts * 1_000_000,
+                raw: 0,
+            })],
+            ..SampleRow::default()
+        }
+        .format_into(&mut text);
+    }
+    std::fs::write(dir.join("n1.samples.csv"), text).unwrap();
+    let meta = Meta {
+        job_id: id,
+        user: user.into(),
+        job_name: Some(format!("train{id}")),
+        node: "n1".into(),
+        start_unix_ms: start_ms,
+        end_unix_ms: Some(start_ms + seconds * 1000),
+        ..Meta::default()
+    };
+    std::fs::write(dir.join("n1.meta.json"), meta.to_json()).unwrap();
+}
+
+#[test]
+fn a_users_jobs_in_a_period_sorted_with_a_total() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    let day = 1_700_000_000_000u64; // 2023-11-14T22:13:20Z
+    job(spool, 10, "alice", day + 3_600_000, 100, 50); // inside, second
+    job(spool, 11, "alice", day + 60_000, 10, 100); // inside, first
+    job(spool, 12, "bob", day + 120_000, 10, 100); // someone else
+    job(spool, 13, "alice", day + 30 * 86_400_000, 10, 100); // a month later
+    let out = Command::new(BIN)
+        .args([
+            "jobs",
+            "--user",
+            "alice",
+            "--from",
+            "2023-11-14T22:00:00Z",
+            "--to",
+            "2023-11-16T00:00:00Z",
+            "--format",
+            "json",
+            "--spool",
+        ])
+        .arg(spool)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs: Vec<&str> = r["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["11", "10"], "alice's, in the period, by start");
+    assert_eq!(r["jobs"][0]["total_j"], 1000.0);
+    assert_eq!(r["jobs"][1]["total_j"], 5000.0);
+    assert_eq!(r["total"]["total_j"], 6000.0);
+
+    let none = Command::new(BIN)
+        .args(["jobs", "--user", "carol", "--spool"])
+        .arg(spool)
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(1));
+}
