@@ -1,12 +1,12 @@
 //! `aipm-analyze jobs`: a user's recorded jobs over a period, one line each, with a total.
 
 use std::path::Path;
-use std::process::Command;
 
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aipm-analyze");
+mod common;
+use common::{aipm, json, s};
 
 /// A recorded job alone on its node: `watts` on the package for `seconds` from `start_ms`.
 fn job(spool: &Path, id: u32, user: &str, start_ms: u64, seconds: u64, watts: u64) {
@@ -47,28 +47,19 @@ fn a_users_jobs_in_a_period_sorted_with_a_total() {
     job(spool, 11, "alice", day + 60_000, 10, 100); // inside, first
     job(spool, 12, "bob", day + 120_000, 10, 100); // someone else
     job(spool, 13, "alice", day + 30 * 86_400_000, 10, 100); // a month later
-    let out = Command::new(BIN)
-        .args([
-            "jobs",
-            "--user",
-            "alice",
-            "--from",
-            "2023-11-14T22:00:00Z",
-            "--to",
-            "2023-11-16T00:00:00Z",
-            "--format",
-            "json",
-            "--spool",
-        ])
-        .arg(spool)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = json(&aipm(&[
+        "jobs",
+        "--user",
+        "alice",
+        "--from",
+        "2023-11-14T22:00:00Z",
+        "--to",
+        "2023-11-16T00:00:00Z",
+        "--format",
+        "json",
+        "--spool",
+        s(spool),
+    ]));
     let jobs: Vec<&str> = r["jobs"]
         .as_array()
         .unwrap()
@@ -80,10 +71,6 @@ fn a_users_jobs_in_a_period_sorted_with_a_total() {
     assert_eq!(r["jobs"][1]["total_j"], 5000.0);
     assert_eq!(r["total"]["total_j"], 6000.0);
 
-    let none = Command::new(BIN)
-        .args(["jobs", "--user", "carol", "--spool"])
-        .arg(spool)
-        .output()
-        .unwrap();
+    let none = aipm(&["jobs", "--user", "carol", "--spool", s(spool)]);
     assert_eq!(none.status.code(), Some(1));
 }

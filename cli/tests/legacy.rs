@@ -1,9 +1,8 @@
 //! `aipm-analyze job --legacy`: AIPowerMeter recordings (real ones, shared/fixtures) in a
 //! tree laid out as the Lab IA's prolog writes it (`<YYYY_MM>/<user>/<jobid>/`).
 
-use std::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_aipm-analyze");
+mod common;
+use common::{aipm, json, s};
 
 #[test]
 fn a_tree_of_aipowermeter_recordings_is_reported_one_by_one() {
@@ -25,18 +24,15 @@ fn a_tree_of_aipowermeter_recordings_is_reported_one_by_one() {
         std::fs::copy(fixtures.join(file), job.join("power_metrics.json")).unwrap();
     }
     std::fs::create_dir_all(tmp.path().join("2023_07/carol/44")).unwrap();
-    let out = Command::new(BIN)
-        .args(["job", "--legacy"])
-        .arg(tmp.path())
-        .args(["--tz", "UTC", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reports = json(&aipm(&[
+        "job",
+        "--legacy",
+        s(tmp.path()),
+        "--tz",
+        "UTC",
+        "--format",
+        "json",
+    ]));
     let reports = reports.as_array().unwrap();
     assert_eq!(reports.len(), 2, "the empty job folder has no recording");
     assert!(reports[0]["file"].as_str().unwrap().contains("alice/42"));
@@ -45,11 +41,7 @@ fn a_tree_of_aipowermeter_recordings_is_reported_one_by_one() {
     assert!(reports[0]["energy_j"].get("psys").is_none());
     assert_eq!(reports[1]["segments"], 2);
 
-    let none = Command::new(BIN)
-        .args(["job", "--legacy"])
-        .arg(tmp.path().join("2023_07/carol"))
-        .output()
-        .unwrap();
+    let none = aipm(&["job", "--legacy", s(&tmp.path().join("2023_07/carol"))]);
     assert_eq!(none.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&none.stderr).contains("no power_metrics.json"));
 }

@@ -1,12 +1,11 @@
 //! `aipm-analyze job --wall-map --wall-archives`: a job's recording joined with the wall
 //! meter's archive of its node, to the millisecond of the job's window.
 
-use std::process::Command;
-
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aipm-analyze");
+mod common;
+use common::{aipm, json, s};
 
 #[test]
 fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
@@ -46,46 +45,48 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
     // The node's two PSUs on plugs 1 and 2 at 100 W and 50 W, in the day's archive.
     std::fs::create_dir_all(&archives).unwrap();
     let zip = archives.join("11_17_2023_USB0.zip");
-    let out = Command::new(BIN)
-        .args([
-            "omegawatt",
-            "generate",
-            "--plugs",
-            "6",
-            "--seconds",
-            "120",
-            "--start",
-            "1700118000",
-            "--power",
-            "1=100",
-            "--power",
-            "2=50",
-            "--zip",
-        ])
-        .arg(&zip)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let generated = aipm(&[
+        "omegawatt",
+        "generate",
+        "--plugs",
+        "6",
+        "--seconds",
+        "120",
+        "--start",
+        "1700118000",
+        "--power",
+        "1=100",
+        "--power",
+        "2=50",
+        "--zip",
+        s(&zip),
+    ]);
+    assert!(generated.status.success());
     let map = tmp.path().join("channels.toml");
     std::fs::write(&map, "[nodes.vm]\nport = \"USB0\"\nchannels = [1, 2]\n").unwrap();
 
-    let out = Command::new(BIN)
-        .args(["job", "77", "--spool"])
-        .arg(&spool)
-        .arg("--wall-map")
-        .arg(&map)
-        .arg("--wall-archives")
-        .arg(&archives)
-        .args(["--format", "json", "--intensity", "100", "--pue", "2"])
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = |extra: &[&str]| {
+        let mut args = vec![
+            "job",
+            "77",
+            "--spool",
+            s(&spool),
+            "--wall-map",
+            s(&map),
+            "--wall-archives",
+            s(&archives),
+        ];
+        args.extend_from_slice(extra);
+        aipm(&args)
+    };
+    let report = json(&job(&[
+        "--format",
+        "json",
+        "--intensity",
+        "100",
+        "--pue",
+        "2",
+    ]));
     let wall = &report[0]["wall"];
     let energy = wall["energy_j"].as_f64().unwrap();
     assert!(
@@ -124,16 +125,7 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
 
     // Without the archive, the report says the wall meter has no data for the window.
     std::fs::remove_file(&zip).unwrap();
-    let out = Command::new(BIN)
-        .args(["job", "77", "--spool"])
-        .arg(&spool)
-        .arg("--wall-map")
-        .arg(&map)
-        .arg("--wall-archives")
-        .arg(&archives)
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
+    let out = job(&[]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
         shown.contains("wall archive missing:") && shown.contains("11_17_2023_USB0.zip"),
