@@ -30,6 +30,7 @@ pub enum Command {
     Record(cmd::record::Args),
     Omegawatt(cmd::omegawatt::Args),
     Simulate(cmd::simulate::Args),
+    Doctor(cmd::doctor::Args),
 }
 
 /// Run a command; `Ok` carries the exit code (1 when nothing was found).
@@ -41,5 +42,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(args) => cmd::record::run(args, &mut stdout),
         Command::Omegawatt(args) => cmd::omegawatt::run(args, &mut stdout),
         Command::Simulate(args) => cmd::simulate::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args, &mut stdout),
     }
 }

@@ -1,0 +1,97 @@
+//! `aipm-analyze doctor` on a node laid out in a temporary directory: a plugstack line, a
+//! powercap tree, the stand-in NVML with two GPUs, and a spool.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+mod common;
+use common::{aipm, json, s, BIN};
+
+fn standin(dir: &Path) -> std::path::PathBuf {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let built = [bin_dir.to_path_buf(), bin_dir.join("deps")]
+        .iter()
+        .map(|d| d.join("libaipm_nvml_standin.so"))
+        .find(|p| p.exists())
+        .expect("the stand-in NVML library is built with the workspace");
+    let lib = dir.join("libnvidia-ml.so");
+    std::fs::copy(built, &lib).unwrap();
+    let gpu = |uuid: &str| serde_json::json!({ "uuid": uuid, "name": "Fake", "power_w": 70.0, "start_unix_ms": 1_700_000_000_000u64 });
+    std::fs::write(
+        dir.join("libnvidia-ml.so.json"),
+        serde_json::json!({ "devices": [gpu("GPU-a"), gpu("GPU-b")] }).to_string(),
+    )
+    .unwrap();
+    lib
+}
+
+#[test]
+fn doctor_reports_each_source_and_what_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let zone = root.join("powercap/intel-rapl:0");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("name"), "package-0\n").unwrap();
+    std::fs::write(zone.join("energy_uj"), "42\n").unwrap();
+    std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    let spool = root.join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let lib = standin(root);
+    let plugstack = root.join("plugstack.conf.d");
+    std::fs::create_dir(&plugstack).unwrap();
+    let line = format!(
+        "required /usr/local/lib/aipm/libaipm_spank.so spool={} powercap_root={} nvml_lib={}\n",
+        s(&spool),
+        s(&root.join("powercap")),
+        s(&lib)
+    );
+    std::fs::write(plugstack.join("aipm.conf"), line).unwrap();
+
+    let checks = json(&aipm(&[
+        "doctor",
+        "--plugstack-dir",
+        s(&plugstack),
+        "--format",
+        "json",
+    ]));
+    let found = |what: &str| -> (bool, String) {
+        let c = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["what"] == what)
+            .unwrap();
+        (
+            c["ok"].as_bool().unwrap(),
+            c["found"].as_str().unwrap().to_string(),
+        )
+    };
+    assert!(found("plugstack").0);
+    assert_eq!(
+        found("rapl"),
+        (
+            true,
+            format!(
+                "found (powercap at {}): package-0",
+                s(&root.join("powercap"))
+            )
+        )
+    );
+    assert_eq!(found("nvml"), (true, "2 GPU(s): GPU-a, GPU-b".to_string()));
+    assert!(found("spool").0);
+
+    // A spool others can write to: the plugin would refuse it, and doctor says so.
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = aipm(&["doctor", "--plugstack-dir", s(&plugstack)]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("spool      FIX") && shown.contains("mode 777"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("-> install -d -o root -g root -m 0755"),
+        "{shown}"
+    );
+}
