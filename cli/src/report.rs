@@ -228,6 +228,26 @@ fn notes(
             ));
         }
     }
+    // A GPU held but idle most of the job: energy spent for nothing, and a GPU others waited for.
+    for c in attribution
+        .channels
+        .iter()
+        .filter(|c| c.channel.starts_with("nvml:"))
+    {
+        let util: Vec<u64> = rec
+            .samples
+            .values(&format!("{}:util_pct", c.channel))
+            .collect();
+        if util.len() >= 3 {
+            let mean = util.iter().sum::<u64>() as f64 / util.len() as f64;
+            if mean < 10.0 {
+                notes.push(format!(
+                    "{}: idle most of the job (mean utilisation {mean:.0}%): does the job need this GPU?",
+                    c.channel.trim_start_matches("nvml:")
+                ));
+            }
+        }
+    }
     // NVML's energy counter against its power readings integrated over time: they can
     // disagree (Zeus #181); a large gap points at a counter or a power sensor to doubt.
     for c in attribution
@@ -299,6 +319,36 @@ mod tests {
         assert!(NodeReport::from_recording(&gpu_recording(300, 290))
             .notes
             .is_empty());
+    }
+
+    #[test]
+    fn a_gpu_idle_most_of_the_job_is_noted() {
+        let mut text = header_line(&["nvml:GPU-1".into()], &["nvml:GPU-1:util_pct".into()]);
+        for (t, util) in [3u64, 0, 5, 2].iter().enumerate() {
+            SampleRow {
+                time_unix_ms: t as u64 * 1000,
+                energy: vec![Some(EnergyValue {
+                    energy_uj: t as u64 * 1_000_000,
+                    raw: 0,
+                })],
+                gauges: vec![Some(*util)],
+                ..SampleRow::default()
+            }
+            .format_into(&mut text);
+        }
+        let rec = NodeRecording {
+            meta: Meta {
+                end_unix_ms: Some(3000),
+                ..Meta::default()
+            },
+            samples: Samples::parse(&text).unwrap(),
+            samples_path: "n.samples.csv".into(),
+        };
+        let notes = NodeReport::from_recording(&rec).notes;
+        assert_eq!(
+            notes,
+            ["GPU-1: idle most of the job (mean utilisation 2%): does the job need this GPU?"]
+        );
     }
 
     #[test]
