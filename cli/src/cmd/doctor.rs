@@ -20,6 +20,7 @@ pub struct Args {
     /// Where the admin's plugstack files are.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PLUGSTACK_DIR)]
     pub plugstack_dir: PathBuf,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

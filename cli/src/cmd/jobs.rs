@@ -34,6 +34,7 @@ pub struct Args {
     /// Carbon intensity in gCO2e/kWh, as for `job`.
     #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
     pub intensity: f64,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

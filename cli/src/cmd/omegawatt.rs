@@ -78,6 +78,7 @@ pub struct NodeArgs {
     /// Local hour at which the archives close a day.
     #[arg(long, value_name = "HOUR", default_value_t = 7)]
     pub rotation_hour: u32,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -112,6 +113,7 @@ pub struct SummaryArgs {
     /// Only seconds before this Unix time.
     #[arg(long, value_name = "UNIX_S")]
     pub to: Option<i64>,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
