@@ -5,24 +5,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 mod common;
-use common::{aipm, json, s, BIN};
+use common::{aipm, json, s, standin_nvml};
 
 fn standin(dir: &Path) -> std::path::PathBuf {
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let built = [bin_dir.to_path_buf(), bin_dir.join("deps")]
-        .iter()
-        .map(|d| d.join("libaipm_nvml_standin.so"))
-        .find(|p| p.exists())
-        .expect("the stand-in NVML library is built with the workspace");
-    let lib = dir.join("libnvidia-ml.so");
-    std::fs::copy(built, &lib).unwrap();
     let gpu = |uuid: &str| serde_json::json!({ "uuid": uuid, "name": "Fake", "power_w": 70.0, "start_unix_ms": 1_700_000_000_000u64 });
-    std::fs::write(
-        dir.join("libnvidia-ml.so.json"),
-        serde_json::json!({ "devices": [gpu("GPU-a"), gpu("GPU-b")] }).to_string(),
+    standin_nvml(
+        dir,
+        &serde_json::json!({ "devices": [gpu("GPU-a"), gpu("GPU-b")] }),
     )
-    .unwrap();
-    lib
 }
 
 #[test]

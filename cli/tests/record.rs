@@ -5,17 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aipm-analyze");
+mod common;
+use common::{standin_nvml, BIN};
 
 fn standin_copy(dir: &Path, gpu1_watts: f64) -> PathBuf {
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let built = [bin_dir.to_path_buf(), bin_dir.join("deps")]
-        .iter()
-        .map(|d| d.join("libaipm_nvml_standin.so"))
-        .find(|p| p.exists())
-        .expect("libaipm_nvml_standin.so is built with the workspace");
-    let lib = dir.join("libnvidia-ml.so");
-    std::fs::copy(built, &lib).unwrap();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -25,9 +18,10 @@ fn standin_copy(dir: &Path, gpu1_watts: f64) -> PathBuf {
             "start_unix_ms": now, "util_gpu": 50, "util_mem": 5, "mem_total": 1u64 << 34,
             "mem_used": 1u64 << 30, "mem_reserved": 0 })
     };
-    let state = serde_json::json!({ "devices": [gpu("GPU-0", 100.0), gpu("GPU-1", gpu1_watts)] });
-    std::fs::write(dir.join("libnvidia-ml.so.json"), state.to_string()).unwrap();
-    lib
+    standin_nvml(
+        dir,
+        &serde_json::json!({ "devices": [gpu("GPU-0", 100.0), gpu("GPU-1", gpu1_watts)] }),
+    )
 }
 
 #[test]
