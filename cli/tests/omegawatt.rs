@@ -2,13 +2,11 @@
 //! input the real logs have, and on the real header of a Lab IA log.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_aipm-analyze");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
+mod common;
+// Every run reads local time as UTC (common::aipm), as the archives' names assume here.
+use common::{aipm as run, json, s, BIN};
 
 fn generate(dir: &Path, extra: &[&str]) -> String {
     let zip = dir.join("11_16_2023_USB0.zip").display().to_string();
@@ -212,27 +210,23 @@ fn a_node_over_two_daily_archives_and_a_missing_day() {
         ]);
         assert!(out.status.success());
     }
-    let node = |from: &str, to: &str| -> serde_json::Value {
-        let out = Command::new(BIN)
-            .args([
-                "omegawatt",
-                "node",
-                "n51",
-                "--map",
-                map.to_str().unwrap(),
-                "--archives",
-                dir.to_str().unwrap(),
-            ])
-            .args(["--from", from, "--to", to, "--format", "json"])
-            .env("TZ", "UTC")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+    let node_args = |extra: &[&'static str]| {
+        let mut args = vec![
+            "omegawatt",
+            "node",
+            "n51",
+            "--map",
+            s(&map),
+            "--archives",
+            s(dir),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let node = |from: &'static str, to: &'static str| {
+        json(&node_args(&[
+            "--from", from, "--to", to, "--format", "json",
+        ]))
     };
     let r = node("2023-11-16 06:59", "2023-11-16 07:01");
     assert_eq!(r["archives_read"].as_array().unwrap().len(), 2);
@@ -259,19 +253,7 @@ fn a_node_over_two_daily_archives_and_a_missing_day() {
 
     // A node whose channel is not in the files' header.
     std::fs::write(&map, "[nodes.n51]\nport = \"USB0\"\nchannels = [13, 29]\n").unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "omegawatt",
-            "node",
-            "n51",
-            "--map",
-            map.to_str().unwrap(),
-            "--archives",
-            dir.to_str().unwrap(),
-        ])
-        .args(["--from", "1700117900", "--to", "1700118100"])
-        .output()
-        .unwrap();
+    let out = node_args(&["--from", "1700117900", "--to", "1700118100"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -330,13 +312,7 @@ fn summary_json(file: &Path, args: &[&str]) -> serde_json::Value {
         "json",
     ];
     all.extend_from_slice(args);
-    let out = run(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    json(&run(&all))
 }
 
 fn frames_in(file: &Path) -> (u64, u64) {
