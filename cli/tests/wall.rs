@@ -1,4 +1,4 @@
-//! `aipm-analyze job --wall-map --wall-archives`: a job's recording joined with the wall
+//! `aipm-analyze job --wall-map --wall-archives|--wall-cache`: a job's recording joined with the wall
 //! meter's archive of its node, to the millisecond of the job's window.
 
 use aipm_recording::meta::Meta;
@@ -122,6 +122,31 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
         (grams - job_j / 3.6e6 * 2.0 * 100.0).abs() < 1e-12,
         "{grams} g for {job_j} J"
     );
+
+    // From the per-second cache alone (`omegawatt index`), the same figures.
+    let cache = tmp.path().join("cache");
+    let indexed = aipm(&[
+        "omegawatt",
+        "index",
+        "--archives",
+        s(&archives),
+        "--cache",
+        s(&cache),
+    ]);
+    assert!(indexed.status.success());
+    let from_cache = json(&aipm(&[
+        "job",
+        "77",
+        "--spool",
+        s(&spool),
+        "--wall-map",
+        s(&map),
+        "--wall-cache",
+        s(&cache),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(from_cache[0]["wall"], report[0]["wall"]);
 
     // Without the archive, the report says the wall meter has no data for the window.
     std::fs::remove_file(&zip).unwrap();

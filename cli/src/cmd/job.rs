@@ -8,7 +8,7 @@ use aipm_recording::period::format_period;
 
 use crate::legacy::{self, LegacyReport, Zone};
 use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::wall::{energy_in_window, node_seconds};
+use crate::omegawatt::wall::{energy_in_window, node_seconds, WallSource};
 use crate::output::{bytes, joules, write_json, Format};
 use crate::report::{NodeReport, WallReport};
 use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
@@ -46,11 +46,16 @@ pub struct Args {
     pub spool: Option<PathBuf>,
 
     /// Channel map of the Omegawatt wall meters (TOML, see `omegawatt node --help`): adds the
-    /// node's energy at the wall over the job's window. Needs --wall-archives.
-    #[arg(long, value_name = "FILE", requires = "wall_archives")]
+    /// node's energy at the wall over the job's window. Needs --wall-cache or --wall-archives.
+    #[arg(long, value_name = "FILE")]
     pub wall_map: Option<PathBuf>,
 
-    /// Directory of the wall meters' daily archives (MM_DD_YYYY_USBn.zip).
+    /// The wall meters' per-second cache (`omegawatt index`), read first.
+    #[arg(long, value_name = "DIR", requires = "wall_map")]
+    pub wall_cache: Option<PathBuf>,
+
+    /// Directory of the wall meters' daily archives (MM_DD_YYYY_USBn.zip), for days the
+    /// cache does not hold.
     #[arg(long, value_name = "DIR", requires = "wall_map")]
     pub wall_archives: Option<PathBuf>,
 
@@ -96,10 +101,17 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         }
     };
     let mut reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
-    if let (Some(map), Some(archives)) = (&args.wall_map, &args.wall_archives) {
+    if let Some(map) = &args.wall_map {
+        if args.wall_cache.is_none() && args.wall_archives.is_none() {
+            anyhow::bail!("--wall-map needs --wall-cache DIR or --wall-archives DIR (or both)");
+        }
+        let source = WallSource {
+            cache: args.wall_cache.clone(),
+            archives: args.wall_archives.clone(),
+        };
         let map = ChannelMap::load(map).map_err(anyhow::Error::msg)?;
         for (rec, report) in recordings.iter().zip(reports.iter_mut()) {
-            add_wall(rec, report, &map, archives, args.rotation_hour)?;
+            add_wall(rec, report, &map, &source, args.rotation_hour)?;
         }
     }
     if !(args.intensity >= 0.0 && args.pue >= 1.0) {
@@ -118,7 +130,7 @@ fn add_wall(
     rec: &NodeRecording,
     report: &mut NodeReport,
     map: &ChannelMap,
-    archives: &std::path::Path,
+    source: &WallSource,
     rotation_hour: u32,
 ) -> anyhow::Result<()> {
     let times: Vec<u64> = rec
@@ -140,7 +152,7 @@ fn add_wall(
     let data = node_seconds(
         &rec.meta.node,
         entry,
-        archives,
+        source,
         from_s,
         to_s.max(from_s + 1),
         rotation_hour,

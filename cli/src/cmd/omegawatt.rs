@@ -14,7 +14,7 @@ use crate::omegawatt::days::parse_time;
 use crate::omegawatt::generate::{self, Faults, Profile, Spec};
 use crate::omegawatt::seconds::{summarize, PerSecond};
 use crate::omegawatt::stream::StreamStats;
-use crate::omegawatt::wall::node_seconds;
+use crate::omegawatt::wall::{node_seconds, WallSource};
 use crate::output::{write_json, Format};
 
 /// Read Omegawatt wall-meter logs and archives.
@@ -29,6 +29,7 @@ pub enum Command {
     Head(HeadArgs),
     Summary(SummaryArgs),
     Node(NodeArgs),
+    Index(IndexArgs),
     Ingest(IngestArgs),
     Generate(GenerateArgs),
 }
@@ -49,15 +50,44 @@ pub struct IngestArgs {
     /// Local hour at which a day is closed.
     #[arg(long, value_name = "HOUR", default_value_t = 7)]
     pub rotation_hour: u32,
+    /// Also write each closed day into this per-second cache (as `omegawatt index` does).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 }
 
-/// Power and energy of one node over a time window, from the daily archives of its port.
+/// Build the per-second cache of a directory of daily archives: one Parquet file per port and
+/// day (`CACHE/port=USB0/date=2023-11-16/seconds.parquet`, schema in docs/omegawatt-cache.md),
+/// read directly by polars, DuckDB or Spark. Archives already cached and unchanged are
+/// skipped; several are read at once.
 ///
-/// The node's plugs (one per PSU) come from the channel map; the archives covering the
-/// window are found by name (MM_DD_YYYY_USBn.zip, closed at the rotation hour). Missing
-/// days, skipped frames and seconds without data are reported.
+/// Example: `aipm-analyze omegawatt index --archives /data/omegawatt --cache /data/omegawatt-cache`
+#[derive(Debug, clap::Args)]
+pub struct IndexArgs {
+    /// Directory of the daily archives (MM_DD_YYYY_USBn.zip); other files are listed and left.
+    #[arg(long, value_name = "DIR")]
+    pub archives: PathBuf,
+    /// The cache directory (created if needed).
+    #[arg(long, value_name = "DIR")]
+    pub cache: PathBuf,
+    /// Archives read at once (each on two threads) [default: half the CPUs, at least 1].
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Index again even archives cached and unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Power and energy of one node over a time window, from the per-second cache, else from the
+/// daily archives of its port.
 ///
-/// Example: `aipm-analyze omegawatt node n51 --map channels.toml --archives /data/omegawatt --from "2023-11-16 08:00" --to "2023-11-16 20:00"`
+/// The node's plugs (one per PSU) come from the channel map; the days covering the window
+/// are found by date (MM_DD_YYYY_USBn.zip, closed at the rotation hour). Missing days,
+/// skipped frames and seconds without data are reported.
+///
+/// Example: `aipm-analyze omegawatt node n51 --map channels.toml --cache /data/omegawatt-cache --from "2023-11-16 08:00" --to "2023-11-16 20:00"`
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
     /// Node name, as in the channel map.
@@ -66,9 +96,12 @@ pub struct NodeArgs {
     /// Channel map (TOML: [nodes.NAME] port = "USB0", channels = [13, 19]).
     #[arg(long, value_name = "FILE")]
     pub map: PathBuf,
-    /// Directory of the daily archives.
+    /// The per-second cache (`omegawatt index`), read first.
+    #[arg(long, value_name = "DIR", required_unless_present = "archives")]
+    pub cache: Option<PathBuf>,
+    /// Directory of the daily archives, for days the cache does not hold.
     #[arg(long, value_name = "DIR")]
-    pub archives: PathBuf,
+    pub archives: Option<PathBuf>,
     /// Start: 2023-11-16 08:00 (local), RFC 3339, or Unix seconds.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub from: i64,
@@ -168,6 +201,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         Command::Head(a) => head(a, out),
         Command::Summary(a) => summary(a, out),
         Command::Node(a) => node(a, out),
+        Command::Index(a) => index(a, out),
         Command::Ingest(a) => ingest(a, out),
         Command::Generate(a) => generate_cmd(a, out),
     }
@@ -479,6 +513,7 @@ struct NodeReport {
     plugs: Vec<u32>,
     from_utc: String,
     to_utc: String,
+    days_cached: Vec<String>,
     archives_read: Vec<String>,
     archives_missing: Vec<String>,
     valid_frames: u64,
@@ -501,10 +536,14 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     }
     let map = ChannelMap::load(&args.map).map_err(anyhow::Error::msg)?;
     let entry = map.node(&args.node).map_err(anyhow::Error::msg)?;
+    let source = WallSource {
+        cache: args.cache.clone(),
+        archives: args.archives.clone(),
+    };
     let data = node_seconds(
         &args.node,
         entry,
-        &args.archives,
+        &source,
         args.from,
         args.to,
         args.rotation_hour,
@@ -517,6 +556,7 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         plugs: entry.channels.clone(),
         from_utc: fmt(args.from),
         to_utc: fmt(args.to),
+        days_cached: data.days_cached,
         archives_read: data.archives_read,
         archives_missing: data.archives_missing,
         valid_frames: data.valid_frames,
@@ -589,6 +629,14 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 "  Frames      {} valid, {} invalid skipped, {} unreadable lines",
                 report.valid_frames, report.skipped_frames, report.unreadable_lines
             )?;
+            if !report.days_cached.is_empty() {
+                writeln!(
+                    out,
+                    "  Read        {} day(s) from the cache, {} archive(s)",
+                    report.days_cached.len(),
+                    report.archives_read.len()
+                )?;
+            }
             for a in &report.archives_missing {
                 writeln!(out, "  Missing     {a} (that day is not covered)")?;
             }
@@ -605,8 +653,12 @@ fn ingest(args: IngestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("--port must be letters and digits (USB0) and --rotation-hour 0 to 23");
     }
-    let mut ingest =
-        crate::omegawatt::ingest::Ingest::open(&args.dir, &args.port, args.rotation_hour)?;
+    let mut ingest = crate::omegawatt::ingest::Ingest::open(
+        &args.dir,
+        &args.port,
+        args.rotation_hour,
+        args.cache.clone(),
+    )?;
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut buf = Vec::with_capacity(4096);
@@ -626,4 +678,139 @@ fn ingest(args: IngestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "{lines} lines ingested")?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct IndexedDay {
+    archive: String,
+    port: String,
+    date: String,
+    /// `indexed`, `unchanged` or `failed`.
+    outcome: &'static str,
+    rows: Option<u64>,
+    skipped: Option<String>,
+    error: Option<String>,
+}
+
+fn index(args: IndexArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    use crate::omegawatt::index::{find_archives, index_all, Outcome};
+    let (days, others) = find_archives(&args.archives)?;
+    if days.is_empty() {
+        anyhow::bail!(
+            "{}: no daily archive (MM_DD_YYYY_USBn.zip) found",
+            args.archives.display()
+        );
+    }
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    });
+    let total: u64 = days
+        .iter()
+        .map(|d| std::fs::metadata(&d.path).map_or(0, |m| m.len()))
+        .sum();
+    // Drawn on stderr only when it is a terminal.
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {binary_bytes}/{binary_total_bytes} of archives, eta {eta} {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    let outcomes = index_all(&days, &args.cache, jobs, args.force, &|day, _| {
+        bar.inc(std::fs::metadata(&day.path).map_or(0, |m| m.len()));
+        bar.set_message(format!("{} {}", day.port, day.date));
+    });
+    bar.finish_and_clear();
+    let rows: Vec<IndexedDay> = days
+        .iter()
+        .zip(outcomes)
+        .map(|(day, outcome)| {
+            let mut row = IndexedDay {
+                archive: day.path.display().to_string(),
+                port: day.port.clone(),
+                date: day.date.to_string(),
+                outcome: "unchanged",
+                rows: None,
+                skipped: None,
+                error: None,
+            };
+            match outcome {
+                Outcome::Indexed(e) => {
+                    row.outcome = "indexed";
+                    row.rows = Some(e.rows);
+                    row.skipped = Some(skipped_line(&crate::omegawatt::cache::skipped_of(&e)));
+                }
+                Outcome::Current => {}
+                Outcome::Failed(e) => {
+                    row.outcome = "failed";
+                    row.error = Some(e);
+                }
+            }
+            row
+        })
+        .collect();
+    let count = |what: &str| rows.iter().filter(|r| r.outcome == what).count();
+    let failed = count("failed");
+    match args.format {
+        Format::Json => write_json(out, &rows)?,
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "archive", "port", "date", "outcome", "rows", "skipped", "error",
+            ])?;
+            for r in &rows {
+                w.write_record([
+                    r.archive.clone(),
+                    r.port.clone(),
+                    r.date.clone(),
+                    r.outcome.to_string(),
+                    r.rows.map(|n| n.to_string()).unwrap_or_default(),
+                    r.skipped.clone().unwrap_or_default(),
+                    r.error.clone().unwrap_or_default(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            for r in &rows {
+                match r.outcome {
+                    "indexed" => writeln!(
+                        out,
+                        "indexed   {}  {} {}: {} rows; skipped: {}",
+                        r.archive,
+                        r.port,
+                        r.date,
+                        r.rows.unwrap_or(0),
+                        r.skipped.as_deref().unwrap_or("")
+                    )?,
+                    "failed" => writeln!(
+                        out,
+                        "FAILED    {}: {}",
+                        r.archive,
+                        r.error.as_deref().unwrap_or("")
+                    )?,
+                    _ => {}
+                }
+            }
+            writeln!(
+                out,
+                "{} archive(s) indexed, {} unchanged, {failed} failed, into {}",
+                count("indexed"),
+                count("unchanged"),
+                args.cache.display()
+            )?;
+            if !others.is_empty() {
+                writeln!(
+                    out,
+                    "{} other file(s) left (not named MM_DD_YYYY_PORT.zip), such as {}",
+                    others.len(),
+                    others[0].display()
+                )?;
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -33,6 +33,21 @@ pub fn archive_name(date: NaiveDate, port: &str) -> String {
     )
 }
 
+/// The date and port of an archive's file name (`11_16_2023_USB0.zip`); `None` for any other
+/// name (the `.1.zip` copies `ingest` makes when a day's archive already exists included).
+pub fn parse_archive_name(name: &str) -> Option<(NaiveDate, String)> {
+    let stem = name.strip_suffix(".zip")?;
+    let (date, port) = stem.get(..10).zip(stem.get(10..))?;
+    let port = port.strip_prefix('_')?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some((
+        NaiveDate::parse_from_str(date, "%m_%d_%Y").ok()?,
+        port.to_string(),
+    ))
+}
+
 /// A time as users write it: Unix seconds, RFC 3339 (`2023-11-16T08:00:00+01:00`), or a local
 /// `2023-11-16 08:00[:00]` / `2023-11-16T08:00` / `2023-11-16` (midnight).
 pub fn parse_time(text: &str) -> Result<i64, String> {
@@ -92,6 +107,19 @@ mod tests {
             [d(2023, 11, 17)]
         );
         assert_eq!(archive_name(d(2023, 11, 6), "USB0"), "11_06_2023_USB0.zip");
+        assert_eq!(
+            parse_archive_name("11_06_2023_USB0.zip"),
+            Some((d(2023, 11, 6), "USB0".to_string()))
+        );
+        for other in [
+            "11_06_2023_USB0.1.zip",
+            "13_06_2023_USB0.zip",
+            "11_06_2023_.zip",
+            "11_06_2023_USB0.csv",
+            "log_omegawatt_USB0",
+        ] {
+            assert_eq!(parse_archive_name(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Ingest {
     /// The last header seen, written at the top of each new day so every file reads alone.
     header: Option<String>,
     compressing: Vec<JoinHandle<anyhow::Result<PathBuf>>>,
+    /// The per-second cache each closed day is also written to.
+    cache: Option<PathBuf>,
     pub lines: u64,
 }
 
@@ -56,7 +58,12 @@ fn frame_second(line: &str) -> Option<i64> {
 
 impl Ingest {
     /// Open, or resume, the raw file of the current day.
-    pub fn open(dir: &Path, port: &str, rotation_hour: u32) -> anyhow::Result<Ingest> {
+    pub fn open(
+        dir: &Path,
+        port: &str,
+        rotation_hour: u32,
+        cache: Option<PathBuf>,
+    ) -> anyhow::Result<Ingest> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let raw_path = dir.join(format!("log_omegawatt_{port}"));
         let (first_second, header) = if raw_path.exists() {
@@ -73,6 +80,7 @@ impl Ingest {
             day: None,
             header,
             compressing: Vec::new(),
+            cache,
             lines: 0,
         };
         if let Some(first) = first_second {
@@ -127,8 +135,18 @@ impl Ingest {
             self.raw.write_all(b"\n")?;
         }
         let archive = self.dir.join(archive_name(date, &self.port));
-        self.compressing
-            .push(std::thread::spawn(move || compress(&closing, &archive)));
+        let (cache, port) = (self.cache.clone(), self.port.clone());
+        self.compressing.push(std::thread::spawn(move || {
+            let written = compress(&closing, &archive)?;
+            // The archive is safe on disk: a cache failure is reported, not fatal (`omegawatt
+            // index` can build the day later). A `.N.zip` copy is not cached over the day.
+            if let (Some(cache), true) = (cache, written == archive) {
+                if let Err(e) = super::cache::index_archive(&written, &cache, &port, date) {
+                    eprintln!("aipm-analyze: caching {}: {e:#}", written.display());
+                }
+            }
+            Ok(written)
+        }));
         Ok(())
     }
 

@@ -2,10 +2,12 @@
 //! Lab IA's daily archives.
 
 pub mod archive;
+pub mod cache;
 pub mod channels;
 pub mod days;
 pub mod g5k;
 pub mod generate;
+pub mod index;
 pub mod ingest;
 pub mod seconds;
 pub mod stream;

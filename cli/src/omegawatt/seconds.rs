@@ -101,31 +101,44 @@ impl PerSecond {
             acc.plugs
                 .iter()
                 .zip(&self.plugs)
-                .map(move |(p, &(plug, _))| {
-                    let valid = p.n > 0;
-                    SecondRow {
-                        second,
-                        plug,
-                        mean_w: if valid {
-                            p.sum_milli as f64 / f64::from(p.n) / 1000.0
-                        } else {
-                            f64::NAN
-                        },
-                        min_w: if valid {
-                            f64::from(p.min) / 1000.0
-                        } else {
-                            f64::NAN
-                        },
-                        max_w: if valid {
-                            f64::from(p.max) / 1000.0
-                        } else {
-                            f64::NAN
-                        },
-                        valid_frames: p.n,
-                        invalid_frames: acc.invalid,
-                    }
-                })
+                .map(move |(p, &(plug, _))| row(second, plug, p, acc.invalid))
         })
+    }
+
+    /// One plug's rows, in time order.
+    pub fn rows_of(&self, plug: u32) -> impl Iterator<Item = SecondRow> + '_ {
+        let slot = self.plugs.iter().position(|(p, _)| *p == plug);
+        self.seconds.iter().filter_map(move |(&second, acc)| {
+            let slot = slot?;
+            Some(row(second, plug, &acc.plugs[slot], acc.invalid))
+        })
+    }
+
+    /// Rows `rows()` gives: seconds times plugs.
+    pub fn row_count(&self) -> usize {
+        self.seconds.len() * self.plugs.len()
+    }
+
+    /// The first and last second with a frame.
+    pub fn span(&self) -> Option<(i64, i64)> {
+        Some((
+            *self.seconds.keys().next()?,
+            *self.seconds.keys().next_back()?,
+        ))
+    }
+}
+
+fn row(second: i64, plug: u32, p: &PlugAcc, invalid: u32) -> SecondRow {
+    let valid = p.n > 0;
+    let watts = |milli: f64| if valid { milli / 1000.0 } else { f64::NAN };
+    SecondRow {
+        second,
+        plug,
+        mean_w: watts(p.sum_milli as f64 / f64::from(p.n.max(1))),
+        min_w: watts(f64::from(p.min)),
+        max_w: watts(f64::from(p.max)),
+        valid_frames: p.n,
+        invalid_frames: invalid,
     }
 }
 

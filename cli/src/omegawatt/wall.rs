@@ -2,17 +2,28 @@
 //! `omegawatt node` and of `job`'s wall-meter figures that reads the data.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::archive::read_log;
+use super::cache;
 use super::channels::{check_header, NodeChannels};
 use super::days::{archive_dates, archive_name};
 use super::seconds::{PerSecond, SecondRow};
+
+/// Where a node's wall data comes from: the per-second cache first, the daily archives for
+/// days the cache does not hold.
+#[derive(Debug, Clone, Default)]
+pub struct WallSource {
+    pub cache: Option<PathBuf>,
+    pub archives: Option<PathBuf>,
+}
 
 /// Per-second statistics of a node's plugs over `[from, to)` seconds, and what was read.
 #[derive(Debug, Default)]
 pub struct NodeSeconds {
     pub rows: Vec<SecondRow>,
+    /// Days read from the cache (`port=…/date=…` files).
+    pub days_cached: Vec<String>,
     pub archives_read: Vec<String>,
     pub archives_missing: Vec<String>,
     pub valid_frames: u64,
@@ -23,45 +34,102 @@ pub struct NodeSeconds {
 pub fn node_seconds(
     node: &str,
     entry: &NodeChannels,
-    archives: &Path,
+    source: &WallSource,
     from: i64,
     to: i64,
     rotation_hour: u32,
 ) -> anyhow::Result<NodeSeconds> {
     let mut out = NodeSeconds::default();
-    for date in archive_dates(from, to, rotation_hour) {
-        let path = archives.join(archive_name(date, &entry.port));
+    let mut dates = archive_dates(from, to, rotation_hour);
+    if let Some(cache_dir) = &source.cache {
+        let (rows, missing) =
+            cache::read_seconds(cache_dir, &entry.port, &dates, &entry.channels, from, to)?;
+        for date in dates.iter().filter(|d| !missing.contains(d)) {
+            let day = cache::entry(cache_dir, &entry.port, *date);
+            if let Some(day) = &day {
+                check_cached_channels(cache_dir, day, node, entry)?;
+                out.valid_frames += day.valid_frames;
+                out.skipped_frames += day.invalid_frames;
+                out.unreadable_lines += day.unreadable_lines;
+            }
+            out.days_cached.push(
+                cache::day_file(cache_dir, &entry.port, *date)
+                    .display()
+                    .to_string(),
+            );
+        }
+        out.rows = rows;
+        dates = missing;
+    }
+    for date in dates {
+        let name = archive_name(date, &entry.port);
+        let Some(archives) = &source.archives else {
+            out.archives_missing.push(name);
+            continue;
+        };
+        let path = archives.join(&name);
         if !path.exists() {
             out.archives_missing.push(path.display().to_string());
             continue;
         }
-        let name = path.display().to_string();
-        let mut per_second: Option<PerSecond> = None;
-        let mut header_error: Option<String> = None;
-        let stats = read_log(&path, |header, frame| {
-            if per_second.is_none() && header_error.is_none() {
-                match check_header(&name, header, node, entry) {
-                    Ok(()) => per_second = Some(PerSecond::for_plugs(header, &entry.channels)),
-                    Err(e) => header_error = Some(e),
-                }
-            }
-            if let Some(p) = per_second.as_mut() {
-                let second = frame.time_ns.div_euclid(1_000_000_000);
-                if second >= from && second < to {
-                    p.add(frame);
-                }
-            }
-        })?;
-        if let Some(e) = header_error {
-            anyhow::bail!(e);
-        }
-        out.valid_frames += stats.valid_frames;
-        out.skipped_frames += stats.invalid_frames;
-        out.unreadable_lines += stats.bad_lines;
-        out.rows.extend(per_second.iter().flat_map(PerSecond::rows));
-        out.archives_read.push(name);
+        read_archive(&path, node, entry, from, to, &mut out)?;
     }
+    out.rows.sort_by_key(|r| (r.second, r.plug));
     Ok(out)
+}
+
+/// A cached day lacking one of the node's channels means a map that does not fit the data.
+fn check_cached_channels(
+    cache_dir: &Path,
+    day: &cache::DayEntry,
+    node: &str,
+    entry: &NodeChannels,
+) -> anyhow::Result<()> {
+    match entry.channels.iter().find(|c| !day.channels.contains(c)) {
+        Some(c) => anyhow::bail!(
+            "{}: node {node} is mapped to channel {c} of {}, which the day cached from {} does not have",
+            cache_dir.display(),
+            entry.port,
+            day.archive
+        ),
+        None => Ok(()),
+    }
+}
+
+fn read_archive(
+    path: &Path,
+    node: &str,
+    entry: &NodeChannels,
+    from: i64,
+    to: i64,
+    out: &mut NodeSeconds,
+) -> anyhow::Result<()> {
+    let name = path.display().to_string();
+    let mut per_second: Option<PerSecond> = None;
+    let mut header_error: Option<String> = None;
+    let stats = read_log(path, |header, frame| {
+        if per_second.is_none() && header_error.is_none() {
+            match check_header(&name, header, node, entry) {
+                Ok(()) => per_second = Some(PerSecond::for_plugs(header, &entry.channels)),
+                Err(e) => header_error = Some(e),
+            }
+        }
+        if let Some(p) = per_second.as_mut() {
+            let second = frame.time_ns.div_euclid(1_000_000_000);
+            if second >= from && second < to {
+                p.add(frame);
+            }
+        }
+    })?;
+    if let Some(e) = header_error {
+        anyhow::bail!(e);
+    }
+    out.valid_frames += stats.valid_frames;
+    out.skipped_frames += stats.invalid_frames;
+    out.unreadable_lines += stats.bad_lines;
+    out.rows.extend(per_second.iter().flat_map(PerSecond::rows));
+    out.archives_read.push(name);
+    Ok(())
 }
 
 /// Energy in J over `[from_ms, to_ms)`: each second's node power (its plugs' means summed)
