@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages needed to build aipm and run its tests: Slurm's headers and libclang for
-# the plugin's bindgen, and the Slurm daemons and munge for the local test cluster.
+# the plugin's bindgen, the Slurm daemons and munge for the local test cluster, and a font
+# for the text of PNG plots.
 set -euo pipefail
-pkgs="libslurm-dev libclang-dev slurmctld slurmd slurm-client munge"
+pkgs="libslurm-dev libclang-dev slurmctld slurmd slurm-client munge fonts-dejavu-core"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

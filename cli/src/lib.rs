@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod legacy;
 pub mod omegawatt;
 pub mod output;
+pub mod plot;
 pub mod report;
 pub mod spool;
 

@@ -171,6 +171,44 @@ fn index_writes_a_hive_partitioned_cache_that_node_reads_like_the_archives() {
         "{wh} vs {exact_wh}"
     );
 
+    // Its plot, from the cache: a PNG and an SVG of the size asked for, with the legend.
+    for name in ["n51.png", "n51.svg"] {
+        let image = tmp.path().join(name);
+        let out = run(&[
+            "omegawatt",
+            "plot",
+            "n51",
+            "--map",
+            s(&map),
+            "--cache",
+            s(&cache),
+            "--from",
+            from,
+            "--to",
+            to,
+            "--size",
+            "900x420",
+            "-o",
+            s(&image),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(common::image_size(&image), (900, 420), "{name}");
+    }
+    let svg = std::fs::read_to_string(tmp.path().join("n51.svg")).unwrap();
+    for text in [
+        "Wall power of n51",
+        "PSU 2 (plug 19)",
+        "node (all PSUs)",
+        "power (W)",
+        "local time, 2023-11-16 (UTC+00:00)",
+    ] {
+        assert!(svg.contains(text), "{text} missing from the SVG");
+    }
+
     // Indexed again: nothing to do.
     let shown = String::from_utf8_lossy(&index(&archives, &cache).stdout).into_owned();
     assert!(

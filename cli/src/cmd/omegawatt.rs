@@ -30,6 +30,7 @@ pub enum Command {
     Summary(SummaryArgs),
     Node(NodeArgs),
     Index(IndexArgs),
+    Plot(PlotArgs),
     Ingest(IngestArgs),
     Generate(GenerateArgs),
 }
@@ -114,6 +115,41 @@ pub struct NodeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+/// Draw a node's wall power over a time window (each PSU and their sum) into a PNG or SVG
+/// file, from the per-second cache, else from the daily archives.
+///
+/// Example: `aipm-analyze omegawatt plot n51 --map channels.toml --cache /data/omegawatt-cache --from "2023-11-16 08:00" --to "2023-11-16 20:00" -o n51.png`
+#[derive(Debug, clap::Args)]
+pub struct PlotArgs {
+    /// Node name, as in the channel map.
+    #[arg(value_name = "NODE")]
+    pub node: String,
+    /// Channel map (TOML: [nodes.NAME] port = "USB0", channels = [13, 19]).
+    #[arg(long, value_name = "FILE")]
+    pub map: PathBuf,
+    /// The per-second cache (`omegawatt index`), read first.
+    #[arg(long, value_name = "DIR", required_unless_present = "archives")]
+    pub cache: Option<PathBuf>,
+    /// Directory of the daily archives, for days the cache does not hold.
+    #[arg(long, value_name = "DIR")]
+    pub archives: Option<PathBuf>,
+    /// Start: 2023-11-16 08:00 (local), RFC 3339, or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: i64,
+    /// End (excluded), same forms.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: i64,
+    /// The image: FILE.png or FILE.svg.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Image size in pixels [default: 1200x390].
+    #[arg(long, value_name = "WxH", value_parser = crate::plot::parse_size)]
+    pub size: Option<crate::plot::Size>,
+    /// Local hour at which the archives close a day.
+    #[arg(long, value_name = "HOUR", default_value_t = 7)]
+    pub rotation_hour: u32,
 }
 
 /// Show what a log or daily archive holds: plugs, time covered, frames and what was skipped.
@@ -202,6 +238,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         Command::Summary(a) => summary(a, out),
         Command::Node(a) => node(a, out),
         Command::Index(a) => index(a, out),
+        Command::Plot(a) => plot(a, out),
         Command::Ingest(a) => ingest(a, out),
         Command::Generate(a) => generate_cmd(a, out),
     }
@@ -813,4 +850,85 @@ fn index(args: IndexArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn plot(args: PlotArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    use crate::plot::{Chart, Panel, Series, Size};
+    if args.to <= args.from {
+        anyhow::bail!("--to must be after --from");
+    }
+    crate::plot::format_of(&args.output)?;
+    let map = ChannelMap::load(&args.map).map_err(anyhow::Error::msg)?;
+    let entry = map.node(&args.node).map_err(anyhow::Error::msg)?;
+    let source = WallSource {
+        cache: args.cache.clone(),
+        archives: args.archives.clone(),
+    };
+    let data = node_seconds(
+        &args.node,
+        entry,
+        &source,
+        args.from,
+        args.to,
+        args.rotation_hour,
+    )?;
+    let mut series: Vec<Series> = entry
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, plug)| Series {
+            name: format!("PSU {} (plug {plug})", i + 1),
+            points: data
+                .rows
+                .iter()
+                .filter(|r| r.plug == *plug && r.valid_frames > 0)
+                .map(|r| (r.second as f64 + 0.5, r.mean_w))
+                .collect(),
+            dashed: false,
+        })
+        .collect();
+    if entry.channels.len() > 1 {
+        let mut total: std::collections::BTreeMap<i64, (f64, usize)> = Default::default();
+        for r in data.rows.iter().filter(|r| r.valid_frames > 0) {
+            let e = total.entry(r.second).or_default();
+            e.0 += r.mean_w;
+            e.1 += 1;
+        }
+        series.push(Series {
+            name: "node (all PSUs)".into(),
+            points: total
+                .into_iter()
+                .filter(|(_, (_, n))| *n == entry.channels.len())
+                .map(|(s, (w, _))| (s as f64 + 0.5, w))
+                .collect(),
+            dashed: true,
+        });
+    }
+    let fmt = crate::plot::local_label;
+    let chart = Chart {
+        title: format!(
+            "Wall power of {} ({}), {} to {}",
+            args.node,
+            entry.port,
+            fmt(args.from),
+            fmt(args.to)
+        ),
+        panels: vec![Panel {
+            title: format!("{} (Omegawatt, per-second means)", args.node),
+            series,
+        }],
+    };
+    let size = args.size.unwrap_or_else(|| Size::default_for(1));
+    crate::plot::write(&chart, size, &args.output)?;
+    writeln!(
+        out,
+        "wrote {} ({}x{})",
+        args.output.display(),
+        size.width,
+        size.height
+    )?;
+    for a in &data.archives_missing {
+        writeln!(out, "missing {a} (that day is not drawn)")?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

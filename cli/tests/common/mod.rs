@@ -44,3 +44,29 @@ pub fn standin_nvml(dir: &Path, state: &serde_json::Value) -> std::path::PathBuf
 pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// Width and height of a PNG (from its header) or an SVG (as a renderer reads it); panics if
+/// the file is neither a valid PNG nor a valid SVG.
+pub fn image_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    if path.extension().is_some_and(|e| e == "png") {
+        assert_eq!(
+            &bytes[..8],
+            b"\x89PNG\r\n\x1a\n",
+            "{}: not a PNG",
+            path.display()
+        );
+        assert_eq!(&bytes[12..16], b"IHDR");
+        let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        // A PNG that decodes: its pixels are all there.
+        let decoded = resvg::tiny_skia::Pixmap::decode_png(&bytes).expect("a decodable PNG");
+        assert_eq!((decoded.width(), decoded.height()), (be(16), be(20)));
+        (be(16), be(20))
+    } else {
+        let text = String::from_utf8(bytes).unwrap();
+        let tree = resvg::usvg::Tree::from_str(&text, &resvg::usvg::Options::default())
+            .expect("a valid SVG");
+        let size = tree.size().to_int_size();
+        (size.width(), size.height())
+    }
+}
