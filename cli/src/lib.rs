@@ -6,6 +6,7 @@ pub mod legacy;
 pub mod omegawatt;
 pub mod output;
 pub mod plot;
+pub mod power;
 pub mod report;
 pub mod spool;
 

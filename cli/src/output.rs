@@ -22,6 +22,25 @@ pub fn write_json(out: &mut impl Write, value: &impl Serialize) -> anyhow::Resul
     Ok(())
 }
 
+/// The unit energies are shown in, in tables (JSON and CSV always carry joules, `_j`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Units {
+    /// Watt-hours.
+    Wh,
+    /// Joules.
+    J,
+}
+
+impl Units {
+    /// `0.343 Wh` or `1234.5 J`.
+    pub fn energy(self, j: f64) -> String {
+        match self {
+            Units::Wh => format!("{:.3} Wh", j / 3600.0),
+            Units::J => format!("{j:.1} J"),
+        }
+    }
+}
+
 /// Joules for people: `1234.5 J (0.343 Wh)`.
 pub fn joules(j: f64) -> String {
     format!("{j:.1} J ({:.3} Wh)", j / 3600.0)
@@ -52,5 +71,7 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
         assert_eq!(joules(7200.0), "7200.0 J (2.000 Wh)");
+        assert_eq!(Units::Wh.energy(7200.0), "2.000 Wh");
+        assert_eq!(Units::J.energy(7200.0), "7200.0 J");
     }
 }

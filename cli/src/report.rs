@@ -73,6 +73,8 @@ pub struct ChannelEnergy {
     pub unattributed_j: f64,
     /// The node's mean power on the channel.
     pub node_mean_power_w: f64,
+    /// The highest power between two samples.
+    pub node_peak_power_w: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -124,6 +126,10 @@ impl NodeReport {
                 } else {
                     0.0
                 },
+                node_peak_power_w: crate::power::channel_power(s, &c.channel)
+                    .iter()
+                    .map(|(_, w)| *w)
+                    .fold(0.0, f64::max),
             })
             .collect();
         let gpus = attribution

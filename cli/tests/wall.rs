@@ -148,6 +148,43 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
     ]));
     assert_eq!(from_cache[0]["wall"], report[0]["wall"]);
 
+    // The table in Wh (the default) or J; and the plot: the package's power and the wall's,
+    // one panel, at the size asked for.
+    let table = |units: &str| {
+        let out = job(&["--units", units]);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (wh, j) = (table("wh"), table("j"));
+    assert!(wh.contains("Job energy    0.328 Wh"), "{wh}");
+    assert!(j.contains("Job energy    1180.0 J"), "{j}");
+    assert!(j.contains("40.00 W") && j.contains("node peak"), "{j}");
+    for name in ["job.png", "job.svg"] {
+        let image = tmp.path().join(name);
+        let out = job(&["--plot", s(&image), "--plot-size", "1000x400"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(common::image_size(&image), (1000, 400), "{name}");
+    }
+    let svg = std::fs::read_to_string(tmp.path().join("job.svg")).unwrap();
+    for text in [
+        "Job 77 of",
+        "job 77 on vm (shared",
+        "CPU packages (node)",
+        "wall (Omegawatt)",
+        "power (W)",
+    ] {
+        assert!(svg.contains(text), "{text} missing from the plot");
+    }
+    let out = job(&["--plot", s(&tmp.path().join("job.gif"))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("job.gif: a plot is written as .png or .svg")
+    );
+
     // Without the archive, the report says the wall meter has no data for the window.
     std::fs::remove_file(&zip).unwrap();
     let out = job(&[]);

@@ -8,8 +8,8 @@ use aipm_recording::period::format_period;
 
 use crate::legacy::{self, LegacyReport, Zone};
 use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::wall::{energy_in_window, node_seconds, WallSource};
-use crate::output::{bytes, joules, write_json, Format};
+use crate::omegawatt::wall::{energy_in_window, node_power, node_seconds, WallSource};
+use crate::output::{bytes, joules, write_json, Format, Units};
 use crate::report::{NodeReport, WallReport};
 use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
 use aipm_recording::attribution::{channel_kind, ChannelKind};
@@ -75,6 +75,19 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+
+    /// Energy unit of the table (JSON and CSV are always in joules, `_j`).
+    #[arg(long, value_enum, default_value_t = Units::Wh)]
+    pub units: Units,
+
+    /// Draw the power of each node over the job (CPU packages, DRAM, each GPU, and the wall
+    /// meter with --wall-map) into FILE.png or FILE.svg, one panel per node.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
+    /// Size of the plot in pixels [default: 1200 wide, 300 per node].
+    #[arg(long, value_name = "WxH", value_parser = crate::plot::parse_size, requires = "plot")]
+    pub plot_size: Option<crate::plot::Size>,
 }
 
 fn parse_job_ref(text: &str) -> Result<JobRef, String> {
@@ -100,7 +113,11 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    if let Some(path) = &args.plot {
+        crate::plot::format_of(path)?;
+    }
     let mut reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
+    let mut wall_power: Vec<Vec<(f64, f64)>> = vec![Vec::new(); recordings.len()];
     if let Some(map) = &args.wall_map {
         if args.wall_cache.is_none() && args.wall_archives.is_none() {
             anyhow::bail!("--wall-map needs --wall-cache DIR or --wall-archives DIR (or both)");
@@ -110,8 +127,12 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             archives: args.wall_archives.clone(),
         };
         let map = ChannelMap::load(map).map_err(anyhow::Error::msg)?;
-        for (rec, report) in recordings.iter().zip(reports.iter_mut()) {
-            add_wall(rec, report, &map, &source, args.rotation_hour)?;
+        for ((rec, report), power) in recordings
+            .iter()
+            .zip(reports.iter_mut())
+            .zip(wall_power.iter_mut())
+        {
+            *power = add_wall(rec, report, &map, &source, args.rotation_hour)?;
         }
     }
     if !(args.intensity >= 0.0 && args.pue >= 1.0) {
@@ -121,8 +142,77 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let kwh = (r.job_cpu_j + r.job_dram_j + r.job_gpu_j) / 3.6e6;
         r.emissions_g_co2e = Some(kwh * args.pue * args.intensity);
     }
-    print_reports(&recordings, reports, args.format, out)?;
+    if let Some(path) = &args.plot {
+        let chart = job_chart(&recordings, &reports, &wall_power);
+        let size = args
+            .plot_size
+            .unwrap_or_else(|| crate::plot::Size::default_for(chart.panels.len()));
+        crate::plot::write(&chart, size, path)?;
+        eprintln!(
+            "aipm-analyze: wrote {} ({}x{})",
+            path.display(),
+            size.width,
+            size.height
+        );
+    }
+    print_reports(&recordings, reports, args.format, args.units, out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One panel per node: the node's power per component from the counters, and the wall
+/// meter's per-second power when it was joined.
+fn job_chart(
+    recordings: &[NodeRecording],
+    reports: &[NodeReport],
+    wall_power: &[Vec<(f64, f64)>],
+) -> crate::plot::Chart {
+    use crate::plot::{Chart, Panel, Series};
+    let first = &reports[0];
+    let name = first
+        .job_name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let jobs: Vec<&str> = reports.iter().map(|r| r.job.as_str()).collect();
+    let title = if jobs.iter().all(|j| *j == first.job) {
+        format!(
+            "Job {}{name} of {}: power per component",
+            first.job, first.user
+        )
+    } else {
+        let array = first.job.split('_').next().unwrap_or(&first.job);
+        format!("Array {array}{name} of {}: power per component", first.user)
+    };
+    let panels = recordings
+        .iter()
+        .zip(reports)
+        .zip(wall_power)
+        .map(|((rec, report), wall)| {
+            let mut series: Vec<Series> = crate::power::components(&rec.samples)
+                .into_iter()
+                .map(|(name, points)| Series {
+                    name: format!("{name} (node)"),
+                    points,
+                    dashed: false,
+                })
+                .collect();
+            if !wall.is_empty() {
+                series.push(Series {
+                    name: "wall (Omegawatt)".into(),
+                    points: wall.clone(),
+                    dashed: true,
+                });
+            }
+            Panel {
+                title: format!(
+                    "job {} on {} ({}: the job's part is in the report)",
+                    report.job, report.node, report.attribution
+                ),
+                series,
+            }
+        })
+        .collect();
+    Chart { title, panels }
 }
 
 /// The node's wall energy over the job's window (its first to its last sample).
@@ -132,19 +222,19 @@ fn add_wall(
     map: &ChannelMap,
     source: &WallSource,
     rotation_hour: u32,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(f64, f64)>> {
     let times: Vec<u64> = rec
         .samples
         .values(aipm_recording::samples::TIME_COLUMN)
         .collect();
     let (Some(&from_ms), Some(&to_ms)) = (times.first(), times.last()) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let entry = match map.node(&rec.meta.node) {
         Ok(entry) => entry,
         Err(e) => {
             report.notes.push(format!("no wall data: {e}"));
-            return Ok(());
+            return Ok(Vec::new());
         }
     };
     let from_s = (from_ms / 1000) as i64;
@@ -190,7 +280,7 @@ fn add_wall(
         unseen_j,
         archives_missing: data.archives_missing,
     });
-    Ok(())
+    Ok(node_power(&data.rows, &entry.channels))
 }
 
 /// Print the report of a job's recordings (one per node) in `format`; shared with `record`.
@@ -200,13 +290,14 @@ pub fn print_report(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
-    print_reports(recordings, reports, format, out)
+    print_reports(recordings, reports, format, Units::Wh, out)
 }
 
 fn print_reports(
     recordings: &[NodeRecording],
     reports: Vec<NodeReport>,
     format: Format,
+    units: Units,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     for (rec, report) in recordings.iter().zip(&reports) {
@@ -224,12 +315,12 @@ fn print_reports(
     match format {
         Format::Json => write_json(out, &reports)?,
         Format::Csv => write_csv(&reports, out)?,
-        Format::Table => write_table(&reports, out)?,
+        Format::Table => write_table(&reports, units, out)?,
     }
     Ok(())
 }
 
-fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()> {
+fn write_table(reports: &[NodeReport], units: Units, out: &mut impl Write) -> anyhow::Result<()> {
     for (i, r) in reports.iter().enumerate() {
         // A header for each job: one, or each task of an array.
         if i == 0 || reports[i - 1].job != r.job {
@@ -289,18 +380,19 @@ fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<(
                 .max(22);
             writeln!(
                 out,
-                "  Energy        {:<width$} {:>12} {:>12} {:>14} {:>12}",
-                "channel", "job", "node", "unattributed", "node mean"
+                "  Energy        {:<width$} {:>14} {:>14} {:>14} {:>11} {:>11}",
+                "channel", "job", "node", "unattributed", "node mean", "node peak"
             )?;
             for e in &r.energy {
                 writeln!(
                     out,
-                    "                {:<width$} {:>10.1} J {:>10.1} J {:>12.1} J {:>10.2} W",
+                    "                {:<width$} {:>14} {:>14} {:>14} {:>9.2} W {:>9.2} W",
                     e.channel,
-                    e.job_energy_j,
-                    e.node_energy_j,
-                    e.unattributed_j,
-                    e.node_mean_power_w
+                    units.energy(e.job_energy_j),
+                    units.energy(e.node_energy_j),
+                    units.energy(e.unattributed_j),
+                    e.node_mean_power_w,
+                    e.node_peak_power_w
                 )?;
             }
             for g in &r.gpus {
@@ -321,12 +413,12 @@ fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<(
             let total = r.job_cpu_j + r.job_dram_j + r.job_gpu_j;
             writeln!(
                 out,
-                "  Job energy    {}  (CPU {:.1} J + DRAM {:.1} J + GPU {:.1} J); not the job's: {:.1} J (idle, other jobs)",
-                joules(total),
-                r.job_cpu_j,
-                r.job_dram_j,
-                r.job_gpu_j,
-                r.unattributed_j
+                "  Job energy    {}  (CPU {} + DRAM {} + GPU {}); not the job's: {} (idle, other jobs)",
+                units.energy(total),
+                units.energy(r.job_cpu_j),
+                units.energy(r.job_dram_j),
+                units.energy(r.job_gpu_j),
+                units.energy(r.unattributed_j)
             )?;
         }
         for (i, s) in r.sources.iter().enumerate() {
@@ -342,12 +434,12 @@ fn write_table(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<(
         if let Some(w) = &r.wall {
             writeln!(
                 out,
-                "  Wall          {} over {:.0} of {:.0} s; RAPL + NVML saw {:.1} J of the node, {:.1} J unseen",
-                joules(w.energy_j),
+                "  Wall          {} over {:.0} of {:.0} s; RAPL + NVML saw {} of the node, {} unseen",
+                units.energy(w.energy_j),
                 w.covered_s,
                 w.window_s,
-                w.rapl_nvml_j,
-                w.unseen_j
+                units.energy(w.rapl_nvml_j),
+                units.energy(w.unseen_j)
             )?;
             for missing in &w.archives_missing {
                 writeln!(out, "                wall archive missing: {missing}")?;

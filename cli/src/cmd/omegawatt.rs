@@ -888,19 +888,9 @@ fn plot(args: PlotArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if entry.channels.len() > 1 {
-        let mut total: std::collections::BTreeMap<i64, (f64, usize)> = Default::default();
-        for r in data.rows.iter().filter(|r| r.valid_frames > 0) {
-            let e = total.entry(r.second).or_default();
-            e.0 += r.mean_w;
-            e.1 += 1;
-        }
         series.push(Series {
             name: "node (all PSUs)".into(),
-            points: total
-                .into_iter()
-                .filter(|(_, (_, n))| *n == entry.channels.len())
-                .map(|(s, (w, _))| (s as f64 + 0.5, w))
-                .collect(),
+            points: crate::omegawatt::wall::node_power(&data.rows, &entry.channels),
             dashed: true,
         });
     }

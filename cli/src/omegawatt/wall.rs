@@ -161,6 +161,25 @@ pub fn energy_in_window(rows: &[SecondRow], plugs: &[u32], from_ms: u64, to_ms: 
     (energy_j, covered_s)
 }
 
+/// The node's wall power each second (its PSUs summed, only seconds where all have data), at
+/// the middle of the second.
+pub fn node_power(rows: &[SecondRow], plugs: &[u32]) -> Vec<(f64, f64)> {
+    let mut seconds: std::collections::BTreeMap<i64, (f64, usize)> = Default::default();
+    for r in rows
+        .iter()
+        .filter(|r| plugs.contains(&r.plug) && r.valid_frames > 0)
+    {
+        let e = seconds.entry(r.second).or_default();
+        e.0 += r.mean_w;
+        e.1 += 1;
+    }
+    seconds
+        .into_iter()
+        .filter(|(_, (_, n))| *n == plugs.len())
+        .map(|(s, (w, _))| (s as f64 + 0.5, w))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

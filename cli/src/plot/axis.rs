@@ -45,7 +45,7 @@ pub fn time_ticks(from: f64, to: f64, target: usize) -> Vec<(f64, String)> {
     };
     // Steps align on local time: a tick at 14:00 local, not at a multiple of UTC seconds.
     let offset = local_offset(from);
-    let first = (((from as i64 + offset) + step - 1).div_euclid(step)) * step - offset;
+    let first = (((from.ceil() as i64 + offset) + step - 1).div_euclid(step)) * step - offset;
     (0..)
         .map(|i| first + i * step)
         .take_while(|t| (*t as f64) <= to)
@@ -101,6 +101,11 @@ mod tests {
         let step = ticks[1].0 - ticks[0].0;
         assert_eq!(step, 600.0);
         assert!(ticks.iter().all(|(_, label)| label.ends_with('0')));
+        let late = time_ticks(1_700_000_000.4, 1_700_000_040.0, 8);
+        assert!(
+            late[0].0 >= 1_700_000_000.4,
+            "no tick before the axis starts"
+        );
         let seconds = time_ticks(1_700_000_000.0, 1_700_000_040.0, 8);
         assert_eq!(seconds[1].0 - seconds[0].0, 5.0);
         assert_eq!(seconds[0].1.len(), "14:05:30".len());

@@ -1,0 +1,100 @@
+//! Power over time from a recording's energy counters: what the plots draw and where peak
+//! powers come from.
+
+use aipm_recording::attribution::{channel_kind, ChannelKind};
+use aipm_recording::samples::{channels_of_header, energy_column, Samples, TIME_COLUMN};
+
+/// One channel's power between consecutive samples: `(mid-point in Unix s, W)`. An interval
+/// whose counter is missing or went backwards (a reset) is left out.
+pub fn channel_power(s: &Samples, channel: &str) -> Vec<(f64, f64)> {
+    let (Some(time), Some(energy)) = (s.column(TIME_COLUMN), s.column(&energy_column(channel)))
+    else {
+        return Vec::new();
+    };
+    s.rows
+        .windows(2)
+        .filter_map(|pair| {
+            let (t0, t1) = (pair[0][time]?, pair[1][time]?);
+            let d_uj = pair[1][energy]?.checked_sub(pair[0][energy]?)?;
+            (t1 > t0).then(|| {
+                let mid_s = (t0 + t1) as f64 / 2000.0;
+                (mid_s, d_uj as f64 / (t1 - t0) as f64 / 1000.0)
+            })
+        })
+        .collect()
+}
+
+/// The node's power per component, as people group it: CPU packages (summed), DRAM
+/// (summed), the platform (psys) and each GPU. Parts of a package (`core`, `uncore`) are in
+/// the package already and left out.
+pub fn components(s: &Samples) -> Vec<(String, Vec<(f64, f64)>)> {
+    let channels = channels_of_header(&s.columns);
+    let summed = |kind: ChannelKind| -> Vec<(f64, f64)> {
+        let series: Vec<Vec<(f64, f64)>> = channels
+            .iter()
+            .filter(|c| channel_kind(c) == kind)
+            .map(|c| channel_power(s, c))
+            .collect();
+        sum_aligned(&series)
+    };
+    let mut out = Vec::new();
+    for (name, kind) in [
+        ("CPU packages", ChannelKind::Package),
+        ("DRAM", ChannelKind::Dram),
+        ("platform (psys)", ChannelKind::Platform),
+    ] {
+        let points = summed(kind);
+        if !points.is_empty() {
+            out.push((name.to_string(), points));
+        }
+    }
+    for gpu in channels
+        .iter()
+        .filter(|c| channel_kind(c) == ChannelKind::Gpu)
+    {
+        let short: String = gpu.trim_start_matches("nvml:").chars().take(12).collect();
+        out.push((format!("GPU {short}"), channel_power(s, gpu)));
+    }
+    out
+}
+
+/// Series over the same sample intervals, added point by point (only where all have one).
+fn sum_aligned(series: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
+    let Some(first) = series.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .filter_map(|(t, w)| {
+            let rest = series[1..].iter().map(|other| {
+                other
+                    .iter()
+                    .find(|(u, _)| (u - t).abs() < 1e-6)
+                    .map(|(_, v)| *v)
+            });
+            rest.sum::<Option<f64>>().map(|r| (*t, w + r))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn power_from_counter_deltas_and_components_summed() {
+        let text = "time_unix_ms,rapl:package-0:energy_uj,rapl:package-0:raw,rapl:package-1:energy_uj,rapl:package-1:raw,rapl:package-0/core:energy_uj,rapl:package-0/core:raw\n\
+                    1000,0,0,0,0,0,0\n\
+                    2000,30000000,0,10000000,0,5000000,0\n\
+                    4000,90000000,0,30000000,0,9000000,0\n";
+        let s = Samples::parse(text).unwrap();
+        assert_eq!(
+            channel_power(&s, "rapl:package-0"),
+            [(1.5, 30.0), (3.0, 30.0)]
+        );
+        let parts = components(&s);
+        assert_eq!(parts.len(), 1, "core is inside package-0: {parts:?}");
+        assert_eq!(parts[0].0, "CPU packages");
+        assert_eq!(parts[0].1, [(1.5, 40.0), (3.0, 40.0)]);
+    }
+}
