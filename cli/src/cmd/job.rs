@@ -114,7 +114,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
 }
 
 /// The node's wall energy over the job's window (its first to its last sample).
-fn add_wall(
+pub fn add_wall(
     rec: &NodeRecording,
     report: &mut NodeReport,
     map: &ChannelMap,
