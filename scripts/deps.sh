@@ -2,7 +2,7 @@
 # Debian packages needed to build aipm and run its tests: Slurm's headers and libclang for
 # the plugin's bindgen, and the Slurm daemons and munge for the local test cluster.
 set -euo pipefail
-pkgs="libslurm-dev libclang-dev slurmctld slurmd slurm-client munge"
+pkgs="libslurm-dev libclang-dev slurmctld slurmd slurm-client slurmdbd mariadb-server munge"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
