@@ -113,6 +113,8 @@ fn nightly_export_of_two_users_jobs_with_sacct_state_and_admin_comment() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // A run's window is [since, now): let the second in which the jobs ended pass.
+    std::thread::sleep(Duration::from_millis(1100));
     let tmp = tempfile::Builder::new()
         .prefix("aipm-export-")
         .tempdir_in("/var/tmp")
