@@ -3,7 +3,7 @@
 # the plugin's bindgen, the Slurm daemons and munge for the local test cluster, and a font
 # for the text of PNG plots.
 set -euo pipefail
-pkgs="libslurm-dev libclang-dev slurmctld slurmd slurm-client munge fonts-dejavu-core"
+pkgs="libslurm-dev libclang-dev slurmctld slurmd slurm-client slurmdbd mariadb-server munge fonts-dejavu-core"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cmd;
+pub mod export;
 pub mod legacy;
 pub mod omegawatt;
 pub mod output;
@@ -33,6 +34,8 @@ pub enum Command {
     Omegawatt(cmd::omegawatt::Args),
     Simulate(cmd::simulate::Args),
     Doctor(cmd::doctor::Args),
+    Export(cmd::export::Args),
+    SlurmComment(cmd::slurm_comment::Args),
 }
 
 /// Run a command; `Ok` carries the exit code (1 when nothing was found).
@@ -45,5 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Omegawatt(args) => cmd::omegawatt::run(args, &mut stdout),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Doctor(args) => cmd::doctor::run(args, &mut stdout),
+        Command::Export(args) => cmd::export::run(args, &mut stdout),
+        Command::SlurmComment(args) => cmd::slurm_comment::run(args, &mut stdout),
     }
 }

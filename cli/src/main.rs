@@ -12,9 +12,18 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // `aipm-analyze job 1 | head` must not end in an error.
+            let broken_pipe =
+                |kind: Option<std::io::ErrorKind>| kind == Some(std::io::ErrorKind::BrokenPipe);
             if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                broken_pipe(c.downcast_ref::<std::io::Error>().map(|io| io.kind()))
+                    || broken_pipe(
+                        c.downcast_ref::<serde_json::Error>()
+                            .and_then(|j| j.io_error_kind()),
+                    )
+                    || broken_pipe(c.downcast_ref::<csv::Error>().and_then(|c| match c.kind() {
+                        csv::ErrorKind::Io(io) => Some(io.kind()),
+                        _ => None,
+                    }))
             }) {
                 return ExitCode::SUCCESS;
             }

@@ -16,6 +16,9 @@
 #   AIPM_NVML_STANDIN=/abs/libaipm_nvml_standin.so      stand-in NVML for the 2 simulated GPUs
 #   AIPM_SIM_GPU0_WATTS=300                              power of simulated GPU 0
 #   NO_INSTALL=1                        skip apt-get
+#
+# Slurm accounting is real: MariaDB (started by hand, socket only) and slurmdbd, so that
+# sacct and sacctmgr work as on a production cluster.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +34,12 @@ STANDIN=${AIPM_NVML_STANDIN:-$target/debug/libaipm_nvml_standin.so}
 NVML_DIR=$SLURM_DIR/nvml
 GPU0_W=${AIPM_SIM_GPU0_WATTS:-300}
 PLUGIN_DEST=/usr/local/lib/aipm/libaipm_spank.so
-TEST_USER=aipmtest
+TEST_USERS="aipmtest aipmtest2"
+DB_DIR=$SLURM_DIR/mysql
+DB_SOCKET=/run/mysqld/mysqld.sock
+DB_PID=/run/mysqld/aipm-mariadb.pid
+EPILOG=$SLURM_DIR/epilog-slurmctld.sh
+CONTRIB=$here/../../contrib
 
 log() { echo "[cluster] $*" >&2; }
 
@@ -58,7 +66,7 @@ stop_pidfile() { # stop_pidfile NAME FILE
 install_packages() {
 	[ "${NO_INSTALL:-0}" = 1 ] && return 0
 	local missing=""
-	for p in munge slurmctld slurmd slurm-client libslurm-dev libclang-dev perl; do
+	for p in munge slurmctld slurmd slurm-client slurmdbd mariadb-server libslurm-dev libclang-dev perl; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 	done
 	[ -z "$missing" ] && return 0
@@ -102,7 +110,9 @@ ProctrackType=$proctrack
 TaskPlugin=$task
 JobAcctGatherType=$gather
 JobAcctGatherFrequency=30
-AccountingStorageType=accounting_storage/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+EpilogSlurmctld=$EPILOG
 JobCompType=jobcomp/filetxt
 JobCompLoc=$LOG/jobcomp.txt
 SelectType=select/cons_tres
@@ -128,6 +138,29 @@ ConstrainRAMSpace=yes
 ConstrainDevices=no
 CONF
 	echo 'include /etc/slurm/plugstack.conf.d/*.conf' > /etc/slurm/plugstack.conf
+	# slurmdbd refuses a configuration file others can read (it holds the DB password).
+	install -m 0600 /dev/null /etc/slurm/slurmdbd.conf
+	cat > /etc/slurm/slurmdbd.conf <<CONF
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=127.0.0.1
+SlurmUser=root
+DebugLevel=info
+LogFile=$LOG/slurmdbd.log
+PidFile=$SLURM_DIR/slurmdbd.pid
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageLoc=slurm_acct_db
+StorageUser=slurm
+StoragePass=aipmtest
+CONF
+	# The controller's epilog stores each recorded job's energy in its AdminComment, as an
+	# admin would set it up (contrib/aipm-epilog-slurmctld.sh), with this build's binary.
+	cat > "$EPILOG" <<SH
+#!/bin/sh
+AIPM_ANALYZE=$ANALYZE AIPM_EPILOG_LOG=$LOG/epilog-slurmctld.log exec $CONTRIB/aipm-epilog-slurmctld.sh
+SH
+	chmod 0755 "$EPILOG"
 	log "node=$host cpus=$cpus mem=${mem}M $proctrack"
 }
 
@@ -181,16 +214,46 @@ start_munge() {
 	wait_for 10 sh -c 'munge -n | unmunge' || { log "munge does not work"; exit 1; }
 }
 
+start_mariadb() {
+	if [ -f "$DB_PID" ] && kill -0 "$(cat "$DB_PID")" 2>/dev/null; then return 0; fi
+	install -d -o mysql -g mysql -m 0755 /run/mysqld
+	if [ ! -d "$DB_DIR/mysql" ]; then
+		install -d -o mysql -g mysql -m 0700 "$DB_DIR"
+		mariadb-install-db --user=mysql --datadir="$DB_DIR" --auth-root-authentication-method=socket >"$LOG/mariadb-install.log" 2>&1
+	fi
+	# No TCP: slurmdbd reaches it through the socket ("localhost"). It runs as mysql: its pid
+	# and log files live where mysql may write.
+	setsid /usr/sbin/mariadbd --user=mysql --datadir="$DB_DIR" --socket="$DB_SOCKET" \
+		--pid-file="$DB_PID" --skip-networking --log-error="$DB_DIR/error.log" \
+		</dev/null >/dev/null 2>&1 &
+	wait_for 30 mariadb --socket="$DB_SOCKET" -e 'select 1' || { log "mariadb not up"; tail "$DB_DIR/error.log"; exit 1; }
+	mariadb --socket="$DB_SOCKET" -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+		CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'aipmtest';
+		GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
+}
+
+start_slurmdbd() {
+	slurmdbd
+	wait_for 60 sacctmgr -n show cluster || { log "slurmdbd not up"; tail "$LOG/slurmdbd.log"; exit 1; }
+	sacctmgr -n -P show cluster format=cluster | grep -qx aipm || sacctmgr -i add cluster aipm >/dev/null
+}
+
 do_start() {
 	local t0=$SECONDS
 	install_packages
 	stop_daemons
 	write_config
 	install_plugin
-	id "$TEST_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/bash "$TEST_USER"
+	for u in $TEST_USERS; do
+		id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/bash "$u"
+	done
 	start_simulator
 	start_gpus
 	start_munge
+	start_mariadb
+	log "mariadb up at $(( SECONDS - t0 ))s"
+	start_slurmdbd
+	log "slurmdbd up at $(( SECONDS - t0 ))s"
 	slurmctld
 	wait_for 30 scontrol ping || { log "slurmctld not up"; tail "$LOG/slurmctld.log"; exit 1; }
 	slurmd
@@ -201,11 +264,13 @@ do_start() {
 stop_daemons() {
 	stop_pidfile slurmd "$SLURM_DIR/slurmd.pid"
 	stop_pidfile slurmctld "$SLURM_DIR/slurmctld.pid"
+	stop_pidfile slurmdbd "$SLURM_DIR/slurmdbd.pid"
 }
 
 do_stop() {
 	stop_daemons
 	stop_pidfile simulator "$SLURM_DIR/sim.pid"
+	stop_pidfile mariadb "$DB_PID"
 	stop_pidfile munged /run/munge/munged.pid
 	rm -f /etc/slurm/plugstack.conf.d/aipm.conf
 }

@@ -216,7 +216,7 @@ fn job_chart(
 }
 
 /// The node's wall energy over the job's window (its first to its last sample).
-fn add_wall(
+pub fn add_wall(
     rec: &NodeRecording,
     report: &mut NodeReport,
     map: &ChannelMap,

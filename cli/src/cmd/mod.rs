@@ -1,8 +1,10 @@
 //! One module per subcommand, each owning its arguments.
 
 pub mod doctor;
+pub mod export;
 pub mod job;
 pub mod jobs;
 pub mod omegawatt;
 pub mod record;
 pub mod simulate;
+pub mod slurm_comment;

@@ -1,0 +1,346 @@
+//! `aipm-analyze export`: append each finished job's figures to its user's CSV, once.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::export::columns::{Layout, RowContext, Wall};
+use crate::export::comment::{comment_text, set_admin_comment};
+use crate::export::parse_span;
+use crate::export::sacct::{jobs_between, Accounting};
+use crate::export::summary::JobSummary;
+use crate::export::userfile::ExportDir;
+use crate::omegawatt::channels::ChannelMap;
+use crate::omegawatt::days::parse_time;
+use crate::output::{write_json, Format};
+use crate::report::NodeReport;
+use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
+
+/// Append one row per finished job to DIR/<user>.csv, for a daily cron or timer.
+///
+/// Jobs are those that ended in the window (`--since/--until`, or the `--last` span up to
+/// now), with their state and times from `sacct` where Slurm accounting exists, and their
+/// energy from the recordings. A job already in its user's file is never written again, so
+/// overlapping windows are safe and a killed run is completed by the next one. A job whose
+/// recording or wall data is not there yet waits for it, up to `--grace`, then is written
+/// with its `wall` column saying `missing`. Each file belongs to its user, mode 0600.
+///
+/// Example (cron, as root): `aipm-analyze export --dir /srv/aipm/per-user --last 3d`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory of the per-user files (created if missing; must not be writable by others).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Jobs that ended at or after this time (2023-11-01, 2023-11-01 08:00, RFC 3339, Unix s).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "last")]
+    pub since: Option<i64>,
+    /// Jobs that ended before this time [default: now].
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "last")]
+    pub until: Option<i64>,
+    /// Jobs that ended in this span before now: 12h, 1d, 3d [default: 1d when no --since].
+    #[arg(long, value_name = "SPAN", value_parser = parse_span)]
+    pub last: Option<i64>,
+    /// Only this user's jobs.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Columns: aipm's (units in the header) or the Lab IA's exact layout.
+    #[arg(long, value_enum, default_value_t = Layout::Aipm)]
+    pub layout: Layout,
+    /// How long after its end a job may wait for its recording's end or its wall data;
+    /// then it is written with what is there.
+    #[arg(long, value_name = "SPAN", value_parser = parse_span, default_value = "2d")]
+    pub grace: i64,
+    /// Where the job list comes from: sacct (Slurm accounting), the spool, or sacct when it
+    /// works and the spool otherwise.
+    #[arg(long, value_enum, default_value_t = Source::Auto)]
+    pub jobs_from: Source,
+    /// Also store each written job's summary in Slurm (`sacct -o AdminComment`).
+    #[arg(long)]
+    pub slurm_comment: bool,
+    /// Spool directory [default: from /etc/slurm/plugstack.conf.d, else /var/spool/aipm].
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Channel map of the wall meters (as for `job`): adds wall energy, and jobs wait for it.
+    #[arg(long, value_name = "FILE")]
+    pub wall_map: Option<PathBuf>,
+    /// The wall meters' per-second cache (`omegawatt index`), read first.
+    #[arg(long, value_name = "DIR", requires = "wall_map")]
+    pub wall_cache: Option<PathBuf>,
+    /// Directory of the wall meters' daily archives, for days the cache does not hold.
+    #[arg(long, value_name = "DIR", requires = "wall_map")]
+    pub wall_archives: Option<PathBuf>,
+    /// Local hour at which the wall meters' archives close a day.
+    #[arg(long, value_name = "HOUR", default_value_t = 7)]
+    pub rotation_hour: u32,
+    /// Carbon intensity in gCO2e/kWh, as for `job`.
+    #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
+    pub intensity: f64,
+    /// Power usage effectiveness, at least 1.
+    #[arg(long, value_name = "PUE", default_value_t = 1.0)]
+    pub pue: f64,
+    /// Output format of what was done (table or json).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    Auto,
+    Sacct,
+    Spool,
+}
+
+/// A finished job to export, as Slurm (or the spool) lists it.
+struct Candidate {
+    job_id: u32,
+    state: String,
+    start_ms: Option<u64>,
+    end_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct UserOutcome {
+    pub file: String,
+    pub written: Vec<String>,
+    pub already: usize,
+    pub waiting: Vec<String>,
+    pub repaired_bytes: usize,
+    pub error: Option<String>,
+}
+
+pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    if !(args.intensity >= 0.0 && args.pue >= 1.0) {
+        anyhow::bail!("--intensity must be at least 0 and --pue at least 1");
+    }
+    let now_ms = aipm_recording::time::now_unix_ms();
+    let now = (now_ms / 1000) as i64;
+    let (since, until) = match (args.since, args.last) {
+        (Some(s), _) => (s, args.until.unwrap_or(now)),
+        (None, last) => (now - last.unwrap_or(86_400), now),
+    };
+    if since >= until {
+        anyhow::bail!("--since must be before --until");
+    }
+    let spool = resolve_spool(args.spool.clone());
+    let (candidates, source) = candidates(&args, &spool, since, until)?;
+    let map = match &args.wall_map {
+        Some(path) => Some(ChannelMap::load(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    if map.is_some() && args.wall_cache.is_none() && args.wall_archives.is_none() {
+        anyhow::bail!("--wall-map needs --wall-cache DIR or --wall-archives DIR (or both)");
+    }
+    let grace_ms = args.grace.max(0) as u64 * 1000;
+    let wall = crate::omegawatt::wall::WallSource {
+        cache: args.wall_cache.clone(),
+        archives: args.wall_archives.clone(),
+    };
+    let g_co2e_per_j = args.intensity * args.pue / 3.6e6;
+
+    // Per user: the rows to write (by end time), the jobs that wait, and the summaries.
+    type Pending = (Vec<(u64, Vec<String>, JobSummary)>, Vec<String>, u32, u32);
+    let mut by_user: BTreeMap<String, Pending> = BTreeMap::new();
+    for c in candidates {
+        let Some(recordings) = recordings_of(&spool, c.job_id)? else {
+            continue; // not recorded: nothing to export
+        };
+        let mut reports: Vec<NodeReport> =
+            recordings.iter().map(NodeReport::from_recording).collect();
+        if let (Some(map), true) = (&map, wall.cache.is_some() || wall.archives.is_some()) {
+            for (rec, report) in recordings.iter().zip(reports.iter_mut()) {
+                if let Err(e) = super::job::add_wall(rec, report, map, &wall, args.rotation_hour) {
+                    report.notes.push(format!("no wall data: {e:#}"));
+                }
+            }
+        }
+        let Some(summary) = JobSummary::new(&recordings, &reports) else {
+            continue;
+        };
+        if args.user.as_deref().is_some_and(|u| u != summary.user) {
+            continue;
+        }
+        let end_ms = c.end_ms.or(summary.end_ms).unwrap_or(now_ms);
+        let in_grace = now_ms < end_ms + grace_ms;
+        let entry = by_user
+            .entry(summary.user.clone())
+            .or_insert_with(|| (Vec::new(), Vec::new(), summary.uid, summary.gid));
+        let wall = match (&map, summary.wall_j) {
+            (None, _) => Wall::NotAsked,
+            (Some(_), Some(_)) => Wall::Complete,
+            (Some(_), None) => Wall::Missing,
+        };
+        if in_grace && (summary.end_ms.is_none() || wall == Wall::Missing) {
+            entry.1.push(summary.job.clone());
+            continue;
+        }
+        let cx = RowContext {
+            state: &c.state,
+            start_ms: c.start_ms.unwrap_or(summary.start_ms),
+            end_ms: c.end_ms.or(summary.end_ms),
+            wall,
+            g_co2e_per_j,
+        };
+        let row = args.layout.row(&summary, &cx);
+        entry.0.push((end_ms, row, summary));
+    }
+
+    let dir = ExportDir::open(&args.dir)?;
+    let mut kill_after = std::env::var("AIPM_TEST_KILL_AFTER_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut outcomes: BTreeMap<String, UserOutcome> = BTreeMap::new();
+    let mut failed = false;
+    for (user, (mut rows, waiting, uid, gid)) in by_user {
+        rows.sort_by_key(|(end, row, _)| (*end, row[args.layout.job_column()].clone()));
+        let mut outcome = UserOutcome {
+            file: dir.path().join(format!("{user}.csv")).display().to_string(),
+            waiting,
+            ..UserOutcome::default()
+        };
+        let result = (|| -> anyhow::Result<()> {
+            let mut file = dir.user_file(&user, uid, gid, args.layout)?;
+            outcome.repaired_bytes = file.repaired_bytes;
+            let (new, old): (Vec<_>, Vec<_>) = rows
+                .into_iter()
+                .partition(|(_, row, _)| !file.exported.contains(&row[args.layout.job_column()]));
+            outcome.already = old.len();
+            let lines: Vec<Vec<String>> = new.iter().map(|(_, row, _)| row.clone()).collect();
+            if !lines.is_empty() {
+                file.append(&lines, &mut kill_after)?;
+            }
+            for (_, _, summary) in &new {
+                outcome.written.push(summary.job.clone());
+                if args.slurm_comment {
+                    // The CSV is written: a comment that fails is a warning, not a lost row.
+                    if let Err(e) = set_admin_comment(&summary.job, &comment_text(summary)) {
+                        eprintln!("aipm-analyze: warning: {e:#}");
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("aipm-analyze: {user}: {e:#}");
+            outcome.error = Some(format!("{e:#}"));
+            failed = true;
+        }
+        outcomes.insert(user, outcome);
+    }
+
+    match args.format {
+        Format::Json => write_json(
+            out,
+            &serde_json::json!({ "jobs_from": source, "since": since, "until": until, "users": outcomes }),
+        )?,
+        _ => {
+            writeln!(
+                out,
+                "export of jobs ended {} .. {} (jobs from {source})",
+                aipm_recording::time::format_utc(since as u64 * 1000),
+                aipm_recording::time::format_utc(until as u64 * 1000)
+            )?;
+            for (user, o) in &outcomes {
+                writeln!(
+                    out,
+                    "{user:<12} {} written, {} already there, {} waiting{}{}  {}",
+                    o.written.len(),
+                    o.already,
+                    o.waiting.len(),
+                    if o.repaired_bytes > 0 {
+                        format!(", a cut last line of {} bytes removed", o.repaired_bytes)
+                    } else {
+                        String::new()
+                    },
+                    o.error
+                        .as_ref()
+                        .map(|e| format!(", FAILED: {e}"))
+                        .unwrap_or_default(),
+                    o.file
+                )?;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The finished jobs of the window, from sacct or from the spool; and which it was.
+fn candidates(
+    args: &Args,
+    spool: &std::path::Path,
+    since: i64,
+    until: i64,
+) -> anyhow::Result<(Vec<Candidate>, &'static str)> {
+    if args.jobs_from != Source::Spool {
+        match jobs_between(since, until, args.user.as_deref()) {
+            Accounting::Jobs(jobs) => {
+                let list = jobs
+                    .into_iter()
+                    .filter(|j| j.is_finished() && j.end.is_some_and(|e| e >= since && e < until))
+                    .map(|j| Candidate {
+                        job_id: j.job_id,
+                        state: j.state,
+                        start_ms: j.start.map(|s| s as u64 * 1000),
+                        end_ms: j.end.map(|e| e as u64 * 1000),
+                    })
+                    .collect();
+                return Ok((list, "sacct"));
+            }
+            Accounting::Unavailable(why) if args.jobs_from == Source::Sacct => {
+                anyhow::bail!("--jobs-from sacct: {why}")
+            }
+            Accounting::Unavailable(why) => {
+                eprintln!(
+                    "aipm-analyze: no Slurm accounting ({why}): jobs from the spool, state unknown"
+                );
+            }
+        }
+    }
+    let mut ids: Vec<u32> = std::fs::read_dir(spool)
+        .map_err(|e| anyhow::anyhow!("listing {}: {e}; pass --spool DIR", spool.display()))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    let mut list = Vec::new();
+    for id in ids {
+        let Some(recordings) = recordings_of(spool, id)? else {
+            continue;
+        };
+        // Without Slurm's word, a job has ended when every node's recording has.
+        let ends: Option<Vec<u64>> = recordings.iter().map(|r| r.meta.end_unix_ms).collect();
+        let Some(end) = ends.and_then(|e| e.into_iter().max()) else {
+            continue;
+        };
+        if (end / 1000) as i64 >= since && ((end / 1000) as i64) < until {
+            list.push(Candidate {
+                job_id: id,
+                state: String::new(),
+                start_ms: None,
+                end_ms: Some(end),
+            });
+        }
+    }
+    Ok((list, "spool"))
+}
+
+/// The recordings of exactly this job id (not the other tasks of an array it heads).
+fn recordings_of(spool: &std::path::Path, id: u32) -> anyhow::Result<Option<Vec<NodeRecording>>> {
+    Ok(match find_job(spool, JobRef::Job(id)) {
+        Ok(Lookup::Found(recs)) => {
+            let recs: Vec<_> = recs.into_iter().filter(|r| r.meta.job_id == id).collect();
+            (!recs.is_empty()).then_some(recs)
+        }
+        Ok(Lookup::NotFound(_)) => None,
+        Err(e) => {
+            eprintln!("aipm-analyze: job {id}: {e:#}");
+            None
+        }
+    })
+}

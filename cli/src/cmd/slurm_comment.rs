@@ -1,0 +1,82 @@
+//! `aipm-analyze slurm-comment JOBID`: the job's energy into Slurm's accounting, for
+//! `sacct -o AdminComment`; meant for `EpilogSlurmctld` (contrib/aipm-epilog-slurmctld.sh).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::export::comment::{comment_text, set_admin_comment};
+use crate::export::parse_span;
+use crate::export::summary::JobSummary;
+use crate::report::NodeReport;
+use crate::spool::{find_job, resolve_spool, JobRef, Lookup};
+
+/// Store a job's energy summary in Slurm, where `sacct -o AdminComment` shows it.
+///
+/// Writes `aipm:v1 energy_wh=… cpu_wh=… dram_wh=… gpu_wh=… tag=exclusive|shared` with
+/// `sacctmgr -i modify job where jobid=JOBID set AdminComment=…` (needs slurmdbd, and to run
+/// as root or SlurmUser). Waits up to --wait for the recording to be finished on every node.
+/// Exit codes: 0 stored (or printed), 1 no finished recording, 2 error. From an epilog, run
+/// it through contrib/aipm-epilog-slurmctld.sh, which never fails or delays the job.
+///
+/// Example: `aipm-analyze slurm-comment 1234`, `aipm-analyze slurm-comment 1234 --print`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Job id (1234, or 1234_5 for an array task) [default: $SLURM_JOB_ID].
+    #[arg(value_name = "JOBID")]
+    pub job: Option<JobRef>,
+    /// Only print the summary; store nothing.
+    #[arg(long)]
+    pub print: bool,
+    /// How long to wait for the recording to be finished (the sampler writes its end about
+    /// a second after the job's last task).
+    #[arg(long, value_name = "SPAN", value_parser = parse_span, default_value = "10s")]
+    pub wait: i64,
+    /// Spool directory [default: from /etc/slurm/plugstack.conf.d, else /var/spool/aipm].
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+}
+
+pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let job = match args.job {
+        Some(job) => job,
+        None => std::env::var("SLURM_JOB_ID")
+            .map_err(|_| anyhow::anyhow!("give a JOBID (SLURM_JOB_ID is not set)"))?
+            .parse::<JobRef>()
+            .map_err(anyhow::Error::msg)?,
+    };
+    let spool = resolve_spool(args.spool);
+    let deadline = Instant::now() + Duration::from_secs(args.wait.max(0) as u64);
+    let recordings = loop {
+        let found = match find_job(&spool, job)? {
+            Lookup::Found(recs) => match job {
+                JobRef::Job(id) => recs.into_iter().filter(|r| r.meta.job_id == id).collect(),
+                JobRef::ArrayTask { .. } => recs,
+            },
+            Lookup::NotFound(_) => Vec::new(),
+        };
+        let finished = !found.is_empty() && found.iter().all(|r| r.meta.end_unix_ms.is_some());
+        if finished {
+            break found;
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "aipm-analyze: no finished recording of job {job} in {}",
+                spool.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
+    let Some(summary) = JobSummary::new(&recordings, &reports) else {
+        return Ok(ExitCode::from(1));
+    };
+    let text = comment_text(&summary);
+    if !args.print {
+        set_admin_comment(&summary.job, &text)?;
+    }
+    writeln!(out, "{text}")?;
+    Ok(ExitCode::SUCCESS)
+}

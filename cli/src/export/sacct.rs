@@ -1,0 +1,112 @@
+//! Finished jobs, their state and times, from Slurm's accounting (`sacct`), where it exists.
+
+use std::process::Command;
+
+/// One job as `sacct -X` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SacctJob {
+    /// The id the job's spool directory is named by (`JobIDRaw`).
+    pub job_id: u32,
+    /// `1234` or `1234_5` (`JobID`).
+    pub job: String,
+    pub user: String,
+    /// `COMPLETED`, `FAILED`, `CANCELLED by 0`, `TIMEOUT`, `OUT_OF_MEMORY`, ...
+    pub state: String,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+impl SacctJob {
+    /// Slurm is done with the job: it will not run again as this record.
+    pub fn is_finished(&self) -> bool {
+        let first = self.state.split_whitespace().next().unwrap_or("");
+        !matches!(
+            first,
+            "" | "PENDING" | "RUNNING" | "REQUEUED" | "RESIZING" | "SUSPENDED" | "REQUEUE_HOLD"
+        ) && self.end.is_some()
+    }
+}
+
+#[derive(Debug)]
+pub enum Accounting {
+    Jobs(Vec<SacctJob>),
+    /// No accounting here (no `sacct`, or `accounting_storage/none`): why, in words.
+    Unavailable(String),
+}
+
+const FIELDS: &str = "JobIDRaw,JobID,User,State,Start,End";
+
+/// Jobs that ran at some time in `[since, until)` (Unix seconds), of every user (as root).
+pub fn jobs_between(since: i64, until: i64, user: Option<&str>) -> Accounting {
+    let fmt = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
+    let mut cmd = Command::new("sacct");
+    cmd.args(["-X", "-n", "-P", "-o", FIELDS])
+        .args(["-S", &fmt(since), "-E", &fmt(until)])
+        // Times as Unix seconds, and -S/-E read as UTC: no time zone guesswork.
+        .env("SLURM_TIME_FORMAT", "%s")
+        .env("TZ", "UTC");
+    match user {
+        Some(u) => cmd.args(["-u", u]),
+        None => cmd.arg("-a"),
+    };
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) => return Accounting::Unavailable(format!("sacct: {e}")),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || stdout.contains("accounting storage is disabled") {
+        let why = stderr.trim().lines().chain(stdout.lines()).next();
+        return Accounting::Unavailable(format!(
+            "sacct: {}",
+            why.unwrap_or("failed without a message")
+        ));
+    }
+    Accounting::Jobs(parse(&stdout))
+}
+
+/// `sacct -X -n -P -o JobIDRaw,JobID,User,State,Start,End` with `SLURM_TIME_FORMAT=%s`.
+/// Lines that do not read as a job (warnings) are skipped.
+pub fn parse(text: &str) -> Vec<SacctJob> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split('|').collect();
+            if f.len() != 6 {
+                return None;
+            }
+            let time = |s: &str| s.trim().parse::<i64>().ok().filter(|&t| t > 0);
+            Some(SacctJob {
+                job_id: f[0].trim().parse().ok()?,
+                job: f[1].trim().to_string(),
+                user: f[2].trim().to_string(),
+                state: f[3].trim().to_string(),
+                start: time(f[4]),
+                end: time(f[5]),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sacct_lines_with_unix_times() {
+        let text = "12|12|alice|COMPLETED|1700000000|1700000100\n\
+                    13|13|bob|CANCELLED by 0|1700000000|1700000050\n\
+                    15|14_1|bob|RUNNING|1700000000|Unknown\n\
+                    sacct: warning: something\n";
+        let jobs = parse(text);
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(jobs[1].state, "CANCELLED by 0");
+        assert!(jobs[0].is_finished() && jobs[1].is_finished());
+        assert_eq!((jobs[2].job_id, jobs[2].job.as_str()), (15, "14_1"));
+        assert_eq!(jobs[2].end, None);
+        assert!(!jobs[2].is_finished());
+    }
+}

@@ -1,0 +1,17 @@
+#!/bin/sh
+# EpilogSlurmctld for aipm: stores each recorded job's energy in its AdminComment, so that
+#   sacct -j JOBID -o JobID,State,AdminComment%80
+# shows `aipm:v1 energy_wh=… cpu_wh=… dram_wh=… gpu_wh=… tag=exclusive`.
+#
+#   install -m 0755 contrib/aipm-epilog-slurmctld.sh /usr/local/lib/aipm/
+#   slurm.conf:  EpilogSlurmctld=/usr/local/lib/aipm/aipm-epilog-slurmctld.sh
+#
+# Needs slurmdbd, and the spool readable from the controller (a shared spool, or the
+# controller is a node). It never fails or delays the job: the work runs detached, bounded
+# by `timeout`, and this script exits 0 at once. Jobs without a recording are left alone.
+ANALYZE=${AIPM_ANALYZE:-/usr/local/bin/aipm-analyze}
+LOGFILE=${AIPM_EPILOG_LOG:-/dev/null}
+[ -n "${SLURM_JOB_ID:-}" ] || exit 0
+setsid timeout 60 "$ANALYZE" slurm-comment "$SLURM_JOB_ID" --wait 20s \
+	</dev/null >>"$LOGFILE" 2>&1 &
+exit 0
