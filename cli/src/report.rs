@@ -25,6 +25,8 @@ pub struct NodeReport {
     /// CPU time over allocated CPUs × duration.
     pub cpu_efficiency: Option<f64>,
     pub peak_mem_bytes: Option<u64>,
+    /// Memory allocated to the job on the node (what it asked for), when Slurm tracks it.
+    pub mem_alloc_bytes: Option<u64>,
     /// `exclusive` (the node's energy is the job's) or `shared` (the job's share of it).
     pub attribution: &'static str,
     /// The job's CPU package and DRAM energy, nested zones never counted twice.
@@ -177,6 +179,7 @@ impl NodeReport {
             cpu_time_s,
             cpu_efficiency,
             peak_mem_bytes,
+            mem_alloc_bytes: meta.mem_alloc_bytes,
             attribution: attribution.tag.as_str(),
             job_cpu_j: attribution.job_total_uj(ChannelKind::Package) / 1e6,
             job_dram_j: attribution.job_total_uj(ChannelKind::Dram) / 1e6,
@@ -206,6 +209,36 @@ fn notes(
     let m = &rec.meta;
     let st = &m.sampler;
     let mut notes = Vec::new();
+    // Far less memory used than allocated: memory others could have had.
+    let peak = rec
+        .samples
+        .values(MEM_PEAK_COLUMN)
+        .chain(rec.samples.values(MEM_COLUMN))
+        .max();
+    if let (Some(alloc), Some(peak)) = (m.mem_alloc_bytes, peak) {
+        if peak * 4 < alloc && alloc - peak >= 1 << 30 {
+            notes.push(format!(
+                "the job used at most {} of the {} it was allocated on this node ({:.0}%): ask for less (--mem) so that others can use it",
+                crate::output::bytes(peak),
+                crate::output::bytes(alloc),
+                100.0 * peak as f64 / alloc as f64
+            ));
+        }
+    }
+    // Gaps: periods with no sample at all (the node stalled, the sampler was stopped).
+    let times: Vec<u64> = rec.samples.values(TIME_COLUMN).collect();
+    let gaps: Vec<u64> = times
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .filter(|d| m.period_ms > 0 && *d > 3 * m.period_ms)
+        .collect();
+    if !gaps.is_empty() {
+        notes.push(format!(
+            "{} gap(s) in the samples, {:.1} s in all: energy is counted across them, but the power curve is not known there",
+            gaps.len(),
+            gaps.iter().map(|d| d - m.period_ms).sum::<u64>() as f64 / 1000.0
+        ));
+    }
     if m.end_unix_ms.is_none() {
         notes.push("the recording has no end: the job still runs, or its sampler was killed (figures stop at the last sample)".into());
     }

@@ -37,6 +37,10 @@ pub struct Meta {
     pub partition: Option<String>,
     /// CPUs allocated to the job on this node.
     pub cpus: Option<u32>,
+    /// Memory allocated to the job on this node (what it asked for), when Slurm tracks it.
+    /// Added after the first release: absent in older files.
+    #[serde(default)]
+    pub mem_alloc_bytes: Option<u64>,
     /// GPUs allocated to the job on this node, as Slurm lists them.
     pub gpus: Vec<String>,
     pub start_unix_ms: u64,
@@ -92,6 +96,7 @@ impl Default for Meta {
             node: String::new(),
             partition: None,
             cpus: None,
+            mem_alloc_bytes: None,
             gpus: Vec::new(),
             start_unix_ms: 0,
             start_utc: String::new(),

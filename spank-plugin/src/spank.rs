@@ -64,6 +64,21 @@ impl Spank {
         (rc == sys::ESPANK_SUCCESS).then_some(value)
     }
 
+    /// Memory allocated to the job on this node, in MB (Slurm's MiB), when Slurm tracks it.
+    pub fn job_alloc_mem_mb(&self) -> Option<u64> {
+        let mut value: u64 = 0;
+        // SAFETY: S_JOB_ALLOC_MEM takes one `uint64_t *` per spank.h; `value` lives across the
+        // call and the handle is valid during the hook.
+        let rc = unsafe {
+            sys::spank_get_item(
+                self.raw,
+                sys::spank_item::S_JOB_ALLOC_MEM,
+                &mut value as *mut u64,
+            )
+        };
+        (rc == sys::ESPANK_SUCCESS && value > 0).then_some(value)
+    }
+
     pub fn job_id(&self) -> Option<u32> {
         self.item_u32(sys::spank_item::S_JOB_ID)
     }

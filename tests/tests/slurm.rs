@@ -129,9 +129,14 @@ fn a_users_job_is_recorded_with_its_ids_ownership_samples_and_cpu_time() {
 fn aipm_analyze_job_reads_the_recording_back_in_every_format() {
     let _g = shared();
     let cluster = cluster();
-    let job = sbatch(None, &["--energy-profile=250ms"], "sleep 1.5").unwrap();
+    let job = sbatch(None, &["--energy-profile=250ms", "--mem=3G"], "sleep 1.5").unwrap();
     assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
-    finished_meta(cluster, job, Duration::from_secs(5));
+    let meta = finished_meta(cluster, job, Duration::from_secs(5));
+    assert_eq!(
+        meta.mem_alloc_bytes,
+        Some(3 << 30),
+        "what the job asked for"
+    );
     let id = job.to_string();
 
     let table = cluster.analyze(&["job", &id]);
@@ -161,6 +166,32 @@ fn aipm_analyze_job_reads_the_recording_back_in_every_format() {
         .unwrap();
     let watts = package["node_mean_power_w"].as_f64().unwrap();
     assert!((watts - SIM_PACKAGE_W).abs() < 2.0, "{watts} W");
+    // `sleep` used a few MiB of the 3 GiB it asked for: the report says so.
+    let notes = node["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("of the 3.0 GiB it was allocated on this node")),
+        "{notes:?}"
+    );
+
+    // Its plot: a PNG of the stated size.
+    let png = std::env::temp_dir().join(format!("aipm-e2e-{job}.png"));
+    let plot = cluster.analyze(&[
+        "job",
+        &id,
+        "--plot",
+        png.to_str().unwrap(),
+        "--plot-size",
+        "800x400",
+    ]);
+    assert!(plot.status.success(), "{plot:?}");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!((be(16), be(20)), (800, 400));
+    std::fs::remove_file(&png).unwrap();
 
     let csv = cluster.analyze(&["job", &id, "--format", "csv"]);
     assert!(

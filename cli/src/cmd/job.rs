@@ -358,10 +358,11 @@ fn write_table(reports: &[NodeReport], units: Units, out: &mut impl Write) -> an
             _ => "not recorded (no job cgroup)".into(),
         };
         writeln!(out, "  CPU time      {cpu}")?;
-        let mem = r
-            .peak_mem_bytes
-            .map(bytes)
-            .unwrap_or_else(|| "not recorded".into());
+        let mem = match (r.peak_mem_bytes, r.mem_alloc_bytes) {
+            (Some(peak), Some(alloc)) => format!("{} of {} allocated", bytes(peak), bytes(alloc)),
+            (Some(peak), None) => bytes(peak),
+            _ => "not recorded".into(),
+        };
         writeln!(out, "  Peak memory   {mem}")?;
         if r.energy.is_empty() {
             writeln!(out, "  Energy        no energy source on this node")?;
