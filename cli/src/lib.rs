@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cmd;
+pub mod compare;
 pub mod export;
 pub mod legacy;
 pub mod omegawatt;
@@ -30,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     Job(cmd::job::Args),
     Jobs(cmd::jobs::Args),
+    Compare(cmd::compare::Args),
+    Report(cmd::report::Args),
     Record(cmd::record::Args),
     Omegawatt(cmd::omegawatt::Args),
     Simulate(cmd::simulate::Args),
@@ -44,6 +47,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Job(args) => cmd::job::run(args, &mut stdout),
         Command::Jobs(args) => cmd::jobs::run(args, &mut stdout),
+        Command::Compare(args) => cmd::compare::run(args, &mut stdout),
+        Command::Report(args) => cmd::report::run(args, &mut stdout),
         Command::Record(args) => cmd::record::run(args, &mut stdout),
         Command::Omegawatt(args) => cmd::omegawatt::run(args, &mut stdout),
         Command::Simulate(args) => cmd::simulate::run(args),

@@ -221,6 +221,50 @@ fn read_job_dir(dir: &Path) -> anyhow::Result<Vec<NodeRecording>> {
     Ok(recordings)
 }
 
+/// Every recording of `node` in the spool that overlaps `[from_ms, to_ms)`, readable by this
+/// user (others' are skipped: `compare` is an admin's view, run as root), by start time.
+pub fn node_recordings(
+    spool: &Path,
+    node: &str,
+    from_ms: u64,
+    to_ms: u64,
+) -> anyhow::Result<Vec<NodeRecording>> {
+    let node_name = layout::NodeName::new(node).map_err(anyhow::Error::msg)?;
+    let entries = std::fs::read_dir(spool).with_context(|| {
+        format!(
+            "listing {}; pass --spool DIR or set AIPM_SPOOL",
+            spool.display()
+        )
+    })?;
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let meta_path = dir.join(layout::meta_file_name(&node_name));
+        let Ok(text) = std::fs::read_to_string(&meta_path) else {
+            continue;
+        };
+        let Ok(meta) = Meta::from_json(&text) else {
+            continue;
+        };
+        // A recording without an end may still run, or ended with its node: read it to see.
+        let ends_before = meta.end_unix_ms.is_some_and(|end| end < from_ms);
+        if meta.start_unix_ms >= to_ms || ends_before {
+            continue;
+        }
+        let samples_path = dir.join(layout::samples_file_name(&node_name));
+        let Ok(samples) = Samples::read(&samples_path) else {
+            continue;
+        };
+        found.push(NodeRecording {
+            meta,
+            samples,
+            samples_path,
+        });
+    }
+    found.sort_by_key(|r| (r.meta.start_unix_ms, r.meta.job_id));
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

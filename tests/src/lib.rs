@@ -98,9 +98,15 @@ impl Cluster {
 
     /// `aipm-analyze ARGS` against the test spool.
     pub fn analyze(&self, args: &[&str]) -> Output {
+        self.analyze_with_env(args, &[])
+    }
+
+    /// `aipm-analyze ARGS` against the test spool, with more environment (`TZ`).
+    pub fn analyze_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(self.bin_dir.join("aipm-analyze"))
             .args(args)
             .env("AIPM_SPOOL", &self.spool)
+            .envs(env.iter().copied())
             .output()
             .expect("running aipm-analyze")
     }

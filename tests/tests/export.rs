@@ -246,3 +246,156 @@ fn nightly_export_of_two_users_jobs_with_sacct_state_and_admin_comment() {
         "no recording, no comment"
     );
 }
+
+/// Start and end of a finished job in Unix seconds, once slurmdbd has them.
+fn accounted_window(job: u32) -> (i64, i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("sacct")
+            .args(["-X", "-n", "-P", "-j", &job.to_string(), "-o", "Start,End"])
+            .env("SLURM_TIME_FORMAT", "%s")
+            .output()
+            .expect("sacct");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let times: Vec<i64> = text
+            .trim()
+            .split('|')
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        if let [start, end] = times[..] {
+            return (start, end);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sacct never gave job {job}'s end: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A wall-meter archive of 6 plugs, plug 1 at 200 W and plug 2 at 100 W, over `[from, to)`,
+/// named after the day (UTC, closed at 07:00) it belongs to; split at 07:00 if it crosses it.
+fn wall_archives(cluster: &Cluster, dir: &Path, from: i64, to: i64) {
+    use chrono::{Duration as Days, TimeZone, Utc};
+    let archive_date =
+        |t: i64| (Utc.timestamp_opt(t, 0).unwrap() - Days::hours(7)).date_naive() + Days::days(1);
+    let boundary = |t: i64| {
+        archive_date(t)
+            .and_hms_opt(7, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp()
+    };
+    let mut start = from;
+    while start < to {
+        let end = boundary(start).min(to);
+        let name = archive_date(start).format("%m_%d_%Y_USB0.zip").to_string();
+        let out = cluster.analyze(&[
+            "omegawatt",
+            "generate",
+            "--plugs",
+            "6",
+            "--rate",
+            "20",
+            "--start",
+            &start.to_string(),
+            "--seconds",
+            &(end - start).to_string(),
+            "--power",
+            "1=200",
+            "--power",
+            "2=100",
+            "--zip",
+            dir.join(name).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        start = end;
+    }
+}
+
+#[test]
+fn a_job_without_a_recording_is_reported_from_accounting_with_its_wall_energy() {
+    let _g = shared();
+    let cluster = cluster();
+    let job = sbatch(None, &[], "sleep 2").unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    let (start, end) = accounted_window(job);
+    assert!(!cluster.job_dir(job).exists(), "not recorded");
+
+    let tmp = tempfile::tempdir().unwrap();
+    wall_archives(cluster, tmp.path(), start - 10, end + 10);
+    let map = tmp.path().join("channels.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "[nodes.{}]\nport = \"USB0\"\nchannels = [1, 2]\n",
+            node_name()
+        ),
+    )
+    .unwrap();
+    let id = job.to_string();
+    let args = [
+        "job",
+        &id,
+        "--wall-map",
+        map.to_str().unwrap(),
+        "--wall-archives",
+        tmp.path().to_str().unwrap(),
+    ];
+    let out = cluster.analyze_with_env(
+        &[&args[..], &["--format", "json"]].concat(),
+        &[("TZ", "UTC")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["state"], "COMPLETED");
+    assert_eq!(report["user"], "root");
+    let node = &report["nodes"][0];
+    assert_eq!(node["node"], node_name());
+    let expected_j = 300.0 * (end - start) as f64;
+    let wall_j = node["wall_energy_j"].as_f64().unwrap();
+    assert!(
+        (wall_j - expected_j).abs() < 0.001 * expected_j,
+        "{wall_j} J, expected {expected_j} J"
+    );
+    assert!(report["notes"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("no aipm recording of this job"));
+
+    let table = cluster.analyze_with_env(&args, &[("TZ", "UTC")]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("not recorded by aipm") && text.contains("Wh over"),
+        "{text}"
+    );
+}
+
+#[test]
+fn jobs_filters_by_the_state_slurm_gave() {
+    let _g = shared();
+    let cluster = cluster();
+    let job = sbatch(None, &["--energy-profile=500ms"], "sleep 1; exit 3").unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "FAILED");
+    let (start, _) = accounted_window(job);
+    let from = (start - 1).to_string();
+    let listed = |state: &str| -> Vec<serde_json::Value> {
+        let out = cluster.analyze(&[
+            "jobs", "--user", "root", "--from", &from, "--state", state, "--format", "json",
+        ]);
+        if out.status.code() == Some(1) {
+            eprintln!("{state}: {}", String::from_utf8_lossy(&out.stderr));
+            return Vec::new(); // nothing matches
+        }
+        assert!(out.status.success(), "{out:?}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["jobs"].as_array().unwrap().clone()
+    };
+    let failed = listed("failed,timeout");
+    let line = failed
+        .iter()
+        .find(|l| l["job_id"] == job)
+        .unwrap_or_else(|| panic!("job {job} not listed: {failed:?}"));
+    assert_eq!(line["state"], "FAILED");
+    assert!(!listed("COMPLETED").iter().any(|l| l["job_id"] == job));
+}

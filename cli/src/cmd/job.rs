@@ -105,12 +105,34 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let Some(job) = args.job else {
         anyhow::bail!("give a JOBID, or --legacy DIR");
     };
-    let spool = resolve_spool(args.spool);
+    let spool = resolve_spool(args.spool.clone());
+    let wall = match &args.wall_map {
+        Some(map) => {
+            if args.wall_cache.is_none() && args.wall_archives.is_none() {
+                anyhow::bail!("--wall-map needs --wall-cache DIR or --wall-archives DIR (or both)");
+            }
+            let source = WallSource {
+                cache: args.wall_cache.clone(),
+                archives: args.wall_archives.clone(),
+            };
+            Some((ChannelMap::load(map).map_err(anyhow::Error::msg)?, source))
+        }
+        None => None,
+    };
     let recordings = match find_job(&spool, job)? {
         Lookup::Found(recordings) => recordings,
         Lookup::NotFound(message) => {
-            eprintln!("aipm-analyze: {message}");
-            return Ok(ExitCode::from(1));
+            let wall = wall.as_ref().map(|(m, s)| (m, s));
+            return match super::unrecorded::report(&job.to_string(), wall, args.rotation_hour)? {
+                Ok(report) => {
+                    super::unrecorded::print(&report, args.format, args.units, out)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    eprintln!("aipm-analyze: {message}; {why}");
+                    Ok(ExitCode::from(1))
+                }
+            };
         }
     };
     if let Some(path) = &args.plot {
@@ -118,21 +140,13 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     }
     let mut reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
     let mut wall_power: Vec<Vec<(f64, f64)>> = vec![Vec::new(); recordings.len()];
-    if let Some(map) = &args.wall_map {
-        if args.wall_cache.is_none() && args.wall_archives.is_none() {
-            anyhow::bail!("--wall-map needs --wall-cache DIR or --wall-archives DIR (or both)");
-        }
-        let source = WallSource {
-            cache: args.wall_cache.clone(),
-            archives: args.wall_archives.clone(),
-        };
-        let map = ChannelMap::load(map).map_err(anyhow::Error::msg)?;
+    if let Some((map, source)) = &wall {
         for ((rec, report), power) in recordings
             .iter()
             .zip(reports.iter_mut())
             .zip(wall_power.iter_mut())
         {
-            *power = add_wall(rec, report, &map, &source, args.rotation_hour)?;
+            *power = add_wall(rec, report, map, source, args.rotation_hour)?;
         }
     }
     if !(args.intensity >= 0.0 && args.pue >= 1.0) {

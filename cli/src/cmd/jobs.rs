@@ -31,6 +31,10 @@ pub struct Args {
     /// Spool directory [default: from /etc/slurm/plugstack.conf.d, else /var/spool/aipm].
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
+    /// Only jobs in these Slurm states (COMPLETED, FAILED, TIMEOUT, CANCELLED,
+    /// OUT_OF_MEMORY…; comma-separated), as Slurm's accounting (`sacct`) gives them.
+    #[arg(long, value_name = "STATE,STATE", value_delimiter = ',')]
+    pub state: Vec<String>,
     /// Carbon intensity in gCO2e/kWh, as for `job`.
     #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
     pub intensity: f64,
@@ -45,6 +49,8 @@ pub struct JobLine {
     pub job_id: u32,
     pub name: Option<String>,
     pub user: String,
+    /// Slurm's state of the job, when --state asked accounting.
+    pub state: Option<String>,
     pub nodes: usize,
     pub start_utc: String,
     pub start_unix_ms: u64,
@@ -58,7 +64,7 @@ pub struct JobLine {
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let spool = resolve_spool(args.spool);
+    let spool = resolve_spool(args.spool.clone());
     let mut ids: Vec<u32> = std::fs::read_dir(&spool)
         .map_err(|e| {
             anyhow::anyhow!(
@@ -70,6 +76,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
     ids.sort_unstable();
+    let states = slurm_states(&args)?;
     let mut lines: BTreeMap<(u64, u32), JobLine> = BTreeMap::new();
     for id in ids {
         // Other users' jobs are unreadable: they are not listed.
@@ -94,6 +101,14 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         if !in_window || args.user.as_deref().is_some_and(|u| u != meta.user) {
             continue;
         }
+        let state = states.as_ref().and_then(|s| s.get(&id).cloned());
+        if states.is_some()
+            && !state
+                .as_deref()
+                .is_some_and(|s| wanted_state(&args.state, s))
+        {
+            continue;
+        }
         let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
         let sum = |f: fn(&NodeReport) -> f64| reports.iter().map(f).fold(0.0, |a, b| a + b);
         let (cpu_j, dram_j, gpu_j) = (
@@ -109,6 +124,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 job_id: id,
                 name: meta.job_name.clone(),
                 user: meta.user.clone(),
+                state,
                 nodes: reports.len(),
                 start_utc: aipm_recording::time::format_utc(start_ms),
                 start_unix_ms: start_ms,
@@ -150,6 +166,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 "job",
                 "name",
                 "user",
+                "state",
                 "nodes",
                 "start_utc",
                 "duration_s",
@@ -165,6 +182,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                     l.job.clone(),
                     l.name.clone().unwrap_or_default(),
                     l.user.clone(),
+                    l.state.clone().unwrap_or_default(),
                     l.nodes.to_string(),
                     l.start_utc.clone(),
                     format!("{:.3}", l.duration_s),
@@ -195,7 +213,10 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                         .chars()
                         .take(16)
                         .collect::<String>(),
-                    l.user,
+                    match &l.state {
+                        Some(state) => format!("{} {state}", l.user),
+                        None => l.user.clone(),
+                    },
                     l.start_utc,
                     l.duration_s,
                     joules(l.total_j),
@@ -205,4 +226,33 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Slurm's state of every job of the window, when `--state` asks for it.
+fn slurm_states(args: &Args) -> anyhow::Result<Option<std::collections::HashMap<u32, String>>> {
+    use crate::export::sacct::{jobs_between, Accounting};
+    if args.state.is_empty() {
+        return Ok(None);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // sacct lists jobs that ran in the window; a job that started in it may end later, and
+    // one that ended this very second is missed by an end bound of now: look a minute ahead.
+    let from = args.from.unwrap_or(0);
+    let until = now.max(args.to.unwrap_or(now)) + 60;
+    match jobs_between(from, until, args.user.as_deref()) {
+        Accounting::Jobs(jobs) => Ok(Some(
+            jobs.into_iter().map(|j| (j.job_id, j.state)).collect(),
+        )),
+        Accounting::Unavailable(why) => {
+            anyhow::bail!("--state needs Slurm's accounting, which is not available here ({why})")
+        }
+    }
+}
+
+/// `CANCELLED by 0` is CANCELLED; states compare without case.
+fn wanted_state(wanted: &[String], state: &str) -> bool {
+    let first = state.split_whitespace().next().unwrap_or("");
+    wanted.iter().any(|w| w.eq_ignore_ascii_case(first))
 }

@@ -69,6 +69,87 @@ pub fn jobs_between(since: i64, until: i64, user: Option<&str>) -> Accounting {
     Accounting::Jobs(parse(&stdout))
 }
 
+/// One job as accounting knows it, with the nodes it ran on: for a job aipm did not record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountedJob {
+    pub job: SacctJob,
+    pub nodes: Vec<String>,
+}
+
+/// `sacct -j JOB` (`1234` or `1234_5`): `Ok(None)` when accounting does not know it.
+pub fn one_job(job: &str) -> Result<Option<AccountedJob>, String> {
+    let out = Command::new("sacct")
+        .args([
+            "-X",
+            "-n",
+            "-P",
+            "-o",
+            "JobIDRaw,JobID,User,State,Start,End,NodeList",
+        ])
+        .args(["-j", job])
+        .env("SLURM_TIME_FORMAT", "%s")
+        .output()
+        .map_err(|e| format!("sacct: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || stdout.contains("accounting storage is disabled") {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr.trim().lines().chain(stdout.lines()).next();
+        return Err(format!(
+            "sacct: {}",
+            why.unwrap_or("failed without a message")
+        ));
+    }
+    Ok(stdout.lines().find_map(|line| {
+        let (fields, nodes) = line.rsplit_once('|')?;
+        let job = parse(fields).pop()?;
+        Some(AccountedJob {
+            job,
+            nodes: expand_hostlist(nodes.trim()),
+        })
+    }))
+}
+
+/// Slurm's host list `n[01-03,7],gpu5` as names: `n01 n02 n03 n7 gpu5`. `None assigned` (a
+/// job that never ran) is no node.
+pub fn expand_hostlist(list: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = list;
+    while !rest.is_empty() {
+        // One item: up to a comma outside brackets.
+        let mut depth = 0;
+        let end = rest
+            .char_indices()
+            .find(|(_, c)| {
+                match c {
+                    '[' => depth += 1,
+                    ']' => depth -= 1,
+                    _ => {}
+                }
+                *c == ',' && depth == 0
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        let item = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+        match item.split_once('[') {
+            Some((prefix, ranges)) => {
+                let ranges = ranges.trim_end_matches(']');
+                for range in ranges.split(',') {
+                    let (a, b) = range.split_once('-').unwrap_or((range, range));
+                    let (Ok(from), Ok(to)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+                        continue;
+                    };
+                    for n in from..=to {
+                        names.push(format!("{prefix}{n:0width$}", width = a.len()));
+                    }
+                }
+            }
+            None if item.is_empty() || item.contains(' ') => {}
+            None => names.push(item.to_string()),
+        }
+    }
+    names
+}
+
 /// `sacct -X -n -P -o JobIDRaw,JobID,User,State,Start,End` with `SLURM_TIME_FORMAT=%s`.
 /// Lines that do not read as a job (warnings) are skipped.
 pub fn parse(text: &str) -> Vec<SacctJob> {
@@ -94,6 +175,16 @@ pub fn parse(text: &str) -> Vec<SacctJob> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_lists() {
+        assert_eq!(
+            expand_hostlist("n[01-03,7],gpu5"),
+            ["n01", "n02", "n03", "n7", "gpu5"]
+        );
+        assert_eq!(expand_hostlist("vm"), ["vm"]);
+        assert!(expand_hostlist("None assigned").is_empty());
+    }
 
     #[test]
     fn sacct_lines_with_unix_times() {

@@ -1,0 +1,424 @@
+//! `aipm-analyze report --user U --month YYYY-MM`: one user's month, for people: totals, the
+//! jobs that used the most energy, what could be done better, emissions. Markdown or HTML.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{Local, NaiveDate, TimeZone};
+
+use crate::export::summary::JobSummary;
+use crate::report::NodeReport;
+use crate::spool::{find_job, resolve_spool, JobRef, Lookup};
+
+/// A user's month: total energy and its split, the top jobs by energy, efficiency notes, and
+/// emissions, as Markdown or HTML (for a mail or an intranet page).
+///
+/// Example: `aipm-analyze report --user alice --month 2026-10 -o alice-2026-10.html`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The user, as Slurm names them.
+    #[arg(long, value_name = "USER")]
+    pub user: String,
+    /// The month, YYYY-MM (local time); jobs that started in it.
+    #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
+    pub month: NaiveDate,
+    /// md or html [default: from the -o file's extension, else md].
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// How many of the most energy-hungry jobs to list.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    /// Carbon intensity of the electricity, gCO2e per kWh [default: 475, the world average
+    /// of 2019 (IEA); use your grid's figure].
+    #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
+    pub intensity: f64,
+    /// Power usage effectiveness of the data centre, at least 1.
+    #[arg(long, value_name = "PUE", default_value_t = 1.0)]
+    pub pue: f64,
+    /// Spool directory of the recordings [default: from /etc/slurm/plugstack.conf.d, else
+    /// /var/spool/aipm]. Also read from $AIPM_SPOOL.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Html,
+}
+
+fn parse_month(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(&format!("{}-01", text.trim()), "%Y-%m-%d")
+        .map_err(|_| format!("expected a month as YYYY-MM, such as 2026-10, got {text:?}"))
+}
+
+/// The month's summary, ready to render.
+struct Month {
+    user: String,
+    label: String,
+    jobs: Vec<JobSummary>,
+    grams_per_j: f64,
+    top: usize,
+}
+
+pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    if !(args.intensity >= 0.0 && args.pue >= 1.0) {
+        anyhow::bail!("--intensity must be at least 0 and --pue at least 1");
+    }
+    let format = match (args.format, &args.output) {
+        (Some(f), _) => f,
+        (None, Some(path)) if path.extension().is_some_and(|e| e == "html" || e == "htm") => {
+            ReportFormat::Html
+        }
+        _ => ReportFormat::Md,
+    };
+    let start = local_ms(args.month)?;
+    let next = args
+        .month
+        .checked_add_months(chrono::Months::new(1))
+        .context("a month after that one")?;
+    let end = local_ms(next)?;
+    let spool = resolve_spool(args.spool.clone());
+    let jobs = month_jobs(&spool, &args.user, start, end)?;
+    if jobs.is_empty() {
+        eprintln!(
+            "aipm-analyze: no recorded job of {} started in {} (spool {})",
+            args.user,
+            args.month.format("%Y-%m"),
+            spool.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let month = Month {
+        user: args.user.clone(),
+        label: args.month.format("%B %Y").to_string(),
+        jobs,
+        grams_per_j: args.intensity * args.pue / 3.6e6,
+        top: args.top,
+    };
+    let text = match format {
+        ReportFormat::Md => markdown(&month),
+        ReportFormat::Html => html(&month),
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => out.write_all(text.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn local_ms(date: NaiveDate) -> anyhow::Result<u64> {
+    let midnight = date.and_hms_opt(0, 0, 0).context("midnight")?;
+    let t = Local
+        .from_local_datetime(&midnight)
+        .earliest()
+        .context("midnight does not exist in the local time zone")?;
+    Ok(t.timestamp_millis().max(0) as u64)
+}
+
+/// The user's recorded jobs that started in `[start, end)` ms, by energy, largest first.
+fn month_jobs(
+    spool: &std::path::Path,
+    user: &str,
+    start: u64,
+    end: u64,
+) -> anyhow::Result<Vec<JobSummary>> {
+    let mut ids: Vec<u32> = std::fs::read_dir(spool)
+        .with_context(|| {
+            format!(
+                "listing {}; pass --spool DIR or set AIPM_SPOOL",
+                spool.display()
+            )
+        })?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    let mut jobs = Vec::new();
+    for id in ids {
+        let Ok(Lookup::Found(recordings)) = find_job(spool, JobRef::Job(id)) else {
+            continue;
+        };
+        // `find_job` of an array's id gives every task: keep this directory's job only.
+        let recordings: Vec<_> = recordings
+            .into_iter()
+            .filter(|r| r.meta.job_id == id)
+            .collect();
+        let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
+        let Some(summary) = JobSummary::new(&recordings, &reports) else {
+            continue;
+        };
+        if summary.user == user && (start..end).contains(&summary.start_ms) {
+            jobs.push(summary);
+        }
+    }
+    jobs.sort_by(|a, b| b.total_j().total_cmp(&a.total_j()));
+    Ok(jobs)
+}
+
+fn wh(j: f64) -> String {
+    if j >= 3.6e6 {
+        format!("{:.2} kWh", j / 3.6e6)
+    } else {
+        format!("{:.1} Wh", j / 3600.0)
+    }
+}
+
+fn hours(s: f64) -> String {
+    format!("{:.1} h", s / 3600.0)
+}
+
+/// The lines of advice for the month, each with the jobs it is about.
+fn advice(m: &Month) -> Vec<String> {
+    let mut lines = Vec::new();
+    let low_cpu: Vec<&JobSummary> = m
+        .jobs
+        .iter()
+        .filter(|j| j.cpu_usage_pct.is_some_and(|p| p < 50.0) && j.duration_s() >= 600.0)
+        .collect();
+    if !low_cpu.is_empty() {
+        lines.push(format!(
+            "{} job(s) of 10 minutes or more used less than half of their CPUs (such as {}): ask for fewer CPUs, or use them all.",
+            low_cpu.len(),
+            low_cpu[0].job
+        ));
+    }
+    let idle_gpu: Vec<&JobSummary> = m
+        .jobs
+        .iter()
+        .filter(|j| j.gpus > 0 && j.gpu_util_pct.is_some_and(|u| u < 30.0))
+        .collect();
+    if !idle_gpu.is_empty() {
+        let idle_j: f64 = idle_gpu.iter().map(|j| j.gpu_j).sum();
+        lines.push(format!(
+            "{} job(s) kept their GPUs busy less than 30% of the time on average (such as {}), for {} of GPU energy: a smaller GPU, fewer GPUs, or a CPU job may do.",
+            idle_gpu.len(),
+            idle_gpu[0].job,
+            wh(idle_j)
+        ));
+    }
+    let too_much_mem = m
+        .jobs
+        .iter()
+        .filter(|j| {
+            j.notes
+                .iter()
+                .any(|n| n.contains("it was allocated on this node"))
+        })
+        .count();
+    if too_much_mem > 0 {
+        lines.push(format!(
+            "{too_much_mem} job(s) used less than a quarter of the memory they asked for: a smaller --mem lets more jobs run."
+        ));
+    }
+    let unfinished = m.jobs.iter().filter(|j| j.end_ms.is_none()).count();
+    if unfinished > 0 {
+        lines.push(format!(
+            "{unfinished} job(s) have no end in their recording (still running, or their node stopped): their figures stop at the last sample."
+        ));
+    }
+    lines
+}
+
+struct Totals {
+    cpu_j: f64,
+    dram_j: f64,
+    gpu_j: f64,
+    total_j: f64,
+    node_hours: f64,
+    cpu_hours: f64,
+}
+
+fn totals(m: &Month) -> Totals {
+    let sum = |f: fn(&JobSummary) -> f64| m.jobs.iter().map(f).sum::<f64>();
+    Totals {
+        cpu_j: sum(|j| j.cpu_j),
+        dram_j: sum(|j| j.dram_j),
+        gpu_j: sum(|j| j.gpu_j),
+        total_j: sum(JobSummary::total_j),
+        node_hours: sum(|j| j.duration_s() * j.nodes.len() as f64) / 3600.0,
+        cpu_hours: sum(|j| j.cpu_time_s) / 3600.0,
+    }
+}
+
+fn local_time(ms: u64) -> String {
+    Local
+        .timestamp_millis_opt(ms as i64)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn markdown(m: &Month) -> String {
+    let t = totals(m);
+    let mut s = String::new();
+    let _ = writeln!(s, "# Energy of {}'s jobs, {}\n", m.user, m.label);
+    let _ = writeln!(
+        s,
+        "{} job(s), {:.1} node-hours, {:.1} CPU-hours. Energy measured by aipm (CPU packages, DRAM and GPUs, the job's share on shared nodes):\n",
+        m.jobs.len(),
+        t.node_hours,
+        t.cpu_hours
+    );
+    let _ = writeln!(s, "| | energy | share |\n|---|---:|---:|");
+    for (name, j) in [
+        ("CPU packages", t.cpu_j),
+        ("DRAM", t.dram_j),
+        ("GPUs", t.gpu_j),
+    ] {
+        let _ = writeln!(s, "| {name} | {} | {:.0}% |", wh(j), share(j, t.total_j));
+    }
+    let _ = writeln!(s, "| **total** | **{}** | 100% |\n", wh(t.total_j));
+    let _ = writeln!(
+        s,
+        "Emissions: about {:.0} gCO2e ({:.0} g per kWh, PUE included).\n",
+        t.total_j * m.grams_per_j,
+        m.grams_per_j * 3.6e6
+    );
+    let _ = writeln!(
+        s,
+        "## The {} jobs that used the most energy\n",
+        m.top.min(m.jobs.len())
+    );
+    let _ = writeln!(
+        s,
+        "| job | name | started | duration | nodes | energy | CPU use | GPU use |\n|---|---|---|---:|---:|---:|---:|---:|"
+    );
+    for j in m.jobs.iter().take(m.top) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            j.job,
+            j.name.as_deref().unwrap_or("").replace('|', "\\|"),
+            local_time(j.start_ms),
+            hours(j.duration_s()),
+            j.nodes.len(),
+            wh(j.total_j()),
+            percent(j.cpu_usage_pct),
+            if j.gpus > 0 {
+                percent(j.gpu_util_pct)
+            } else {
+                "no GPU".into()
+            }
+        );
+    }
+    let advice = advice(m);
+    let _ = writeln!(s, "\n## What could be better\n");
+    if advice.is_empty() {
+        let _ = writeln!(s, "Nothing stood out this month.");
+    }
+    for line in advice {
+        let _ = writeln!(s, "- {line}");
+    }
+    s
+}
+
+fn html(m: &Month) -> String {
+    let t = totals(m);
+    let e = escape;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Energy of {}'s jobs, {}</title>\
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em}}td.n{{text-align:right}}</style></head><body>\n",
+        e(&m.user),
+        e(&m.label)
+    );
+    let _ = writeln!(
+        s,
+        "<h1>Energy of {}'s jobs, {}</h1>",
+        e(&m.user),
+        e(&m.label)
+    );
+    let _ = writeln!(
+        s,
+        "<p>{} job(s), {:.1} node-hours, {:.1} CPU-hours. Energy measured by aipm (CPU packages, DRAM and GPUs, the job's share on shared nodes):</p>",
+        m.jobs.len(),
+        t.node_hours,
+        t.cpu_hours
+    );
+    let _ = writeln!(s, "<table><tr><th></th><th>energy</th><th>share</th></tr>");
+    for (name, j) in [
+        ("CPU packages", t.cpu_j),
+        ("DRAM", t.dram_j),
+        ("GPUs", t.gpu_j),
+    ] {
+        let _ = writeln!(
+            s,
+            "<tr><td>{name}</td><td class=\"n\">{}</td><td class=\"n\">{:.0}%</td></tr>",
+            wh(j),
+            share(j, t.total_j)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<tr><th>total</th><th class=\"n\">{}</th><td class=\"n\">100%</td></tr></table>",
+        wh(t.total_j)
+    );
+    let _ = writeln!(
+        s,
+        "<p>Emissions: about {:.0} gCO2e ({:.0} g per kWh, PUE included).</p>",
+        t.total_j * m.grams_per_j,
+        m.grams_per_j * 3.6e6
+    );
+    let _ = writeln!(
+        s,
+        "<h2>The {} jobs that used the most energy</h2>",
+        m.top.min(m.jobs.len())
+    );
+    let _ = writeln!(s, "<table><tr><th>job</th><th>name</th><th>started</th><th>duration</th><th>nodes</th><th>energy</th><th>CPU use</th><th>GPU use</th></tr>");
+    for j in m.jobs.iter().take(m.top) {
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            e(&j.job),
+            e(j.name.as_deref().unwrap_or("")),
+            local_time(j.start_ms),
+            hours(j.duration_s()),
+            j.nodes.len(),
+            wh(j.total_j()),
+            percent(j.cpu_usage_pct),
+            if j.gpus > 0 { percent(j.gpu_util_pct) } else { "no GPU".into() }
+        );
+    }
+    let _ = writeln!(s, "</table>\n<h2>What could be better</h2>");
+    let advice = advice(m);
+    if advice.is_empty() {
+        let _ = writeln!(s, "<p>Nothing stood out this month.</p>");
+    } else {
+        let _ = writeln!(s, "<ul>");
+        for line in advice {
+            let _ = writeln!(s, "<li>{}</li>", e(&line));
+        }
+        let _ = writeln!(s, "</ul>");
+    }
+    let _ = writeln!(s, "</body></html>");
+    s
+}
+
+fn share(part: f64, total: f64) -> f64 {
+    if total > 0.0 {
+        100.0 * part / total
+    } else {
+        0.0
+    }
+}
+
+fn percent(p: Option<f64>) -> String {
+    p.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
