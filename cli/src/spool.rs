@@ -186,7 +186,7 @@ fn read_job_dir(dir: &Path) -> anyhow::Result<Vec<NodeRecording>> {
             anyhow::Error::new(e).context(format!("listing {}", dir.display()))
         }
     })?;
-    let mut recordings = Vec::new();
+    let mut metas = Vec::new();
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
         let Some(node) = layout::node_of_meta_file(&file_name) else {
@@ -201,24 +201,43 @@ fn read_job_dir(dir: &Path) -> anyhow::Result<Vec<NodeRecording>> {
         let meta = Meta::from_json(&text)
             .with_context(|| format!("{}: not an aipm metadata file", meta_path.display()))?;
         let node = layout::NodeName::new(node).map_err(anyhow::Error::msg)?;
-        let samples_path = dir.join(layout::samples_file_name(&node));
-        let samples = match Samples::read(&samples_path) {
-            Ok(samples) => samples,
-            Err(aipm_recording::samples::ReadError::Io { source, .. })
-                if source.kind() == io::ErrorKind::NotFound =>
-            {
-                Samples::default()
-            }
-            Err(e) => return Err(e.into()),
-        };
-        recordings.push(NodeRecording {
-            meta,
-            samples,
-            samples_path,
-        });
+        metas.push((meta, dir.join(layout::samples_file_name(&node))));
     }
+    // A long job's samples are tens of MB per node: the nodes are read in parallel.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = metas.len().div_ceil(threads).max(1);
+    let mut recordings = Vec::new();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = metas
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(read_recording).collect::<Vec<_>>()))
+            .collect();
+        for handle in handles {
+            for recording in handle.join().expect("reading samples does not panic") {
+                recordings.push(recording?);
+            }
+        }
+        Ok(())
+    })?;
     recordings.sort_by(|a, b| a.meta.node.cmp(&b.meta.node));
     Ok(recordings)
+}
+
+fn read_recording((meta, samples_path): &(Meta, PathBuf)) -> anyhow::Result<NodeRecording> {
+    let samples = match Samples::read(samples_path) {
+        Ok(samples) => samples,
+        Err(aipm_recording::samples::ReadError::Io { source, .. })
+            if source.kind() == io::ErrorKind::NotFound =>
+        {
+            Samples::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(NodeRecording {
+        meta: meta.clone(),
+        samples,
+        samples_path: samples_path.clone(),
+    })
 }
 
 /// Every recording of `node` in the spool that overlaps `[from_ms, to_ms)`, readable by this
