@@ -8,9 +8,8 @@ use serde::Serialize;
 
 use crate::compare::{bins, sensor_seconds, Bin};
 use crate::export::parse_span;
-use crate::omegawatt::channels::ChannelMap;
 use crate::omegawatt::days::parse_time;
-use crate::omegawatt::wall::{node_power, node_seconds, WallSource};
+use crate::omegawatt::wall::{node_power, node_seconds};
 use crate::output::{write_json, Format};
 use crate::spool::{node_recordings, resolve_spool};
 
@@ -39,18 +38,9 @@ pub struct Args {
     /// Bin length: 90s, 30m, 1h, 1d.
     #[arg(long, value_name = "SPAN", default_value = "1h", value_parser = parse_span)]
     pub every: i64,
-    /// Channel map of the wall meters (TOML, see `omegawatt node --help`).
-    #[arg(long, value_name = "FILE")]
-    pub wall_map: PathBuf,
-    /// The wall meters' per-second cache (`omegawatt index`), read first.
-    #[arg(long, value_name = "DIR", required_unless_present = "wall_archives")]
-    pub wall_cache: Option<PathBuf>,
-    /// Directory of the daily archives, for days the cache does not hold.
-    #[arg(long, value_name = "DIR")]
-    pub wall_archives: Option<PathBuf>,
-    /// Local hour at which the wall meters' archives close a day.
-    #[arg(long, value_name = "HOUR", default_value_t = 7)]
-    pub rotation_hour: u32,
+    /// The wall meters: --wall-map and --wall-cache or --wall-archives are needed.
+    #[command(flatten)]
+    pub wall: super::wall_args::WallArgs,
     /// Spool directory of the recordings [default: from /etc/slurm/plugstack.conf.d, else
     /// /var/spool/aipm]. Also read from $AIPM_SPOOL.
     #[arg(long, value_name = "DIR")]
@@ -94,10 +84,8 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         crate::plot::format_of(path)?;
     }
     let spool = resolve_spool(args.spool.clone());
-    let map = ChannelMap::load(&args.wall_map).map_err(anyhow::Error::msg)?;
-    let source = WallSource {
-        cache: args.wall_cache.clone(),
-        archives: args.wall_archives.clone(),
+    let Some((map, source)) = args.wall.load()? else {
+        anyhow::bail!("compare needs the wall meters: --wall-map FILE and --wall-cache DIR or --wall-archives DIR");
     };
     let fmt = |t: i64| aipm_recording::time::format_utc(t as u64 * 1000);
     let mut nodes = Vec::new();
@@ -107,7 +95,14 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let recordings =
             node_recordings(&spool, node, args.from as u64 * 1000, args.to as u64 * 1000)?;
         let sensors = sensor_seconds(&recordings, args.from, args.to);
-        let data = node_seconds(node, entry, &source, args.from, args.to, args.rotation_hour)?;
+        let data = node_seconds(
+            node,
+            entry,
+            &source,
+            args.from,
+            args.to,
+            args.wall.rotation_hour,
+        )?;
         let wall: std::collections::BTreeMap<i64, f64> = node_power(&data.rows, &entry.channels)
             .into_iter()
             .map(|(t, w)| (t.floor() as i64, w))

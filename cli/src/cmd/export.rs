@@ -13,7 +13,6 @@ use crate::export::parse_span;
 use crate::export::sacct::{jobs_between, Accounting};
 use crate::export::summary::JobSummary;
 use crate::export::userfile::ExportDir;
-use crate::omegawatt::channels::ChannelMap;
 use crate::omegawatt::days::parse_time;
 use crate::output::{write_json, Format};
 use crate::report::NodeReport;
@@ -63,18 +62,9 @@ pub struct Args {
     /// Spool directory [default: from /etc/slurm/plugstack.conf.d, else /var/spool/aipm].
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
-    /// Channel map of the wall meters (as for `job`): adds wall energy, and jobs wait for it.
-    #[arg(long, value_name = "FILE")]
-    pub wall_map: Option<PathBuf>,
-    /// The wall meters' per-second cache (`omegawatt index`), read first.
-    #[arg(long, value_name = "DIR", requires = "wall_map")]
-    pub wall_cache: Option<PathBuf>,
-    /// Directory of the wall meters' daily archives, for days the cache does not hold.
-    #[arg(long, value_name = "DIR", requires = "wall_map")]
-    pub wall_archives: Option<PathBuf>,
-    /// Local hour at which the wall meters' archives close a day.
-    #[arg(long, value_name = "HOUR", default_value_t = 7)]
-    pub rotation_hour: u32,
+    /// The wall meters (as for `job`): adds wall energy, and jobs wait for it.
+    #[command(flatten)]
+    pub wall: super::wall_args::WallArgs,
     /// Carbon intensity in gCO2e/kWh, as for `job`.
     #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
     pub intensity: f64,
@@ -126,18 +116,8 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     }
     let spool = resolve_spool(args.spool.clone());
     let (candidates, source) = candidates(&args, &spool, since, until)?;
-    let map = match &args.wall_map {
-        Some(path) => Some(ChannelMap::load(path).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
-    if map.is_some() && args.wall_cache.is_none() && args.wall_archives.is_none() {
-        anyhow::bail!("--wall-map needs --wall-cache DIR or --wall-archives DIR (or both)");
-    }
     let grace_ms = args.grace.max(0) as u64 * 1000;
-    let wall = crate::omegawatt::wall::WallSource {
-        cache: args.wall_cache.clone(),
-        archives: args.wall_archives.clone(),
-    };
+    let wall_data = args.wall.load()?;
     let g_co2e_per_j = args.intensity * args.pue / 3.6e6;
 
     // Per user: the rows to write (by end time), the jobs that wait, and the summaries.
@@ -149,9 +129,10 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         };
         let mut reports: Vec<NodeReport> =
             recordings.iter().map(NodeReport::from_recording).collect();
-        if let (Some(map), true) = (&map, wall.cache.is_some() || wall.archives.is_some()) {
+        if let Some((map, source)) = &wall_data {
             for (rec, report) in recordings.iter().zip(reports.iter_mut()) {
-                if let Err(e) = super::job::add_wall(rec, report, map, &wall, args.rotation_hour) {
+                let hour = args.wall.rotation_hour;
+                if let Err(e) = super::job::add_wall(rec, report, map, source, hour) {
                     report.notes.push(format!("no wall data: {e:#}"));
                 }
             }
@@ -167,7 +148,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let entry = by_user
             .entry(summary.user.clone())
             .or_insert_with(|| (Vec::new(), Vec::new(), summary.uid, summary.gid));
-        let wall = match (&map, summary.wall_j) {
+        let wall = match (&wall_data, summary.wall_j) {
             (None, _) => Wall::NotAsked,
             (Some(_), Some(_)) => Wall::Complete,
             (Some(_), None) => Wall::Missing,

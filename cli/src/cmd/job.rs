@@ -45,23 +45,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 
-    /// Channel map of the Omegawatt wall meters (TOML, see `omegawatt node --help`): adds the
-    /// node's energy at the wall over the job's window. Needs --wall-cache or --wall-archives.
-    #[arg(long, value_name = "FILE")]
-    pub wall_map: Option<PathBuf>,
-
-    /// The wall meters' per-second cache (`omegawatt index`), read first.
-    #[arg(long, value_name = "DIR", requires = "wall_map")]
-    pub wall_cache: Option<PathBuf>,
-
-    /// Directory of the wall meters' daily archives (MM_DD_YYYY_USBn.zip), for days the
-    /// cache does not hold.
-    #[arg(long, value_name = "DIR", requires = "wall_map")]
-    pub wall_archives: Option<PathBuf>,
-
-    /// Local hour at which the wall meters' archives close a day.
-    #[arg(long, value_name = "HOUR", default_value_t = 7)]
-    pub rotation_hour: u32,
+    #[command(flatten)]
+    pub wall: super::wall_args::WallArgs,
 
     /// Carbon intensity of the electricity, in gCO2e per kWh, for the emissions estimate
     /// [default: 475, the world average of 2019 (IEA); use your grid's figure].
@@ -106,24 +91,13 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         anyhow::bail!("give a JOBID, or --legacy DIR");
     };
     let spool = resolve_spool(args.spool.clone());
-    let wall = match &args.wall_map {
-        Some(map) => {
-            if args.wall_cache.is_none() && args.wall_archives.is_none() {
-                anyhow::bail!("--wall-map needs --wall-cache DIR or --wall-archives DIR (or both)");
-            }
-            let source = WallSource {
-                cache: args.wall_cache.clone(),
-                archives: args.wall_archives.clone(),
-            };
-            Some((ChannelMap::load(map).map_err(anyhow::Error::msg)?, source))
-        }
-        None => None,
-    };
+    let wall = args.wall.load()?;
     let recordings = match find_job(&spool, job)? {
         Lookup::Found(recordings) => recordings,
         Lookup::NotFound(message) => {
             let wall = wall.as_ref().map(|(m, s)| (m, s));
-            return match super::unrecorded::report(&job.to_string(), wall, args.rotation_hour)? {
+            return match super::unrecorded::report(&job.to_string(), wall, args.wall.rotation_hour)?
+            {
                 Ok(report) => {
                     super::unrecorded::print(&report, args.format, args.units, out)?;
                     Ok(ExitCode::SUCCESS)
@@ -146,7 +120,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             .zip(reports.iter_mut())
             .zip(wall_power.iter_mut())
         {
-            *power = add_wall(rec, report, map, source, args.rotation_hour)?;
+            *power = add_wall(rec, report, map, source, args.wall.rotation_hour)?;
         }
     }
     if !(args.intensity >= 0.0 && args.pue >= 1.0) {

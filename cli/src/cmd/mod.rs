@@ -11,3 +11,4 @@ pub mod report;
 pub mod simulate;
 pub mod slurm_comment;
 pub mod unrecorded;
+pub mod wall_args;

@@ -14,7 +14,7 @@ use crate::omegawatt::days::parse_time;
 use crate::omegawatt::generate::{self, Faults, Profile, Spec};
 use crate::omegawatt::seconds::{summarize, PerSecond};
 use crate::omegawatt::stream::StreamStats;
-use crate::omegawatt::wall::{node_seconds, WallSource};
+use crate::omegawatt::wall::{node_seconds, NodeSeconds, WallSource};
 use crate::output::{write_json, Format};
 
 /// Read Omegawatt wall-meter logs and archives.
@@ -91,6 +91,16 @@ pub struct IndexArgs {
 /// Example: `aipm-analyze omegawatt node n51 --map channels.toml --cache /data/omegawatt-cache --from "2023-11-16 08:00" --to "2023-11-16 20:00"`
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
+    #[command(flatten)]
+    pub window: NodeWindow,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// A node and a time window of its wall data: what `node` and `plot` read.
+#[derive(Debug, clap::Args)]
+pub struct NodeWindow {
     /// Node name, as in the channel map.
     #[arg(value_name = "NODE")]
     pub node: String,
@@ -112,9 +122,30 @@ pub struct NodeArgs {
     /// Local hour at which the archives close a day.
     #[arg(long, value_name = "HOUR", default_value_t = 7)]
     pub rotation_hour: u32,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+}
+
+impl NodeWindow {
+    /// The node's channels and its per-second data over the window.
+    fn read(&self) -> anyhow::Result<(crate::omegawatt::channels::NodeChannels, NodeSeconds)> {
+        if self.to <= self.from {
+            anyhow::bail!("--to must be after --from");
+        }
+        let map = ChannelMap::load(&self.map).map_err(anyhow::Error::msg)?;
+        let entry = map.node(&self.node).map_err(anyhow::Error::msg)?.clone();
+        let source = WallSource {
+            cache: self.cache.clone(),
+            archives: self.archives.clone(),
+        };
+        let data = node_seconds(
+            &self.node,
+            &entry,
+            &source,
+            self.from,
+            self.to,
+            self.rotation_hour,
+        )?;
+        Ok((entry, data))
+    }
 }
 
 /// Draw a node's wall power over a time window (each PSU and their sum) into a PNG or SVG
@@ -123,33 +154,14 @@ pub struct NodeArgs {
 /// Example: `aipm-analyze omegawatt plot n51 --map channels.toml --cache /data/omegawatt-cache --from "2023-11-16 08:00" --to "2023-11-16 20:00" -o n51.png`
 #[derive(Debug, clap::Args)]
 pub struct PlotArgs {
-    /// Node name, as in the channel map.
-    #[arg(value_name = "NODE")]
-    pub node: String,
-    /// Channel map (TOML: [nodes.NAME] port = "USB0", channels = [13, 19]).
-    #[arg(long, value_name = "FILE")]
-    pub map: PathBuf,
-    /// The per-second cache (`omegawatt index`), read first.
-    #[arg(long, value_name = "DIR", required_unless_present = "archives")]
-    pub cache: Option<PathBuf>,
-    /// Directory of the daily archives, for days the cache does not hold.
-    #[arg(long, value_name = "DIR")]
-    pub archives: Option<PathBuf>,
-    /// Start: 2023-11-16 08:00 (local), RFC 3339, or Unix seconds.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    pub from: i64,
-    /// End (excluded), same forms.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    pub to: i64,
+    #[command(flatten)]
+    pub window: NodeWindow,
     /// The image: FILE.png or FILE.svg.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,
     /// Image size in pixels [default: 1200x390].
     #[arg(long, value_name = "WxH", value_parser = crate::plot::parse_size)]
     pub size: Option<crate::plot::Size>,
-    /// Local hour at which the archives close a day.
-    #[arg(long, value_name = "HOUR", default_value_t = 7)]
-    pub rotation_hour: u32,
 }
 
 /// Show what a log or daily archive holds: plugs, time covered, frames and what was skipped.
@@ -568,31 +580,16 @@ struct NodeReport {
 }
 
 fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    if args.to <= args.from {
-        anyhow::bail!("--to must be after --from");
-    }
-    let map = ChannelMap::load(&args.map).map_err(anyhow::Error::msg)?;
-    let entry = map.node(&args.node).map_err(anyhow::Error::msg)?;
-    let source = WallSource {
-        cache: args.cache.clone(),
-        archives: args.archives.clone(),
-    };
-    let data = node_seconds(
-        &args.node,
-        entry,
-        &source,
-        args.from,
-        args.to,
-        args.rotation_hour,
-    )?;
-    let s = summarize(data.rows, &entry.channels, Some(args.from), Some(args.to));
+    let (entry, data) = args.window.read()?;
+    let w = &args.window;
+    let s = summarize(data.rows, &entry.channels, Some(w.from), Some(w.to));
     let fmt = |t: i64| aipm_recording::time::format_utc(t as u64 * 1000);
     let report = NodeReport {
-        node: args.node.clone(),
+        node: w.node.clone(),
         port: entry.port.clone(),
         plugs: entry.channels.clone(),
-        from_utc: fmt(args.from),
-        to_utc: fmt(args.to),
+        from_utc: fmt(w.from),
+        to_utc: fmt(w.to),
         days_cached: data.days_cached,
         archives_read: data.archives_read,
         archives_missing: data.archives_missing,
@@ -600,7 +597,7 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         skipped_frames: data.skipped_frames,
         unreadable_lines: data.unreadable_lines,
         seconds_covered: s.seconds_covered,
-        seconds_uncovered: (args.to - args.from) as u64 - s.seconds_covered,
+        seconds_uncovered: (w.to - w.from) as u64 - s.seconds_covered,
         energy_wh: s.energy_wh,
         mean_w: s.mean_w,
         median_w: s.median_w,
@@ -854,24 +851,9 @@ fn index(args: IndexArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
 
 fn plot(args: PlotArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     use crate::plot::{Chart, Panel, Series, Size};
-    if args.to <= args.from {
-        anyhow::bail!("--to must be after --from");
-    }
     crate::plot::format_of(&args.output)?;
-    let map = ChannelMap::load(&args.map).map_err(anyhow::Error::msg)?;
-    let entry = map.node(&args.node).map_err(anyhow::Error::msg)?;
-    let source = WallSource {
-        cache: args.cache.clone(),
-        archives: args.archives.clone(),
-    };
-    let data = node_seconds(
-        &args.node,
-        entry,
-        &source,
-        args.from,
-        args.to,
-        args.rotation_hour,
-    )?;
+    let (entry, data) = args.window.read()?;
+    let w = &args.window;
     let mut series: Vec<Series> = entry
         .channels
         .iter()
@@ -898,13 +880,13 @@ fn plot(args: PlotArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let chart = Chart {
         title: format!(
             "Wall power of {} ({}), {} to {}",
-            args.node,
+            w.node,
             entry.port,
-            fmt(args.from),
-            fmt(args.to)
+            fmt(w.from),
+            fmt(w.to)
         ),
         panels: vec![Panel {
-            title: format!("{} (Omegawatt, per-second means)", args.node),
+            title: format!("{} (Omegawatt, per-second means)", w.node),
             series,
         }],
     };
