@@ -20,6 +20,8 @@ pub struct NodeReport {
     pub duration_s: f64,
     pub samples: usize,
     pub period_ms: u64,
+    /// Share of the window between the first and the last sample (0 to 1).
+    pub sample_coverage: f64,
     pub cpus: Option<u32>,
     pub cpu_time_s: Option<f64>,
     /// CPU time over allocated CPUs × duration.
@@ -175,6 +177,11 @@ impl NodeReport {
             duration_s,
             samples: s.rows.len(),
             period_ms: meta.period_ms,
+            sample_coverage: if duration_s > 0.0 {
+                (sampled_s / duration_s).min(1.0)
+            } else {
+                0.0
+            },
             cpus: meta.cpus,
             cpu_time_s,
             cpu_efficiency,

@@ -336,9 +336,10 @@ fn write_table(reports: &[NodeReport], units: Units, out: &mut impl Write) -> an
         )?;
         writeln!(
             out,
-            "  Samples       {} every {}",
+            "  Samples       {} every {}, covering {:.0}% of the window",
             r.samples,
-            format_period(std::time::Duration::from_millis(r.period_ms))
+            format_period(std::time::Duration::from_millis(r.period_ms)),
+            r.sample_coverage * 100.0
         )?;
         let cpu = match (r.cpu_time_s, r.cpu_efficiency, r.cpus) {
             (Some(t), Some(e), Some(n)) => format!("{t:.2} s ({:.0}% of {n} CPU(s))", e * 100.0),
@@ -450,7 +451,54 @@ fn write_table(reports: &[NodeReport], units: Units, out: &mut impl Write) -> an
                 }
             )?;
         }
+        let last_of_job = reports.get(i + 1).is_none_or(|next| next.job != r.job);
+        if last_of_job {
+            let nodes: Vec<&NodeReport> = reports.iter().filter(|o| o.job == r.job).collect();
+            if nodes.len() > 1 {
+                write_job_total(&nodes, units, out)?;
+            }
+        }
     }
+    Ok(())
+}
+
+/// The whole job over its nodes.
+fn write_job_total(
+    nodes: &[&NodeReport],
+    units: Units,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let sum = |f: fn(&NodeReport) -> f64| nodes.iter().map(|r| f(r)).sum::<f64>();
+    let (cpu, dram, gpu) = (
+        sum(|r| r.job_cpu_j),
+        sum(|r| r.job_dram_j),
+        sum(|r| r.job_gpu_j),
+    );
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Total over {} nodes: job energy {} (CPU {} + DRAM {} + GPU {})",
+        nodes.len(),
+        units.energy(cpu + dram + gpu),
+        units.energy(cpu),
+        units.energy(dram),
+        units.energy(gpu)
+    )?;
+    let walls: Vec<f64> = nodes
+        .iter()
+        .filter_map(|r| r.wall.as_ref().map(|w| w.energy_j))
+        .collect();
+    if !walls.is_empty() {
+        writeln!(
+            out,
+            "  Wall          {} on {} of {} nodes (whole nodes over the job's window)",
+            units.energy(walls.iter().sum()),
+            walls.len(),
+            nodes.len()
+        )?;
+    }
+    let grams: f64 = nodes.iter().filter_map(|r| r.emissions_g_co2e).sum();
+    writeln!(out, "  Emissions     about {grams:.2} gCO2e")?;
     Ok(())
 }
 
