@@ -223,9 +223,10 @@ fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
     for (i, field) in line.split(',').enumerate() {
         row.push(match field {
             "" if i > 0 => None,
-            f => Some(parse_u64(f).ok_or_else(|| {
-                format!("field {}: expected an integer, found {f:?}", i + 1)
-            })?),
+            f => Some(
+                parse_u64(f)
+                    .ok_or_else(|| format!("field {}: expected an integer, found {f:?}", i + 1))?,
+            ),
         });
     }
     Ok(row)
