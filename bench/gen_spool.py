@@ -9,6 +9,7 @@ gen_spool.py SPOOL month  : jobs 100.., one user's month: 300 one-node jobs of 1
 import json
 import os
 import sys
+import time
 
 GPUS = ["GPU-0a1b2c3d-0000", "GPU-0a1b2c3d-0001"]
 GAUGES = ["power_mw", "util_pct", "mem_used_bytes", "job_procs", "other_procs"]
@@ -24,6 +25,10 @@ def header():
     for g in GPUS:
         cols += [f"nvml:{g}:{n}" for n in GAUGES]
     return ",".join(cols)
+
+
+def utc(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(seconds))
 
 
 def write_job(spool, job_id, user, node, start_s, seconds):
@@ -47,8 +52,8 @@ def write_job(spool, job_id, user, node, start_s, seconds):
         "array_job_id": None, "array_task_id": None, "steps": ["batch"],
         "user": user, "uid": 1000, "gid": 1000, "job_name": "train", "node": node,
         "partition": "gpu", "cpus": 32, "mem_alloc_bytes": 64 << 30, "gpus": GPUS,
-        "start_unix_ms": start_s * 1000, "start_utc": "", "end_unix_ms": (start_s + seconds) * 1000,
-        "end_utc": "", "period_ms": 1000,
+        "start_unix_ms": start_s * 1000, "start_utc": utc(start_s),
+        "end_unix_ms": (start_s + seconds) * 1000, "end_utc": utc(start_s + seconds), "period_ms": 1000,
         "sources": [{"name": "rapl", "status": "found", "detail": "generated", "channels": []}],
         "sampler": {"samples": seconds + 1, "missed_deadlines": 0, "handovers": 0,
                     "read_errors": 0, "write_errors": 0, "counter_wraps": 0, "busy_us": 0},

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Omegawatt read speed on a generated full-rate day: 24 plugs at 100 Hz for 24 h (about
-# 2.4 GB of CSV in one daily zip), read by `aipm-analyze omegawatt summary` (every frame,
-# per-second means of every plug), against the fastest plain inflate of the same archive
-# (`unpigz -c`), and against the Lab IA way (every 100th line, then Python's csv reader for
-# one node). Last line: `omegawatt: parse_s=N inflate_s=N ratio=N peak_rss_mib=N labia_s=N`
-# (`index`, which will also write the Parquet cache, is not built yet: parse_s is its reading part).
+# 2.4 GB of CSV in one daily zip), indexed by `aipm-analyze omegawatt index` (every frame
+# into per-second statistics of every plug, written to the Parquet cache), against the
+# fastest plain inflate of the same archive (`unpigz -c`), and against the Lab IA way (every
+# 100th line, then Python's csv reader for one node); then `omegawatt node` for that day from
+# the cache (median of 5 runs). Last line:
+# `omegawatt: index_s=N inflate_s=N ratio=N peak_rss_mib=N node_ms=N labia_s=N`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/aipm-target}
@@ -15,8 +16,10 @@ for p in pigz time unzip bc; do
 done
 cargo build -q --release -p aipm-analyze
 bin=$CARGO_TARGET_DIR/release/aipm-analyze
-mkdir -p "$WORK"
-zip="$WORK/11_16_2023_USB0.zip"
+mkdir -p "$WORK/archives"
+# Earlier versions kept the archive at the top of $WORK.
+[ -f "$WORK/11_16_2023_USB0.zip" ] && mv "$WORK"/11_16_2023_USB0.zip* "$WORK/archives/"
+zip="$WORK/archives/11_16_2023_USB0.zip"
 if [ ! -f "$zip.$SECONDS_OF_DATA" ]; then
 	echo "generating $SECONDS_OF_DATA s of 24 plugs at 100 Hz ..." >&2
 	powers=()
@@ -33,9 +36,24 @@ now() { date +%s.%N; }
 t0=$(now); unpigz -c "$zip" > /dev/null; t1=$(now)
 inflate_s=$(echo "$t1 - $t0" | bc -l)
 
-/usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$bin" omegawatt summary "$zip" --format csv > "$WORK/summary.csv"
-read -r parse_s peak_kib < "$WORK/time.txt"
-head -3 "$WORK/summary.csv" >&2
+rm -rf "$WORK/cache"
+/usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$bin" omegawatt index --archives "$WORK/archives" \
+	--cache "$WORK/cache" --jobs 1 --force >&2
+read -r index_s peak_kib < "$WORK/time.txt"
+du -sh "$WORK/cache" >&2
+
+# One node's day from the cache: the process from start to exit, median of 5.
+printf '[nodes.n51]\nport = "USB0"\nchannels = [13, 19]\n' > "$WORK/map.toml"
+node_runs=()
+for _ in 1 2 3 4 5; do
+	t0=$(now)
+	TZ=UTC "$bin" omegawatt node n51 --map "$WORK/map.toml" --cache "$WORK/cache" \
+		--from 1700114400 --to 1700200800 --format csv > "$WORK/node.csv"
+	t1=$(now)
+	node_runs+=("$(echo "($t1 - $t0) * 1000" | bc -l)")
+done
+node_ms=$(printf '%s\n' "${node_runs[@]}" | sort -n | sed -n 3p)
+cat "$WORK/node.csv" >&2
 
 # The Lab IA way: keep every 100th line, then Python's csv reader sums one node's 2 plugs.
 t0=$(now)
@@ -59,5 +77,5 @@ PY
 t1=$(now)
 labia_s=$(echo "$t1 - $t0" | bc -l)
 
-printf 'omegawatt: parse_s=%.2f inflate_s=%.2f ratio=%.2f peak_rss_mib=%.0f labia_s=%.2f\n' \
-	"$parse_s" "$inflate_s" "$(echo "$parse_s / $inflate_s" | bc -l)" "$(echo "$peak_kib / 1024" | bc -l)" "$labia_s"
+printf 'omegawatt: index_s=%.2f inflate_s=%.2f ratio=%.2f peak_rss_mib=%.0f node_ms=%.0f labia_s=%.2f\n' \
+	"$index_s" "$inflate_s" "$(echo "$index_s / $inflate_s" | bc -l)" "$(echo "$peak_kib / 1024" | bc -l)" "$node_ms" "$labia_s"

@@ -17,8 +17,8 @@ if [ ! -f "$WORK/ready" ]; then
 	python3 bench/gen_spool.py "$WORK/month" month
 	# The four nodes' PSUs (two each) on plugs 1-8, 07:00 to 07:00, one frame a second.
 	"$bin" omegawatt generate --plugs 12 --rate 1 --seconds 86400 --start 1700118000 \
-		--power 1=300 --power 2=290 --power 3=310 --power 4=300 --power 5=305 --power 6=295 \
-		--power 7=300 --power 8=300 --zip "$WORK/wall/11_17_2023_USB0.zip"
+		--power 1=450 --power 2=440 --power 3=455 --power 4=445 --power 5=450 --power 6=452 \
+		--power 7=447 --power 8=451 --zip "$WORK/wall/11_17_2023_USB0.zip"
 	"$bin" omegawatt index --archives "$WORK/wall" --cache "$WORK/cache" >&2
 	printf '[nodes.n%s]\nport = "USB0"\nchannels = [%s, %s]\n\n' 1 1 2 2 3 4 3 5 6 4 7 8 > "$WORK/map.toml"
 	touch "$WORK/ready"

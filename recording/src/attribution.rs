@@ -102,18 +102,41 @@ impl Attribution {
     }
 }
 
-/// The job's share of a GPU in the period ending at `row`: 1 when no other process used it.
-fn gpu_share(s: &Samples, channel: &str, row: &[Option<u64>]) -> Option<f64> {
-    let gauge = |name: &str| s.column(&format!("{channel}:{name}")).and_then(|c| row[c]);
-    if gauge("other_procs").unwrap_or(0) == 0 {
-        return Some(1.0);
+/// The columns of a GPU's per-process gauges, looked up once per channel.
+struct GpuColumns {
+    other_procs: Option<usize>,
+    job_sm: Option<usize>,
+    other_sm: Option<usize>,
+    job_mem: Option<usize>,
+    other_mem: Option<usize>,
+}
+
+impl GpuColumns {
+    fn of(s: &Samples, channel: &str) -> GpuColumns {
+        let column = |name: &str| s.column(&format!("{channel}:{name}"));
+        GpuColumns {
+            other_procs: column("other_procs"),
+            job_sm: column("job_sm_pct"),
+            other_sm: column("other_sm_pct"),
+            job_mem: column("job_mem_bytes"),
+            other_mem: column("other_mem_bytes"),
+        }
     }
-    let split = |job: Option<u64>, other: Option<u64>| {
-        let (job, other) = (job? as f64, other? as f64);
-        (job + other > 0.0).then(|| job / (job + other))
-    };
-    split(gauge("job_sm_pct"), gauge("other_sm_pct"))
-        .or_else(|| split(gauge("job_mem_bytes"), gauge("other_mem_bytes")))
+
+    /// The job's share of the GPU in the period ending at `row`: 1 when no other process
+    /// used it.
+    fn share(&self, row: &[Option<u64>]) -> Option<f64> {
+        let gauge = |c: Option<usize>| c.and_then(|c| row[c]);
+        if gauge(self.other_procs).unwrap_or(0) == 0 {
+            return Some(1.0);
+        }
+        let split = |job: Option<u64>, other: Option<u64>| {
+            let (job, other) = (job? as f64, other? as f64);
+            (job + other > 0.0).then(|| job / (job + other))
+        };
+        split(gauge(self.job_sm), gauge(self.other_sm))
+            .or_else(|| split(gauge(self.job_mem), gauge(self.other_mem)))
+    }
 }
 
 pub fn attribute(s: &Samples) -> Attribution {
@@ -159,6 +182,7 @@ pub fn attribute(s: &Samples) -> Attribution {
         .map(|channel| {
             let kind = channel_kind(&channel);
             let energy = s.column(&samples::energy_column(&channel));
+            let gpu = (kind == ChannelKind::Gpu).then(|| GpuColumns::of(s, &channel));
             let mut share = ChannelShare {
                 channel,
                 kind,
@@ -177,7 +201,7 @@ pub fn attribute(s: &Samples) -> Attribution {
                 };
                 let d_energy = d_energy as f64;
                 let fraction = match (tag, kind) {
-                    (_, ChannelKind::Gpu) => gpu_share(s, &share.channel, b),
+                    (_, ChannelKind::Gpu) => gpu.as_ref().and_then(|g| g.share(b)),
                     (Tag::Exclusive, _) => Some(1.0),
                     (Tag::Shared, ChannelKind::Dram) => mem_share(b),
                     (Tag::Shared, _) => cpu_share(a, b),

@@ -254,6 +254,12 @@ pub fn add_wall(
             "the wall meter has data for {covered_s:.0} s of the {window_s:.0} s window: its energy covers that part only"
         ));
     }
+    if energy_j > 0.0 && covered_s >= window_s * 0.99 && unseen_j < -0.05 * energy_j {
+        report.notes.push(format!(
+            "the wall meter saw less than RAPL + NVML ({:.0} J against {:.0} J), which cannot be: check the node's channels in the map and their wiring",
+            energy_j, rapl_nvml_j
+        ));
+    }
     if energy_j > 0.0 && covered_s >= window_s * 0.99 && unseen_j > 0.3 * energy_j {
         report.notes.push(format!(
             "RAPL + NVML saw {:.0}% of the wall energy: the rest is power supplies, fans, disks, network",

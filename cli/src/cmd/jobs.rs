@@ -76,7 +76,6 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
     ids.sort_unstable();
-    let states = slurm_states(&args)?;
     let mut lines: BTreeMap<(u64, u32), JobLine> = BTreeMap::new();
     for id in ids {
         // Other users' jobs are unreadable: they are not listed.
@@ -101,14 +100,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         if !in_window || args.user.as_deref().is_some_and(|u| u != meta.user) {
             continue;
         }
-        let state = states.as_ref().and_then(|s| s.get(&id).cloned());
-        if states.is_some()
-            && !state
-                .as_deref()
-                .is_some_and(|s| wanted_state(&args.state, s))
-        {
-            continue;
-        }
+        let state = None; // filled below when --state asks accounting
         let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
         let sum = |f: fn(&NodeReport) -> f64| reports.iter().map(f).fold(0.0, |a, b| a + b);
         let (cpu_j, dram_j, gpu_j) = (
@@ -138,7 +130,21 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             },
         );
     }
-    let lines: Vec<JobLine> = lines.into_values().collect();
+    let mut lines: Vec<JobLine> = lines.into_values().collect();
+    if !args.state.is_empty() {
+        let ids: Vec<u32> = lines.iter().map(|l| l.job_id).collect();
+        let states = crate::export::sacct::states_of(&ids).map_err(|why| {
+            anyhow::anyhow!("--state needs Slurm's accounting, which is not available here ({why})")
+        })?;
+        for line in &mut lines {
+            line.state = states.get(&line.job_id).cloned();
+        }
+        lines.retain(|l| {
+            l.state
+                .as_deref()
+                .is_some_and(|s| wanted_state(&args.state, s))
+        });
+    }
     if lines.is_empty() {
         eprintln!(
             "aipm-analyze: no recorded job matches in {}",
@@ -226,29 +232,6 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Slurm's state of every job of the window, when `--state` asks for it.
-fn slurm_states(args: &Args) -> anyhow::Result<Option<std::collections::HashMap<u32, String>>> {
-    use crate::export::sacct::{jobs_between, Accounting};
-    if args.state.is_empty() {
-        return Ok(None);
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    // sacct lists jobs that ran in the window; a job that started in it may end later, and
-    // one that ended this very second is missed by an end bound of now: look a minute ahead.
-    let from = args.from.unwrap_or(0);
-    let until = now.max(args.to.unwrap_or(now)) + 60;
-    match jobs_between(from, until, args.user.as_deref()) {
-        Accounting::Jobs(jobs) => Ok(Some(
-            jobs.into_iter().map(|j| (j.job_id, j.state)).collect(),
-        )),
-        Accounting::Unavailable(why) => {
-            anyhow::bail!("--state needs Slurm's accounting, which is not available here ({why})")
-        }
-    }
 }
 
 /// `CANCELLED by 0` is CANCELLED; states compare without case.

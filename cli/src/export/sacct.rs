@@ -69,6 +69,32 @@ pub fn jobs_between(since: i64, until: i64, user: Option<&str>) -> Accounting {
     Accounting::Jobs(parse(&stdout))
 }
 
+/// Slurm's state of each of `ids` that accounting knows, asked by id (exact, whatever the
+/// jobs' times).
+pub fn states_of(ids: &[u32]) -> Result<std::collections::HashMap<u32, String>, String> {
+    let mut states = std::collections::HashMap::new();
+    // A command line of a few thousand characters at most per call.
+    for chunk in ids.chunks(400) {
+        let list: Vec<String> = chunk.iter().map(u32::to_string).collect();
+        let out = Command::new("sacct")
+            .args(["-X", "-n", "-P", "-o", FIELDS, "-j", &list.join(",")])
+            .env("SLURM_TIME_FORMAT", "%s")
+            .output()
+            .map_err(|e| format!("sacct: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || stdout.contains("accounting storage is disabled") {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = stderr.trim().lines().chain(stdout.lines()).next();
+            return Err(format!(
+                "sacct: {}",
+                why.unwrap_or("failed without a message")
+            ));
+        }
+        states.extend(parse(&stdout).into_iter().map(|j| (j.job_id, j.state)));
+    }
+    Ok(states)
+}
+
 /// One job as accounting knows it, with the nodes it ran on: for a job aipm did not record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountedJob {
