@@ -7,6 +7,7 @@ pub mod export;
 pub mod legacy;
 pub mod omegawatt;
 pub mod output;
+pub mod par;
 pub mod plot;
 pub mod power;
 pub mod report;

@@ -204,21 +204,9 @@ fn read_job_dir(dir: &Path) -> anyhow::Result<Vec<NodeRecording>> {
         metas.push((meta, dir.join(layout::samples_file_name(&node))));
     }
     // A long job's samples are tens of MB per node: the nodes are read in parallel.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = metas.len().div_ceil(threads).max(1);
-    let mut recordings = Vec::new();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let handles: Vec<_> = metas
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(read_recording).collect::<Vec<_>>()))
-            .collect();
-        for handle in handles {
-            for recording in handle.join().expect("reading samples does not panic") {
-                recordings.push(recording?);
-            }
-        }
-        Ok(())
-    })?;
+    let mut recordings = crate::par::map(&metas, read_recording)
+        .into_iter()
+        .collect::<anyhow::Result<Vec<NodeRecording>>>()?;
     recordings.sort_by(|a, b| a.meta.node.cmp(&b.meta.node));
     Ok(recordings)
 }

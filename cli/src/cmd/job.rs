@@ -112,15 +112,21 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.plot {
         crate::plot::format_of(path)?;
     }
-    let mut reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
+    let mut reports: Vec<NodeReport> = crate::par::map(&recordings, NodeReport::from_recording);
     let mut wall_power: Vec<Vec<(f64, f64)>> = vec![Vec::new(); recordings.len()];
     if let Some((map, source)) = &wall {
-        for ((rec, report), power) in recordings
-            .iter()
-            .zip(reports.iter_mut())
-            .zip(wall_power.iter_mut())
-        {
-            *power = add_wall(rec, report, map, source, args.wall.rotation_hour)?;
+        // Each node's wall data is its own read of the cache or archives: in parallel.
+        let pairs: Vec<(&NodeRecording, NodeReport)> =
+            recordings.iter().zip(reports.drain(..)).collect();
+        let joined = crate::par::map(&pairs, |(rec, report)| {
+            let mut report = report.clone();
+            add_wall(rec, &mut report, map, source, args.wall.rotation_hour)
+                .map(|power| (report, power))
+        });
+        for (i, result) in joined.into_iter().enumerate() {
+            let (report, power) = result?;
+            reports.push(report);
+            wall_power[i] = power;
         }
     }
     if !(args.intensity >= 0.0 && args.pue >= 1.0) {

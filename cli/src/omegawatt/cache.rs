@@ -284,17 +284,23 @@ fn rows_of_frame(frame: &DataFrame) -> anyhow::Result<Vec<SecondRow>> {
     let max = frame.column("max_w")?.f64()?;
     let valid = frame.column("valid_frames")?.u32()?;
     let invalid = frame.column("invalid_frames")?.u32()?;
-    let mut rows = Vec::with_capacity(frame.height());
-    for i in 0..frame.height() {
-        rows.push(SecondRow {
-            second: time.get(i).context("a null time in the cache")?,
-            plug: channel.get(i).context("a null channel in the cache")?,
-            mean_w: mean.get(i).unwrap_or(f64::NAN),
-            min_w: min.get(i).unwrap_or(f64::NAN),
-            max_w: max.get(i).unwrap_or(f64::NAN),
-            valid_frames: valid.get(i).unwrap_or(0),
-            invalid_frames: invalid.get(i).unwrap_or(0),
-        });
-    }
+    // Column iterators, zipped: indexing a chunked array element by element is slow.
+    let rows = time
+        .iter()
+        .zip(channel.iter())
+        .zip(mean.iter().zip(min.iter()).zip(max.iter()))
+        .zip(valid.iter().zip(invalid.iter()))
+        .map(|(((t, c), ((mean, min), max)), (valid, invalid))| {
+            Ok(SecondRow {
+                second: t.context("a null time in the cache")?,
+                plug: c.context("a null channel in the cache")?,
+                mean_w: mean.unwrap_or(f64::NAN),
+                min_w: min.unwrap_or(f64::NAN),
+                max_w: max.unwrap_or(f64::NAN),
+                valid_frames: valid.unwrap_or(0),
+                invalid_frames: invalid.unwrap_or(0),
+            })
+        })
+        .collect::<anyhow::Result<Vec<SecondRow>>>()?;
     Ok(rows)
 }

@@ -164,26 +164,28 @@ pub fn summarize(
     from: Option<i64>,
     to: Option<i64>,
 ) -> Summary {
-    let mut per_second: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
-    for r in rows {
-        let inside = from.is_none_or(|f| r.second >= f) && to.is_none_or(|t| r.second < t);
-        if inside && plugs.contains(&r.plug) && r.valid_frames > 0 {
-            let e = per_second.entry(r.second).or_insert((0.0, 0));
-            e.0 += r.mean_w;
-            e.1 += 1;
+    // (second, watts) of the wanted plugs, grouped by second after a sort (the rows usually
+    // come sorted already): cheaper than a map over a day of seconds.
+    let mut wanted: Vec<(i64, f64)> = rows
+        .into_iter()
+        .filter(|r| {
+            from.is_none_or(|f| r.second >= f)
+                && to.is_none_or(|t| r.second < t)
+                && plugs.contains(&r.plug)
+                && r.valid_frames > 0
+        })
+        .map(|r| (r.second, r.mean_w))
+        .collect();
+    wanted.sort_by_key(|(second, _)| *second);
+    // A second counts when every plug of the node has frames in it.
+    let mut covered: Vec<i64> = Vec::new();
+    let mut powers: Vec<f64> = Vec::new();
+    for group in wanted.chunk_by(|a, b| a.0 == b.0) {
+        if group.len() == plugs.len() {
+            covered.push(group[0].0);
+            powers.push(group.iter().map(|(_, w)| w).sum());
         }
     }
-    // A second counts when every plug of the node has frames in it.
-    let mut powers: Vec<f64> = per_second
-        .values()
-        .filter(|(_, n)| *n == plugs.len())
-        .map(|(w, _)| *w)
-        .collect();
-    let covered: Vec<i64> = per_second
-        .iter()
-        .filter(|(_, (_, n))| *n == plugs.len())
-        .map(|(s, _)| *s)
-        .collect();
     let mut summary = Summary::default();
     if powers.is_empty() {
         return summary;

@@ -1,7 +1,6 @@
 //! A node's wall power over a time window, from the daily archives of its port: the part of
 //! `omegawatt node` and of `job`'s wall-meter figures that reads the data.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::archive::read_log;
@@ -136,20 +135,8 @@ fn read_archive(
 /// times the part of that second inside the window, so a job's edges count to the
 /// millisecond. Returns the energy and the seconds of the window that had data.
 pub fn energy_in_window(rows: &[SecondRow], plugs: &[u32], from_ms: u64, to_ms: u64) -> (f64, f64) {
-    let mut per_second: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| plugs.contains(&r.plug) && r.valid_frames > 0)
-    {
-        let e = per_second.entry(r.second).or_insert((0.0, 0));
-        e.0 += r.mean_w;
-        e.1 += 1;
-    }
     let (mut energy_j, mut covered_s) = (0.0, 0.0);
-    for (second, (watts, n)) in per_second {
-        if n != plugs.len() {
-            continue;
-        }
+    for (second, watts) in whole_node_seconds(rows, plugs) {
         let start = (second as f64 * 1000.0).max(from_ms as f64);
         let end = ((second + 1) as f64 * 1000.0).min(to_ms as f64);
         if end > start {
@@ -164,19 +151,25 @@ pub fn energy_in_window(rows: &[SecondRow], plugs: &[u32], from_ms: u64, to_ms: 
 /// The node's wall power each second (its PSUs summed, only seconds where all have data), at
 /// the middle of the second.
 pub fn node_power(rows: &[SecondRow], plugs: &[u32]) -> Vec<(f64, f64)> {
-    let mut seconds: std::collections::BTreeMap<i64, (f64, usize)> = Default::default();
-    for r in rows
+    whole_node_seconds(rows, plugs)
+        .into_iter()
+        .map(|(s, w)| (s as f64 + 0.5, w))
+        .collect()
+}
+
+/// `(second, watts)` for the seconds in which every plug of the node has frames, in order.
+/// Sorted and grouped rather than put in a map: the rows come sorted, a day is 86 400 seconds.
+fn whole_node_seconds(rows: &[SecondRow], plugs: &[u32]) -> Vec<(i64, f64)> {
+    let mut wanted: Vec<(i64, f64)> = rows
         .iter()
         .filter(|r| plugs.contains(&r.plug) && r.valid_frames > 0)
-    {
-        let e = seconds.entry(r.second).or_default();
-        e.0 += r.mean_w;
-        e.1 += 1;
-    }
-    seconds
-        .into_iter()
-        .filter(|(_, (_, n))| *n == plugs.len())
-        .map(|(s, (w, _))| (s as f64 + 0.5, w))
+        .map(|r| (r.second, r.mean_w))
+        .collect();
+    wanted.sort_by_key(|(second, _)| *second);
+    wanted
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|group| group.len() == plugs.len())
+        .map(|group| (group[0].0, group.iter().map(|(_, w)| w).sum()))
         .collect()
 }
 
