@@ -66,8 +66,8 @@ fn one_recording(rec: &NodeRecording, from: i64, to: i64) -> BTreeMap<i64, Senso
             wanted.then(|| Some((kind, s.column(&energy_column(c))?)))?
         })
         .collect();
-    for pair in s.rows.windows(2) {
-        let (Some(t0), Some(t1)) = (pair[0][time], pair[1][time]) else {
+    for (a, b) in s.rows.pairs() {
+        let (Some(t0), Some(t1)) = (a.get(time), b.get(time)) else {
             continue;
         };
         if t1 <= t0 {
@@ -75,8 +75,9 @@ fn one_recording(rec: &NodeRecording, from: i64, to: i64) -> BTreeMap<i64, Senso
         }
         let mut joules = [0.0f64; 3];
         for (kind, column) in &channels {
-            let Some(d) = pair[1][*column]
-                .zip(pair[0][*column])
+            let Some(d) = b
+                .get(*column)
+                .zip(a.get(*column))
                 .and_then(|(b, a)| b.checked_sub(a))
             else {
                 continue;

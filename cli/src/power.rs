@@ -12,10 +12,10 @@ pub fn channel_power(s: &Samples, channel: &str) -> Vec<(f64, f64)> {
         return Vec::new();
     };
     s.rows
-        .windows(2)
-        .filter_map(|pair| {
-            let (t0, t1) = (pair[0][time]?, pair[1][time]?);
-            let d_uj = pair[1][energy]?.checked_sub(pair[0][energy]?)?;
+        .pairs()
+        .filter_map(|(a, b)| {
+            let (t0, t1) = (a.get(time)?, b.get(time)?);
+            let d_uj = b.get(energy)?.checked_sub(a.get(energy)?)?;
             (t1 > t0).then(|| {
                 let mid_s = (t0 + t1) as f64 / 2000.0;
                 (mid_s, d_uj as f64 / (t1 - t0) as f64 / 1000.0)

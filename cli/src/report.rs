@@ -309,8 +309,10 @@ fn notes(
             continue;
         };
         let mut integrated_j = 0.0;
-        for w in s.rows.windows(2) {
-            if let (Some(t0), Some(t1), Some(p0), Some(p1)) = (w[0][t], w[1][t], w[0][p], w[1][p]) {
+        for (a, b) in s.rows.pairs() {
+            if let (Some(t0), Some(t1), Some(p0), Some(p1)) =
+                (a.get(t), b.get(t), a.get(p), b.get(p))
+            {
                 integrated_j += (p0 + p1) as f64 / 2.0 / 1000.0 * (t1 - t0) as f64 / 1000.0;
             }
         }

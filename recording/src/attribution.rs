@@ -15,7 +15,7 @@
 //! For every channel, job + unattributed = node, to rounding.
 
 use crate::samples::{
-    self, Samples, CPU_COLUMN, MEM_COLUMN, NODE_BUSY_COLUMN, NODE_JOBS_COLUMN, NODE_MEM_COLUMN,
+    self, Row, Samples, CPU_COLUMN, MEM_COLUMN, NODE_BUSY_COLUMN, NODE_JOBS_COLUMN, NODE_MEM_COLUMN,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +125,8 @@ impl GpuColumns {
 
     /// The job's share of the GPU in the period ending at `row`: 1 when no other process
     /// used it.
-    fn share(&self, row: &[Option<u64>]) -> Option<f64> {
-        let gauge = |c: Option<usize>| c.and_then(|c| row[c]);
+    fn share(&self, row: Row<'_>) -> Option<f64> {
+        let gauge = |c: Option<usize>| c.and_then(|c| row.get(c));
         if gauge(self.other_procs).unwrap_or(0) == 0 {
             return Some(1.0);
         }
@@ -148,7 +148,7 @@ pub fn attribute(s: &Samples) -> Attribution {
         col(NODE_MEM_COLUMN),
         col(NODE_JOBS_COLUMN),
     );
-    let value = |row: &[Option<u64>], c: Option<usize>| c.and_then(|c| row[c]);
+    let value = |row: Row<'_>, c: Option<usize>| c.and_then(|c| row.get(c));
     let exclusive = !s.rows.is_empty()
         && s.rows
             .iter()
@@ -159,7 +159,7 @@ pub fn attribute(s: &Samples) -> Attribution {
         Tag::Shared
     };
 
-    let cpu_share = |a: &[Option<u64>], b: &[Option<u64>]| -> Option<f64> {
+    let cpu_share = |a: Row<'_>, b: Row<'_>| -> Option<f64> {
         let d_job = value(b, job_cpu)?.checked_sub(value(a, job_cpu)?)? as f64;
         let d_busy = value(b, busy)?.checked_sub(value(a, busy)?)? as f64;
         Some(if d_busy > 0.0 {
@@ -168,7 +168,7 @@ pub fn attribute(s: &Samples) -> Attribution {
             0.0
         })
     };
-    let mem_share = |b: &[Option<u64>]| -> Option<f64> {
+    let mem_share = |b: Row<'_>| -> Option<f64> {
         let used = value(b, node_mem)? as f64;
         Some(if used > 0.0 {
             (value(b, job_mem)? as f64 / used).min(1.0)
@@ -191,8 +191,7 @@ pub fn attribute(s: &Samples) -> Attribution {
                 unattributed_uj: 0.0,
                 periods_without_share: 0,
             };
-            for pair in s.rows.windows(2) {
-                let (a, b) = (&pair[0], &pair[1]);
+            for (a, b) in s.rows.pairs() {
                 let Some(d_energy) = value(b, energy)
                     .zip(value(a, energy))
                     .and_then(|(b, a)| b.checked_sub(a))
@@ -297,7 +296,7 @@ mod tests {
     fn an_unknown_job_count_is_not_called_exclusive() {
         let mut s = recording(3, 40, 6, 1, 1, 1);
         let jobs = s.column(NODE_JOBS_COLUMN).unwrap();
-        s.rows[1][jobs] = None;
+        s.rows.set(1, jobs, None);
         assert_eq!(attribute(&s).tag, Tag::Shared);
     }
 
@@ -305,7 +304,7 @@ mod tests {
     fn periods_without_inputs_stay_unattributed_and_are_counted() {
         let mut s = recording(4, 40, 6, 1, 1, 2);
         let busy = s.column(NODE_BUSY_COLUMN).unwrap();
-        s.rows[2][busy] = None;
+        s.rows.set(2, busy, None);
         let package = &attribute(&s).channels[0];
         assert_eq!(package.periods_without_share, 2);
         assert!(

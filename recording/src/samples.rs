@@ -120,11 +120,86 @@ pub struct BadLine {
     pub reason: String,
 }
 
+/// The rows of a samples file in one flat buffer, 8 bytes a value: a day of samples on a
+/// big node is millions of values, and a `Vec` per row of `Option`s costs three times the
+/// memory and an allocation per row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    width: usize,
+    values: Vec<u64>,
+}
+
+/// Marks a value the sampler could not read (never a real counter, time or gauge).
+const ABSENT: u64 = u64::MAX;
+
+/// One row of [`Rows`].
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a>(&'a [u64]);
+
+impl Row<'_> {
+    /// The value in column `column`, if the sampler read one.
+    #[inline]
+    pub fn get(&self, column: usize) -> Option<u64> {
+        self.0.get(column).copied().filter(|v| *v != ABSENT)
+    }
+
+    pub fn to_vec(&self) -> Vec<Option<u64>> {
+        (0..self.0.len()).map(|c| self.get(c)).collect()
+    }
+}
+
+impl Rows {
+    pub fn new(width: usize) -> Rows {
+        Rows {
+            width,
+            values: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn get(&self, index: usize) -> Option<Row<'_>> {
+        let start = index.checked_mul(self.width)?;
+        self.values.get(start..start + self.width).map(Row)
+    }
+
+    pub fn last(&self) -> Option<Row<'_>> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> + '_ {
+        self.values.chunks_exact(self.width.max(1)).map(Row)
+    }
+
+    /// Consecutive rows, as `(earlier, later)`: the periods between samples.
+    pub fn pairs(&self) -> impl Iterator<Item = (Row<'_>, Row<'_>)> + '_ {
+        self.iter().zip(self.iter().skip(1))
+    }
+
+    /// Append a row of `width` values (`None` for absent; a value of `u64::MAX` reads as
+    /// absent).
+    pub fn push(&mut self, row: &[Option<u64>]) {
+        debug_assert_eq!(row.len(), self.width);
+        self.values.extend(row.iter().map(|v| v.unwrap_or(ABSENT)));
+    }
+
+    /// Change one value (tests build odd recordings this way).
+    pub fn set(&mut self, index: usize, column: usize, value: Option<u64>) {
+        self.values[index * self.width + column] = value.unwrap_or(ABSENT);
+    }
+}
+
 /// A whole samples file as read back.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Samples {
     pub columns: Vec<String>,
-    pub rows: Vec<Vec<Option<u64>>>,
+    pub rows: Rows,
     /// The file ended inside a line: the sampler was killed while writing it.
     pub truncated_tail: bool,
     pub bad_lines: Vec<BadLine>,
@@ -177,15 +252,16 @@ impl Samples {
         }
         samples.columns = header.split(',').map(str::to_string).collect();
         let width = samples.columns.len();
+        samples.rows = Rows::new(width);
+        samples.rows.values.reserve(complete.len() / 8);
         for (index, line) in lines.enumerate() {
             // The byte loop reads well-formed rows; anything else takes the careful path,
             // which says what is wrong.
-            if let Some(row) = parse_row_fast(line.as_bytes(), width) {
-                samples.rows.push(row);
+            if parse_row_fast(line.as_bytes(), width, &mut samples.rows.values) {
                 continue;
             }
             match parse_row(line, width) {
-                Ok(row) => samples.rows.push(row),
+                Ok(row) => samples.rows.push(&row),
                 Err(reason) => samples.bad_lines.push(BadLine {
                     line: index + 2,
                     reason,
@@ -204,12 +280,12 @@ impl Samples {
         let index = self.column(name);
         self.rows
             .iter()
-            .filter_map(move |row| index.and_then(|i| row[i]))
+            .filter_map(move |row| index.and_then(|i| row.get(i)))
     }
 
     /// The last complete row, for a sampler that continues this file.
-    pub fn last_row(&self) -> Option<&[Option<u64>]> {
-        self.rows.last().map(Vec::as_slice)
+    pub fn last_row(&self) -> Option<Vec<Option<u64>>> {
+        self.rows.last().map(|r| r.to_vec())
     }
 }
 
@@ -239,27 +315,36 @@ fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
     Ok(row)
 }
 
-/// A well-formed row in one pass over its bytes: `width` fields of decimal digits, empty
-/// (absent) except the first. `None` for anything else.
-fn parse_row_fast(line: &[u8], width: usize) -> Option<Vec<Option<u64>>> {
-    let mut row = Vec::with_capacity(width);
+/// A well-formed row in one pass over its bytes, appended to `out`: `width` fields of
+/// decimal digits, empty (absent) except the first. For anything else `out` is left as it
+/// was and `false` returned.
+fn parse_row_fast(line: &[u8], width: usize, out: &mut Vec<u64>) -> bool {
+    let start = out.len();
     let (mut value, mut digits) = (0u64, 0u32);
+    let mut fields = 0;
     for &b in line {
         if b == b',' {
-            row.push((digits > 0).then_some(value));
+            out.push(if digits > 0 { value } else { ABSENT });
+            fields += 1;
             (value, digits) = (0, 0);
         } else {
             let digit = b.wrapping_sub(b'0');
             if digit >= 10 || digits >= 19 {
                 // Not a digit, or a number that may not fit: the careful path decides.
-                return None;
+                out.truncate(start);
+                return false;
             }
             value = value * 10 + u64::from(digit);
             digits += 1;
         }
     }
-    row.push((digits > 0).then_some(value));
-    (row.len() == width && row[0].is_some()).then_some(row)
+    out.push(if digits > 0 { value } else { ABSENT });
+    fields += 1;
+    if fields != width || out[start] == ABSENT {
+        out.truncate(start);
+        return false;
+    }
+    true
 }
 
 /// Decimal digits only (no sign, no spaces), as the sampler writes them.
@@ -353,16 +438,22 @@ mod tests {
             "1,-2,3,4",
         ] {
             let careful = parse_row(line, 4).ok();
-            let fast = parse_row_fast(line.as_bytes(), 4);
-            // The fast path may decline (None) where the careful one accepts: never disagree.
+            let mut rows = Rows::new(4);
+            let fast = parse_row_fast(line.as_bytes(), 4, &mut rows.values)
+                .then(|| rows.get(0).unwrap().to_vec());
+            // The fast path may decline where the careful one accepts: never disagree.
             assert!(
                 fast.is_none() || fast == careful,
                 "{line}: {fast:?} vs {careful:?}"
             );
         }
+        let mut rows = Rows::new(4);
+        assert!(parse_row_fast(b"1,2,,4", 4, &mut rows.values));
+        assert!(!parse_row_fast(b"1,2,4", 4, &mut rows.values));
+        assert_eq!(rows.len(), 1);
         assert_eq!(
-            parse_row_fast(b"1,2,,4", 4),
-            Some(vec![Some(1), Some(2), None, Some(4)])
+            rows.get(0).unwrap().to_vec(),
+            [Some(1), Some(2), None, Some(4)]
         );
     }
 

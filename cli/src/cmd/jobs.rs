@@ -77,18 +77,17 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         .collect();
     ids.sort_unstable();
     let mut lines: BTreeMap<(u64, u32), JobLine> = BTreeMap::new();
-    for id in ids {
+    // A month of jobs is hundreds of recordings: read on every core.
+    let line_of = |&id: &u32| -> Option<JobLine> {
         // Other users' jobs are unreadable: they are not listed.
         let Ok(Lookup::Found(recordings)) = find_job(&spool, JobRef::Job(id)) else {
-            continue;
+            return None;
         };
         let recordings: Vec<_> = recordings
             .into_iter()
             .filter(|r| r.meta.job_id == id)
             .collect();
-        let Some(first) = recordings.first() else {
-            continue;
-        };
+        let first = recordings.first()?;
         let meta = &first.meta;
         let start_ms = recordings
             .iter()
@@ -98,7 +97,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
             && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);
         if !in_window || args.user.as_deref().is_some_and(|u| u != meta.user) {
-            continue;
+            return None;
         }
         let state = None; // filled below when --state asks accounting
         let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
@@ -109,26 +108,26 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             sum(|r| r.job_gpu_j),
         );
         let total_j = cpu_j + dram_j + gpu_j;
-        lines.insert(
-            (start_ms, id),
-            JobLine {
-                job: meta.display_id(),
-                job_id: id,
-                name: meta.job_name.clone(),
-                user: meta.user.clone(),
-                state,
-                nodes: reports.len(),
-                start_utc: aipm_recording::time::format_utc(start_ms),
-                start_unix_ms: start_ms,
-                duration_s: reports.iter().map(|r| r.duration_s).fold(0.0, f64::max),
-                cpu_time_s: sum(|r| r.cpu_time_s.unwrap_or(0.0)),
-                cpu_j,
-                dram_j,
-                gpu_j,
-                total_j,
-                emissions_g_co2e: total_j / 3.6e6 * args.intensity,
-            },
-        );
+        Some(JobLine {
+            job: meta.display_id(),
+            job_id: id,
+            name: meta.job_name.clone(),
+            user: meta.user.clone(),
+            state,
+            nodes: reports.len(),
+            start_utc: aipm_recording::time::format_utc(start_ms),
+            start_unix_ms: start_ms,
+            duration_s: reports.iter().map(|r| r.duration_s).fold(0.0, f64::max),
+            cpu_time_s: sum(|r| r.cpu_time_s.unwrap_or(0.0)),
+            cpu_j,
+            dram_j,
+            gpu_j,
+            total_j,
+            emissions_g_co2e: total_j / 3.6e6 * args.intensity,
+        })
+    };
+    for line in crate::par::map(&ids, line_of).into_iter().flatten() {
+        lines.insert((line.start_unix_ms, line.job_id), line);
     }
     let mut lines: Vec<JobLine> = lines.into_values().collect();
     if !args.state.is_empty() {
