@@ -228,6 +228,22 @@ fn read_recording((meta, samples_path): &(Meta, PathBuf)) -> anyhow::Result<Node
     })
 }
 
+/// The job ids of the spool's directories, in order.
+pub fn job_ids(spool: &Path) -> anyhow::Result<Vec<u32>> {
+    let mut ids: Vec<u32> = std::fs::read_dir(spool)
+        .with_context(|| {
+            format!(
+                "listing {}; pass --spool DIR or set AIPM_SPOOL",
+                spool.display()
+            )
+        })?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// Every recording of `node` in the spool that overlaps `[from_ms, to_ms)`, readable by this
 /// user (others' are skipped: `compare` is an admin's view, run as root), by start time.
 pub fn node_recordings(

@@ -65,17 +65,7 @@ pub struct JobLine {
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let spool = resolve_spool(args.spool.clone());
-    let mut ids: Vec<u32> = std::fs::read_dir(&spool)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "listing {}: {e}; pass --spool DIR or set AIPM_SPOOL",
-                spool.display()
-            )
-        })?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    ids.sort_unstable();
+    let ids = crate::spool::job_ids(&spool)?;
     let mut lines: BTreeMap<(u64, u32), JobLine> = BTreeMap::new();
     // A month of jobs is hundreds of recordings: read on every core.
     let line_of = |&id: &u32| -> Option<JobLine> {

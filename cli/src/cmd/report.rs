@@ -131,17 +131,7 @@ fn month_jobs(
     start: u64,
     end: u64,
 ) -> anyhow::Result<Vec<JobSummary>> {
-    let mut ids: Vec<u32> = std::fs::read_dir(spool)
-        .with_context(|| {
-            format!(
-                "listing {}; pass --spool DIR or set AIPM_SPOOL",
-                spool.display()
-            )
-        })?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    ids.sort_unstable();
+    let ids = crate::spool::job_ids(spool)?;
     let mut jobs = Vec::new();
     for id in ids {
         let Ok(Lookup::Found(recordings)) = find_job(spool, JobRef::Job(id)) else {

@@ -69,6 +69,25 @@ pub fn jobs_between(since: i64, until: i64, user: Option<&str>) -> Accounting {
     Accounting::Jobs(parse(&stdout))
 }
 
+/// `sacct ARGS` with Unix times: its output, or why accounting is not available.
+fn sacct(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("sacct")
+        .args(args)
+        .env("SLURM_TIME_FORMAT", "%s")
+        .output()
+        .map_err(|e| format!("sacct: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || stdout.contains("accounting storage is disabled") {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr.trim().lines().chain(stdout.lines()).next();
+        return Err(format!(
+            "sacct: {}",
+            why.unwrap_or("failed without a message")
+        ));
+    }
+    Ok(stdout)
+}
+
 /// Slurm's state of each of `ids` that accounting knows, asked by id (exact, whatever the
 /// jobs' times).
 pub fn states_of(ids: &[u32]) -> Result<std::collections::HashMap<u32, String>, String> {
@@ -76,20 +95,7 @@ pub fn states_of(ids: &[u32]) -> Result<std::collections::HashMap<u32, String>, 
     // A command line of a few thousand characters at most per call.
     for chunk in ids.chunks(400) {
         let list: Vec<String> = chunk.iter().map(u32::to_string).collect();
-        let out = Command::new("sacct")
-            .args(["-X", "-n", "-P", "-o", FIELDS, "-j", &list.join(",")])
-            .env("SLURM_TIME_FORMAT", "%s")
-            .output()
-            .map_err(|e| format!("sacct: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || stdout.contains("accounting storage is disabled") {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let why = stderr.trim().lines().chain(stdout.lines()).next();
-            return Err(format!(
-                "sacct: {}",
-                why.unwrap_or("failed without a message")
-            ));
-        }
+        let stdout = sacct(&["-X", "-n", "-P", "-o", FIELDS, "-j", &list.join(",")])?;
         states.extend(parse(&stdout).into_iter().map(|j| (j.job_id, j.state)));
     }
     Ok(states)
@@ -104,27 +110,8 @@ pub struct AccountedJob {
 
 /// `sacct -j JOB` (`1234` or `1234_5`): `Ok(None)` when accounting does not know it.
 pub fn one_job(job: &str) -> Result<Option<AccountedJob>, String> {
-    let out = Command::new("sacct")
-        .args([
-            "-X",
-            "-n",
-            "-P",
-            "-o",
-            "JobIDRaw,JobID,User,State,Start,End,NodeList",
-        ])
-        .args(["-j", job])
-        .env("SLURM_TIME_FORMAT", "%s")
-        .output()
-        .map_err(|e| format!("sacct: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || stdout.contains("accounting storage is disabled") {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let why = stderr.trim().lines().chain(stdout.lines()).next();
-        return Err(format!(
-            "sacct: {}",
-            why.unwrap_or("failed without a message")
-        ));
-    }
+    let fields = "JobIDRaw,JobID,User,State,Start,End,NodeList";
+    let stdout = sacct(&["-X", "-n", "-P", "-o", fields, "-j", job])?;
     Ok(stdout.lines().find_map(|line| {
         let (fields, nodes) = line.rsplit_once('|')?;
         let job = parse(fields).pop()?;
