@@ -2,10 +2,10 @@
 //! jobs' recordings of the same node counted once and a strayed bin flagged.
 
 use aipm_recording::meta::Meta;
-use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
+use aipm_recording::samples::SampleRow;
 
 mod common;
-use common::{aipm, s};
+use common::{aipm, generate_archive, package_sample, s, write_recording};
 
 const T: u64 = 1_700_118_000; // 2023-11-16 07:00 UTC: in the archive of 11_17_2023.
 
@@ -22,23 +22,6 @@ fn package_w(k: u64) -> u64 {
 /// Job `id` on node vm, sampled every second over `[from, to)` s of the test; every job on
 /// the node sees the same node counter.
 fn recording(spool: &std::path::Path, id: u32, from: u64, to: u64) {
-    let dir = spool.join(id.to_string());
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut text = header_line(&["rapl:package-0".into()], &[]);
-    for k in from..=to {
-        let energy_j: u64 = (0..k).map(package_w).sum();
-        SampleRow {
-            time_unix_ms: (T + k) * 1000,
-            node_jobs: Some(2),
-            energy: vec![Some(EnergyValue {
-                energy_uj: energy_j * 1_000_000,
-                raw: 0,
-            })],
-            ..SampleRow::default()
-        }
-        .format_into(&mut text);
-    }
-    std::fs::write(dir.join("vm.samples.csv"), text).unwrap();
     let meta = Meta {
         job_id: id,
         node: "vm".into(),
@@ -47,7 +30,14 @@ fn recording(spool: &std::path::Path, id: u32, from: u64, to: u64) {
         end_unix_ms: Some((T + to) * 1000),
         ..Meta::default()
     };
-    std::fs::write(dir.join("vm.meta.json"), meta.to_json()).unwrap();
+    let rows = (from..=to).map(|k| {
+        let energy_j: u64 = (0..k).map(package_w).sum();
+        SampleRow {
+            node_jobs: Some(2),
+            ..package_sample((T + k) * 1000, energy_j * 1_000_000)
+        }
+    });
+    write_recording(spool, &meta, &["rapl:package-0"], &[], rows);
 }
 
 #[test]
@@ -57,25 +47,15 @@ fn the_wall_against_the_sensors_per_bin_with_strays_flagged() {
     recording(&spool, 1, 0, 600);
     recording(&spool, 2, 100, 300);
     std::fs::create_dir_all(&archives).unwrap();
-    let generated = aipm(&[
-        "omegawatt",
-        "generate",
-        "--plugs",
-        "6",
-        "--rate",
-        "20",
-        "--seconds",
-        "600",
-        "--start",
-        &T.to_string(),
-        "--power",
-        "1=100",
-        "--power",
-        "2=50",
-        "--zip",
-        s(&archives.join("11_17_2023_USB0.zip")),
-    ]);
-    assert!(generated.status.success());
+    let zip = archives.join("11_17_2023_USB0.zip");
+    generate_archive(
+        &zip,
+        6,
+        20,
+        600,
+        T,
+        &["--power", "1=100", "--power", "2=50"],
+    );
     let map = tmp.path().join("channels.toml");
     std::fs::write(&map, "[nodes.vm]\nport = \"USB0\"\nchannels = [1, 2]\n").unwrap();
     let (from, to) = (T.to_string(), (T + 600).to_string());

@@ -6,29 +6,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use aipm_recording::meta::Meta;
-use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
 
 mod common;
-use common::{s, BIN};
+use common::{package_sample, s, write_recording, BIN};
 
 /// A recorded job alone on its node: `watts` on the package for `seconds` from `start_ms`.
 fn job(spool: &Path, id: u32, user: &str, uid: u32, start_ms: u64, seconds: u64, watts: u64) {
-    let dir = spool.join(id.to_string());
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut text = header_line(&["rapl:package-0".into()], &[]);
-    for k in 0..=seconds {
-        SampleRow {
-            time_unix_ms: start_ms + k * 1000,
-            node_jobs: Some(1),
-            energy: vec![Some(EnergyValue {
-                energy_uj: k * watts * 1_000_000,
-                raw: 0,
-            })],
-            ..SampleRow::default()
-        }
-        .format_into(&mut text);
-    }
-    std::fs::write(dir.join("n1.samples.csv"), text).unwrap();
     let meta = Meta {
         job_id: id,
         user: user.into(),
@@ -41,7 +24,8 @@ fn job(spool: &Path, id: u32, user: &str, uid: u32, start_ms: u64, seconds: u64,
         end_unix_ms: Some(start_ms + seconds * 1000),
         ..Meta::default()
     };
-    std::fs::write(dir.join("n1.meta.json"), meta.to_json()).unwrap();
+    let rows = (0..=seconds).map(|k| package_sample(start_ms + k * 1000, k * watts * 1_000_000));
+    write_recording(spool, &meta, &["rapl:package-0"], &[], rows);
 }
 
 const DAY: u64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z

@@ -1,31 +1,14 @@
 //! A job over two nodes: a report per node, their total, and the wall meter on both.
 
 use aipm_recording::meta::Meta;
-use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
 
 mod common;
-use common::{aipm, json, s};
+use common::{aipm, generate_archive, json, package_sample, s, write_recording};
 
 const T: u64 = 1_700_118_000; // 2023-11-16 07:00 UTC: in the archive of 11_17_2023.
 
 /// Job 9's recording on `node`: 61 samples a second apart, the package at `watts`, alone.
 fn node_recording(spool: &std::path::Path, node: &str, watts: u64) {
-    let dir = spool.join("9");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut text = header_line(&["rapl:package-0".into()], &[]);
-    for k in 0..=60u64 {
-        SampleRow {
-            time_unix_ms: (T + k) * 1000,
-            node_jobs: Some(1),
-            energy: vec![Some(EnergyValue {
-                energy_uj: k * watts * 1_000_000,
-                raw: 0,
-            })],
-            ..SampleRow::default()
-        }
-        .format_into(&mut text);
-    }
-    std::fs::write(dir.join(format!("{node}.samples.csv")), text).unwrap();
     let meta = Meta {
         job_id: 9,
         user: "alice".into(),
@@ -35,7 +18,8 @@ fn node_recording(spool: &std::path::Path, node: &str, watts: u64) {
         end_unix_ms: Some((T + 60) * 1000),
         ..Meta::default()
     };
-    std::fs::write(dir.join(format!("{node}.meta.json")), meta.to_json()).unwrap();
+    let rows = (0..=60u64).map(|k| package_sample((T + k) * 1000, k * watts * 1_000_000));
+    write_recording(spool, &meta, &["rapl:package-0"], &[], rows);
 }
 
 #[test]
@@ -45,29 +29,17 @@ fn a_two_node_job_has_a_report_per_node_and_a_total() {
     node_recording(&spool, "n1", 100);
     node_recording(&spool, "n2", 50);
     std::fs::create_dir_all(&archives).unwrap();
-    let generated = aipm(&[
-        "omegawatt",
-        "generate",
-        "--plugs",
-        "6",
-        "--rate",
-        "10",
-        "--seconds",
-        "120",
-        "--start",
-        &T.to_string(),
-        "--power",
-        "1=80",
-        "--power",
-        "2=70",
-        "--power",
-        "3=40",
-        "--power",
-        "4=45",
-        "--zip",
-        s(&archives.join("11_17_2023_USB0.zip")),
-    ]);
-    assert!(generated.status.success());
+    let powers = [
+        "--power", "1=80", "--power", "2=70", "--power", "3=40", "--power", "4=45",
+    ];
+    generate_archive(
+        &archives.join("11_17_2023_USB0.zip"),
+        6,
+        10,
+        120,
+        T,
+        &powers,
+    );
     let map = tmp.path().join("channels.toml");
     std::fs::write(
         &map,

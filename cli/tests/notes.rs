@@ -2,34 +2,14 @@
 //! the samples.
 
 use aipm_recording::meta::Meta;
-use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
+use aipm_recording::samples::SampleRow;
 
 mod common;
-use common::{aipm, json, s};
+use common::{aipm, json, package_sample, s, write_recording};
 
 /// Job 5 on node vm: samples a second apart, none from 20 s to 29 s, 100 MiB used of `alloc`.
 fn spool_with_job(dir: &std::path::Path, alloc: Option<u64>) {
-    let job_dir = dir.join("5");
-    std::fs::create_dir_all(&job_dir).unwrap();
     let start_ms = 1_700_000_000_000u64;
-    let mut text = header_line(&["rapl:package-0".into()], &[]);
-    let seconds: Vec<u64> = (0..20).chain(30..40).collect();
-    for &k in &seconds {
-        SampleRow {
-            time_unix_ms: start_ms + k * 1000,
-            job_cpu_ns: Some(k * 1_000_000_000),
-            job_mem_bytes: Some(100 << 20),
-            node_cpu_busy_ns: Some(k * 1_000_000_000),
-            node_jobs: Some(1),
-            energy: vec![Some(EnergyValue {
-                energy_uj: k * 50_000_000,
-                raw: 0,
-            })],
-            ..SampleRow::default()
-        }
-        .format_into(&mut text);
-    }
-    std::fs::write(job_dir.join("vm.samples.csv"), text).unwrap();
     let meta = Meta {
         job_id: 5,
         node: "vm".into(),
@@ -39,7 +19,13 @@ fn spool_with_job(dir: &std::path::Path, alloc: Option<u64>) {
         end_unix_ms: Some(start_ms + 39_000),
         ..Meta::default()
     };
-    std::fs::write(job_dir.join("vm.meta.json"), meta.to_json()).unwrap();
+    let rows = (0..20).chain(30..40).map(|k: u64| SampleRow {
+        job_cpu_ns: Some(k * 1_000_000_000),
+        job_mem_bytes: Some(100 << 20),
+        node_cpu_busy_ns: Some(k * 1_000_000_000),
+        ..package_sample(start_ms + k * 1000, k * 50_000_000)
+    });
+    write_recording(dir, &meta, &["rapl:package-0"], &[], rows);
 }
 
 fn notes(spool: &std::path::Path) -> (serde_json::Value, Vec<String>) {

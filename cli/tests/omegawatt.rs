@@ -9,27 +9,9 @@ mod common;
 use common::{aipm as run, json, s, BIN};
 
 fn generate(dir: &Path, extra: &[&str]) -> String {
-    let zip = dir.join("11_16_2023_USB0.zip").display().to_string();
-    let mut args = vec![
-        "omegawatt",
-        "generate",
-        "--plugs",
-        "24",
-        "--rate",
-        "100",
-        "--seconds",
-        "120",
-        "--zip",
-        &zip,
-    ];
-    args.extend_from_slice(extra);
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    zip
+    let zip = dir.join("11_16_2023_USB0.zip");
+    common::generate_archive(&zip, 24, 100, 120, 1_700_000_000, extra);
+    zip.display().to_string()
 }
 
 #[test]
@@ -191,24 +173,15 @@ fn a_node_over_two_daily_archives_and_a_missing_day() {
         ("11_16_2023_USB0.zip", "1700117880"),
         ("11_17_2023_USB0.zip", "1700118000"),
     ] {
-        let zip = dir.join(name).display().to_string();
-        let out = run(&[
-            "omegawatt",
-            "generate",
-            "--plugs",
-            "24",
-            "--seconds",
-            "120",
-            "--start",
+        let start: u64 = start.parse().unwrap();
+        common::generate_archive(
+            &dir.join(name),
+            24,
+            100,
+            120,
             start,
-            "--power",
-            "13=210",
-            "--power",
-            "19=190",
-            "--zip",
-            &zip,
-        ]);
-        assert!(out.status.success());
+            &["--power", "13=210", "--power", "19=190"],
+        );
     }
     let node_args = |extra: &[&'static str]| {
         let mut args = vec![

@@ -12,31 +12,16 @@ use common::{aipm as run, json, s};
 /// A day's archive of 24 plugs for two minutes from `start`: n51 on plugs 13 and 19, one
 /// PSU ramping, with invalid frames and `nan` values.
 fn archive(dir: &Path, name: &str, start: &str, psu: &str) {
-    let zip = dir.join(name);
-    let out = run(&[
-        "omegawatt",
-        "generate",
-        "--plugs",
-        "24",
-        "--seconds",
-        "120",
-        "--start",
+    let faults = ["--invalid-every", "53", "--nan-every", "211"];
+    let profiles = ["--power", "13=210", "--power", psu];
+    let start: u64 = start.parse().unwrap();
+    common::generate_archive(
+        &dir.join(name),
+        24,
+        100,
+        120,
         start,
-        "--power",
-        "13=210",
-        "--power",
-        psu,
-        "--invalid-every",
-        "53",
-        "--nan-every",
-        "211",
-        "--zip",
-        s(&zip),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &[&profiles[..], &faults[..]].concat(),
     );
 }
 

@@ -1,10 +1,10 @@
 //! `aipm-analyze report --user U --month YYYY-MM`: a user's month in Markdown and HTML.
 
 use aipm_recording::meta::Meta;
-use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
+use aipm_recording::samples::SampleRow;
 
 mod common;
-use common::{aipm, s};
+use common::{aipm, package_sample, s, write_recording};
 
 /// A job alone on node n1: sampled every 60 s, the package at `watts`, using `busy` of its
 /// 4 CPUs.
@@ -28,24 +28,6 @@ fn job(spool: &std::path::Path, j: Job) {
         watts,
         busy,
     } = j;
-    let dir = spool.join(id.to_string());
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut text = header_line(&["rapl:package-0".into()], &[]);
-    for k in (0..=seconds).step_by(60) {
-        SampleRow {
-            time_unix_ms: (start + k) * 1000,
-            job_cpu_ns: Some((k as f64 * 4.0 * busy * 1e9) as u64),
-            node_cpu_busy_ns: Some((k as f64 * 4.0 * busy * 1e9) as u64),
-            node_jobs: Some(1),
-            energy: vec![Some(EnergyValue {
-                energy_uj: k * watts * 1_000_000,
-                raw: 0,
-            })],
-            ..SampleRow::default()
-        }
-        .format_into(&mut text);
-    }
-    std::fs::write(dir.join("n1.samples.csv"), text).unwrap();
     let meta = Meta {
         job_id: id,
         user: user.into(),
@@ -57,7 +39,15 @@ fn job(spool: &std::path::Path, j: Job) {
         end_unix_ms: Some((start + seconds) * 1000),
         ..Meta::default()
     };
-    std::fs::write(dir.join("n1.meta.json"), meta.to_json()).unwrap();
+    let rows = (0..=seconds).step_by(60).map(|k| {
+        let cpu_ns = (k as f64 * 4.0 * busy * 1e9) as u64;
+        SampleRow {
+            job_cpu_ns: Some(cpu_ns),
+            node_cpu_busy_ns: Some(cpu_ns),
+            ..package_sample((start + k) * 1000, k * watts * 1_000_000)
+        }
+    });
+    write_recording(spool, &meta, &["rapl:package-0"], &[], rows);
 }
 
 const OCT_2: u64 = 1_759_363_200; // 2025-10-02 00:00 UTC

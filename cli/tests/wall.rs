@@ -2,10 +2,10 @@
 //! meter's archive of its node, to the millisecond of the job's window.
 
 use aipm_recording::meta::Meta;
-use aipm_recording::samples::{header_line, EnergyValue, SampleRow};
+use aipm_recording::samples::SampleRow;
 
 mod common;
-use common::{aipm, json, s};
+use common::{aipm, generate_archive, json, package_sample, s, write_recording};
 
 #[test]
 fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
@@ -13,27 +13,7 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
     let (spool, archives) = (tmp.path().join("spool"), tmp.path().join("omegawatt"));
     // Job 77 on node vm: 60 samples a second apart from 2023-11-16 07:00:00.250 UTC, the
     // package at 40 W.
-    let job_dir = spool.join("77");
-    std::fs::create_dir_all(&job_dir).unwrap();
     let start_ms = 1_700_118_000_250u64;
-    let mut text = header_line(&["rapl:package-0".into()], &[]);
-    for k in 0..60u64 {
-        SampleRow {
-            time_unix_ms: start_ms + k * 1000,
-            // The job keeps one CPU busy on a node whose CPUs are busy for two, beside
-            // another job: half of the package is the job's.
-            job_cpu_ns: Some(k * 1_000_000_000),
-            node_cpu_busy_ns: Some(k * 2_000_000_000),
-            node_jobs: Some(2),
-            energy: vec![Some(EnergyValue {
-                energy_uj: k * 40_000_000,
-                raw: 0,
-            })],
-            ..SampleRow::default()
-        }
-        .format_into(&mut text);
-    }
-    std::fs::write(job_dir.join("vm.samples.csv"), text).unwrap();
     let meta = Meta {
         job_id: 77,
         node: "vm".into(),
@@ -41,27 +21,26 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
         end_unix_ms: Some(start_ms + 59_000),
         ..Meta::default()
     };
-    std::fs::write(job_dir.join("vm.meta.json"), meta.to_json()).unwrap();
+    // The job keeps one CPU busy on a node whose CPUs are busy for two, beside another job:
+    // half of the package is the job's.
+    let rows = (0..60u64).map(|k| SampleRow {
+        job_cpu_ns: Some(k * 1_000_000_000),
+        node_cpu_busy_ns: Some(k * 2_000_000_000),
+        node_jobs: Some(2),
+        ..package_sample(start_ms + k * 1000, k * 40_000_000)
+    });
+    write_recording(&spool, &meta, &["rapl:package-0"], &[], rows);
     // The node's two PSUs on plugs 1 and 2 at 100 W and 50 W, in the day's archive.
     std::fs::create_dir_all(&archives).unwrap();
     let zip = archives.join("11_17_2023_USB0.zip");
-    let generated = aipm(&[
-        "omegawatt",
-        "generate",
-        "--plugs",
-        "6",
-        "--seconds",
-        "120",
-        "--start",
-        "1700118000",
-        "--power",
-        "1=100",
-        "--power",
-        "2=50",
-        "--zip",
-        s(&zip),
-    ]);
-    assert!(generated.status.success());
+    generate_archive(
+        &zip,
+        6,
+        100,
+        120,
+        1_700_118_000,
+        &["--power", "1=100", "--power", "2=50"],
+    );
     let map = tmp.path().join("channels.toml");
     std::fs::write(&map, "[nodes.vm]\nport = \"USB0\"\nchannels = [1, 2]\n").unwrap();
 

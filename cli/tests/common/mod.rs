@@ -70,3 +70,75 @@ pub fn image_size(path: &Path) -> (u32, u32) {
         (size.width(), size.height())
     }
 }
+
+/// Write a recording into `spool` as the plugin lays it out: `JOB/NODE.samples.csv` with
+/// `channels` (energy counters) and `gauges`, and `JOB/NODE.meta.json` from `meta`.
+pub fn write_recording(
+    spool: &Path,
+    meta: &aipm_recording::meta::Meta,
+    channels: &[&str],
+    gauges: &[&str],
+    rows: impl IntoIterator<Item = aipm_recording::samples::SampleRow>,
+) {
+    let dir = spool.join(meta.job_id.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let mut text = aipm_recording::samples::header_line(&owned(channels), &owned(gauges));
+    for row in rows {
+        row.format_into(&mut text);
+    }
+    std::fs::write(dir.join(format!("{}.samples.csv", meta.node)), text).unwrap();
+    std::fs::write(dir.join(format!("{}.meta.json", meta.node)), meta.to_json()).unwrap();
+}
+
+/// A sample of one package counter: `energy_uj` at `time_ms`, the job alone on its node.
+pub fn package_sample(time_ms: u64, energy_uj: u64) -> aipm_recording::samples::SampleRow {
+    aipm_recording::samples::SampleRow {
+        time_unix_ms: time_ms,
+        node_jobs: Some(1),
+        energy: vec![Some(aipm_recording::samples::EnergyValue {
+            energy_uj,
+            raw: 0,
+        })],
+        ..aipm_recording::samples::SampleRow::default()
+    }
+}
+
+/// `omegawatt generate … --zip ZIP`: a generated wall-meter archive; `extra` adds
+/// `--power` profiles and faults. The run must succeed.
+pub fn generate_archive(
+    zip: &Path,
+    plugs: u32,
+    rate: u32,
+    seconds: u64,
+    start: u64,
+    extra: &[&str],
+) {
+    let (plugs, rate, seconds, start) = (
+        plugs.to_string(),
+        rate.to_string(),
+        seconds.to_string(),
+        start.to_string(),
+    );
+    let mut args = vec![
+        "omegawatt",
+        "generate",
+        "--plugs",
+        &plugs,
+        "--rate",
+        &rate,
+        "--seconds",
+        &seconds,
+        "--start",
+        &start,
+        "--zip",
+        s(zip),
+    ];
+    args.extend_from_slice(extra);
+    let out = aipm(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
