@@ -357,6 +357,8 @@ fn grid5000_hourly_files_plain_and_gzipped() {
             t % 1_000_000_000
         ));
     }
+    // The hour still being written: its last row cut after the status.
+    text.push_str("x,y,1700000060.000000000,OK");
     let plain = tmp.path().join("power.csv.2023-11-14T22");
     std::fs::write(&plain, &text).unwrap();
     let gz = tmp.path().join("power.csv.2023-11-14T21.gz");
@@ -371,6 +373,10 @@ fn grid5000_hourly_files_plain_and_gzipped() {
         assert_eq!(
             (r["valid_frames"].as_u64(), r["invalid_frames"].as_u64()),
             (Some(2970), Some(30))
+        );
+        assert_eq!(
+            r["unreadable_lines"], 1,
+            "the cut row is counted, not a panic"
         );
         let s = &r["summaries"][0];
         assert_eq!(s["seconds_covered"], 60);

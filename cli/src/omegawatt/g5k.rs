@@ -48,7 +48,15 @@ pub fn read_g5k(
             }
             continue;
         };
-        let ports = fields.len().saturating_sub(4);
+        // A row cut before its first power (the hour being written) has no ports at all.
+        if fields.len() < 5 {
+            bad(
+                &mut stats,
+                format!("expected a status and at least one power after the timestamp in {text:?}"),
+            );
+            continue;
+        }
+        let ports = fields.len() - 4;
         if header.as_ref().is_none_or(|h| h.columns.len() != ports + 2) {
             let mut columns = "#timestamp,#frame_is_ok".to_string();
             for p in 0..ports {
