@@ -7,7 +7,19 @@ use aipm_recording::samples::{channels_of_header, energy_column, Samples, TIME_C
 /// One channel's power between consecutive samples: `(mid-point in Unix s, W)`. An interval
 /// whose counter is missing or went backwards (a reset) is left out.
 pub fn channel_power(s: &Samples, channel: &str) -> Vec<(f64, f64)> {
-    let (Some(time), Some(energy)) = (s.column(TIME_COLUMN), s.column(&energy_column(channel)))
+    channels_power(s, &[channel])
+}
+
+/// The summed power of `channels` between consecutive samples, in one pass; an interval
+/// where any of them is missing or went backwards is left out.
+fn channels_power(s: &Samples, channels: &[&str]) -> Vec<(f64, f64)> {
+    let Some(time) = s.column(TIME_COLUMN) else {
+        return Vec::new();
+    };
+    let Some(columns) = channels
+        .iter()
+        .map(|c| s.column(&energy_column(c)))
+        .collect::<Option<Vec<usize>>>()
     else {
         return Vec::new();
     };
@@ -15,7 +27,10 @@ pub fn channel_power(s: &Samples, channel: &str) -> Vec<(f64, f64)> {
         .pairs()
         .filter_map(|(a, b)| {
             let (t0, t1) = (a.get(time)?, b.get(time)?);
-            let d_uj = b.get(energy)?.checked_sub(a.get(energy)?)?;
+            let d_uj = columns
+                .iter()
+                .map(|&c| b.get(c)?.checked_sub(a.get(c)?))
+                .sum::<Option<u64>>()?;
             (t1 > t0).then(|| {
                 let mid_s = (t0 + t1) as f64 / 2000.0;
                 (mid_s, d_uj as f64 / (t1 - t0) as f64 / 1000.0)
@@ -29,13 +44,12 @@ pub fn channel_power(s: &Samples, channel: &str) -> Vec<(f64, f64)> {
 /// the package already and left out.
 pub fn components(s: &Samples) -> Vec<(String, Vec<(f64, f64)>)> {
     let channels = channels_of_header(&s.columns);
-    let summed = |kind: ChannelKind| -> Vec<(f64, f64)> {
-        let series: Vec<Vec<(f64, f64)>> = channels
+    let of_kind = |kind: ChannelKind| -> Vec<&str> {
+        channels
             .iter()
             .filter(|c| channel_kind(c) == kind)
-            .map(|c| channel_power(s, c))
-            .collect();
-        sum_aligned(&series)
+            .map(String::as_str)
+            .collect()
     };
     let mut out = Vec::new();
     for (name, kind) in [
@@ -43,38 +57,16 @@ pub fn components(s: &Samples) -> Vec<(String, Vec<(f64, f64)>)> {
         ("DRAM", ChannelKind::Dram),
         ("platform (psys)", ChannelKind::Platform),
     ] {
-        let points = summed(kind);
-        if !points.is_empty() {
-            out.push((name.to_string(), points));
+        let members = of_kind(kind);
+        if !members.is_empty() {
+            out.push((name.to_string(), channels_power(s, &members)));
         }
     }
-    for gpu in channels
-        .iter()
-        .filter(|c| channel_kind(c) == ChannelKind::Gpu)
-    {
+    for gpu in of_kind(ChannelKind::Gpu) {
         let short: String = gpu.trim_start_matches("nvml:").chars().take(12).collect();
         out.push((format!("GPU {short}"), channel_power(s, gpu)));
     }
     out
-}
-
-/// Series over the same sample intervals, added point by point (only where all have one).
-fn sum_aligned(series: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
-    let Some(first) = series.first() else {
-        return Vec::new();
-    };
-    first
-        .iter()
-        .filter_map(|(t, w)| {
-            let rest = series[1..].iter().map(|other| {
-                other
-                    .iter()
-                    .find(|(u, _)| (u - t).abs() < 1e-6)
-                    .map(|(_, v)| *v)
-            });
-            rest.sum::<Option<f64>>().map(|r| (*t, w + r))
-        })
-        .collect()
 }
 
 #[cfg(test)]
