@@ -107,14 +107,21 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     }
     let now_ms = aipm_recording::time::now_unix_ms();
     let now = (now_ms / 1000) as i64;
-    let (since, until) = match (args.since, args.last) {
-        (Some(s), _) => (s, args.until.unwrap_or(now)),
-        (None, last) => (now - last.unwrap_or(86_400), now),
-    };
+    if args.format == Format::Csv {
+        anyhow::bail!("--format: export reports what it did as table or json (the rows themselves are CSV, in DIR)");
+    }
+    let until = args.until.unwrap_or(now);
+    let since = args.since.unwrap_or(until - args.last.unwrap_or(86_400));
     if since >= until {
-        anyhow::bail!("--since must be before --until");
+        anyhow::bail!("the window is empty: it must start (--since, or --until minus --last) before it ends (--until, default now)");
     }
     let spool = resolve_spool(args.spool.clone());
+    if !spool.is_dir() {
+        anyhow::bail!(
+            "spool {} does not exist; pass --spool DIR or set AIPM_SPOOL",
+            spool.display()
+        );
+    }
     let (candidates, source) = candidates(&args, &spool, since, until)?;
     let grace_ms = args.grace.max(0) as u64 * 1000;
     let wall_data = args.wall.load()?;
