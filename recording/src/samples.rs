@@ -190,7 +190,8 @@ impl Rows {
     }
 
     /// Change one value (tests build odd recordings this way).
-    pub fn set(&mut self, index: usize, column: usize, value: Option<u64>) {
+    #[cfg(test)]
+    pub(crate) fn set(&mut self, index: usize, column: usize, value: Option<u64>) {
         self.values[index * self.width + column] = value.unwrap_or(ABSENT);
     }
 }

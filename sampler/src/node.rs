@@ -42,8 +42,8 @@ impl NodeStats {
         match self.stat.read_text(&mut self.buf) {
             Ok(text) => {
                 if let Some((busy, total)) = parse_cpu_line(text) {
-                    usage.cpu_busy_ns = Some(busy * self.ns_per_tick);
-                    usage.cpu_total_ns = Some(total * self.ns_per_tick);
+                    usage.cpu_busy_ns = Some(busy.saturating_mul(self.ns_per_tick));
+                    usage.cpu_total_ns = Some(total.saturating_mul(self.ns_per_tick));
                 } else {
                     errors.push(format!("{}: no cpu line", self.stat.path().display()));
                 }
