@@ -242,6 +242,33 @@ fn index_writes_a_hive_partitioned_cache_that_node_reads_like_the_archives() {
     let cache_only = node(&map, &["--cache", s(&cache)], from, to);
     assert_eq!(cache_only["seconds_covered"], 60);
     assert_eq!(cache_only["archives_missing"][0], "11_16_2023_USB0.zip");
+
+    // A mistyped cache directory, or a rotation hour that is not one, is an error, not 0 Wh.
+    let typo = tmp.path().join("cahce");
+    for (flag, value, expected) in [
+        ("--cache", s(&typo), "the wall meters' cache"),
+        ("--rotation-hour", "30", "--rotation-hour"),
+    ] {
+        let mut args = vec![
+            "omegawatt",
+            "node",
+            "n51",
+            "--map",
+            s(&map),
+            "--from",
+            from,
+            "--to",
+            to,
+        ];
+        if flag != "--cache" {
+            args.extend(["--cache", s(&cache)]);
+        }
+        args.extend([flag, value]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{err}");
+    }
 }
 
 /// `ingest --cache`: the day closed at 07:00 is in the cache as soon as it is archived.

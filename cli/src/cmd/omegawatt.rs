@@ -49,7 +49,7 @@ pub struct IngestArgs {
     #[arg(long, value_name = "PORT")]
     pub port: String,
     /// Local hour at which a day is closed.
-    #[arg(long, value_name = "HOUR", default_value_t = 7)]
+    #[arg(long, value_name = "HOUR", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..24))]
     pub rotation_hour: u32,
     /// Also write each closed day into this per-second cache (as `omegawatt index` does).
     #[arg(long, value_name = "DIR")]
@@ -120,7 +120,7 @@ pub struct NodeWindow {
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub to: i64,
     /// Local hour at which the archives close a day.
-    #[arg(long, value_name = "HOUR", default_value_t = 7)]
+    #[arg(long, value_name = "HOUR", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..24))]
     pub rotation_hour: u32,
 }
 
@@ -183,16 +183,17 @@ pub struct HeadArgs {
 /// Example: `aipm-analyze omegawatt summary 11_16_2023_USB0.zip --plugs 13,19 --format json`
 #[derive(Debug, clap::Args)]
 pub struct SummaryArgs {
+    /// A `wattmetre-read` log, a daily zip (MM_DD_YYYY_USBn.zip) or a Grid'5000 hourly file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Plug (channel) numbers to sum, as in the header's `#activepowN` (default: each plug apart).
     #[arg(long, value_name = "N,N", value_delimiter = ',')]
     pub plugs: Vec<u32>,
-    /// Only seconds from this Unix time on.
-    #[arg(long, value_name = "UNIX_S")]
+    /// Only seconds from this time on: 2023-11-16 08:00 (local), RFC 3339, or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub from: Option<i64>,
-    /// Only seconds before this Unix time.
-    #[arg(long, value_name = "UNIX_S")]
+    /// Only seconds before this time, same forms.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub to: Option<i64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -210,6 +211,7 @@ pub struct GenerateArgs {
     /// Frames per second.
     #[arg(long, default_value_t = 100)]
     pub rate: u32,
+    /// Seconds of data to write.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
     /// First frame's Unix time.
@@ -388,6 +390,17 @@ fn summary(args: SummaryArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
     };
     // Summed from the per-second statistics directly: a day of 24 plugs is 2 million rows.
     let all_plugs = per_second.plugs();
+    if all_plugs.is_empty() {
+        anyhow::bail!(
+            "{}: its header has no #activepowN column",
+            args.file.display()
+        );
+    }
+    if let (Some(from), Some(to)) = (args.from, args.to) {
+        if to <= from {
+            anyhow::bail!("--to must be after --from");
+        }
+    }
     for plug in &args.plugs {
         if !all_plugs.contains(plug) {
             anyhow::bail!(

@@ -20,7 +20,7 @@ pub struct WallArgs {
     #[arg(long, value_name = "DIR", requires = "wall_map")]
     pub wall_archives: Option<PathBuf>,
     /// Local hour at which the wall meters' archives close a day.
-    #[arg(long, value_name = "HOUR", default_value_t = 7)]
+    #[arg(long, value_name = "HOUR", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..24))]
     pub rotation_hour: u32,
 }
 

@@ -17,6 +17,21 @@ pub struct WallSource {
     pub archives: Option<PathBuf>,
 }
 
+impl WallSource {
+    /// A mistyped directory would read as "no data": say so instead.
+    pub fn check(&self) -> anyhow::Result<()> {
+        for (flag, dir) in [("cache", &self.cache), ("archives", &self.archives)] {
+            if let Some(dir) = dir.as_ref().filter(|d| !d.is_dir()) {
+                anyhow::bail!(
+                    "the wall meters' {flag} {} is not a directory",
+                    dir.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Per-second statistics of a node's plugs over `[from, to)` seconds, and what was read.
 #[derive(Debug, Default)]
 pub struct NodeSeconds {
@@ -38,6 +53,7 @@ pub fn node_seconds(
     to: i64,
     rotation_hour: u32,
 ) -> anyhow::Result<NodeSeconds> {
+    source.check()?;
     let mut out = NodeSeconds::default();
     let mut dates = archive_dates(from, to, rotation_hour);
     if let Some(cache_dir) = &source.cache {
