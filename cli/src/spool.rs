@@ -179,6 +179,18 @@ fn find_array_task(
 }
 
 fn read_job_dir(dir: &Path) -> anyhow::Result<Vec<NodeRecording>> {
+    let metas = read_job_metas(dir)?;
+    // A long job's samples are tens of MB per node: the nodes are read in parallel.
+    let mut recordings = crate::par::map(&metas, read_recording)
+        .into_iter()
+        .collect::<anyhow::Result<Vec<NodeRecording>>>()?;
+    recordings.sort_by(|a, b| a.meta.node.cmp(&b.meta.node));
+    Ok(recordings)
+}
+
+/// The metadata of each node of a job directory, with the path of its samples: small files,
+/// for deciding whether the samples are worth reading.
+fn read_job_metas(dir: &Path) -> anyhow::Result<Vec<(Meta, PathBuf)>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         if e.kind() == io::ErrorKind::PermissionDenied {
             anyhow::anyhow!("{}: the recording belongs to another user", dir.display())
@@ -203,12 +215,17 @@ fn read_job_dir(dir: &Path) -> anyhow::Result<Vec<NodeRecording>> {
         let node = layout::NodeName::new(node).map_err(anyhow::Error::msg)?;
         metas.push((meta, dir.join(layout::samples_file_name(&node))));
     }
-    // A long job's samples are tens of MB per node: the nodes are read in parallel.
-    let mut recordings = crate::par::map(&metas, read_recording)
-        .into_iter()
-        .collect::<anyhow::Result<Vec<NodeRecording>>>()?;
-    recordings.sort_by(|a, b| a.meta.node.cmp(&b.meta.node));
-    Ok(recordings)
+    Ok(metas)
+}
+
+/// The metadata of exactly job `id`, one per node, without its samples. Empty when the job
+/// has no directory.
+pub fn job_metas(spool: &Path, id: u32) -> anyhow::Result<Vec<Meta>> {
+    let dir = layout::job_dir(spool, id);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    Ok(read_job_metas(&dir)?.into_iter().map(|(m, _)| m).collect())
 }
 
 fn read_recording((meta, samples_path): &(Meta, PathBuf)) -> anyhow::Result<NodeRecording> {
@@ -226,6 +243,17 @@ fn read_recording((meta, samples_path): &(Meta, PathBuf)) -> anyhow::Result<Node
         samples,
         samples_path: samples_path.clone(),
     })
+}
+
+/// The recordings of exactly job `id` (an array's own id gives its own task only, not the
+/// whole array as `find_job` does): what the listing commands read, one directory each.
+/// Empty when the job has no directory.
+pub fn job_recordings(spool: &Path, id: u32) -> anyhow::Result<Vec<NodeRecording>> {
+    let dir = layout::job_dir(spool, id);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    read_job_dir(&dir)
 }
 
 /// The job ids of the spool's directories, in order.

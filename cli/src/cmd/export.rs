@@ -16,7 +16,7 @@ use crate::export::userfile::ExportDir;
 use crate::omegawatt::days::parse_time;
 use crate::output::{write_json, Format};
 use crate::report::NodeReport;
-use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
+use crate::spool::{resolve_spool, NodeRecording};
 
 /// Append one row per finished job to DIR/<user>.csv, for a daily cron or timer.
 ///
@@ -290,19 +290,17 @@ fn candidates(
             }
         }
     }
-    let mut ids: Vec<u32> = std::fs::read_dir(spool)
-        .map_err(|e| anyhow::anyhow!("listing {}: {e}; pass --spool DIR", spool.display()))?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    ids.sort_unstable();
     let mut list = Vec::new();
-    for id in ids {
-        let Some(recordings) = recordings_of(spool, id)? else {
-            continue;
+    for id in crate::spool::job_ids(spool)? {
+        // Only the metadata: the samples are read later, for the jobs kept.
+        let Ok(metas) = crate::spool::job_metas(spool, id) else {
+            continue; // another user's: root reads every one, a user only theirs
         };
+        if metas.is_empty() {
+            continue;
+        }
         // Without Slurm's word, a job has ended when every node's recording has.
-        let ends: Option<Vec<u64>> = recordings.iter().map(|r| r.meta.end_unix_ms).collect();
+        let ends: Option<Vec<u64>> = metas.iter().map(|m| m.end_unix_ms).collect();
         let Some(end) = ends.and_then(|e| e.into_iter().max()) else {
             continue;
         };
@@ -320,12 +318,8 @@ fn candidates(
 
 /// The recordings of exactly this job id (not the other tasks of an array it heads).
 fn recordings_of(spool: &std::path::Path, id: u32) -> anyhow::Result<Option<Vec<NodeRecording>>> {
-    Ok(match find_job(spool, JobRef::Job(id)) {
-        Ok(Lookup::Found(recs)) => {
-            let recs: Vec<_> = recs.into_iter().filter(|r| r.meta.job_id == id).collect();
-            (!recs.is_empty()).then_some(recs)
-        }
-        Ok(Lookup::NotFound(_)) => None,
+    Ok(match crate::spool::job_recordings(spool, id) {
+        Ok(recs) => (!recs.is_empty()).then_some(recs),
         Err(e) => {
             eprintln!("aipm-analyze: job {id}: {e:#}");
             None

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::omegawatt::days::parse_time;
 use crate::output::{joules, write_json, Format};
 use crate::report::NodeReport;
-use crate::spool::{find_job, resolve_spool, JobRef, Lookup};
+use crate::spool::{job_recordings, resolve_spool};
 
 /// List a user's recorded jobs over a period, one line each, with their energy and a total.
 ///
@@ -70,13 +70,9 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     // A month of jobs is hundreds of recordings: read on every core.
     let line_of = |&id: &u32| -> Option<JobLine> {
         // Other users' jobs are unreadable: they are not listed.
-        let Ok(Lookup::Found(recordings)) = find_job(&spool, JobRef::Job(id)) else {
+        let Ok(recordings) = job_recordings(&spool, id) else {
             return None;
         };
-        let recordings: Vec<_> = recordings
-            .into_iter()
-            .filter(|r| r.meta.job_id == id)
-            .collect();
         let first = recordings.first()?;
         let meta = &first.meta;
         let start_ms = recordings

@@ -11,7 +11,7 @@ use chrono::{Local, NaiveDate, TimeZone};
 
 use crate::export::summary::JobSummary;
 use crate::report::NodeReport;
-use crate::spool::{find_job, resolve_spool, JobRef, Lookup};
+use crate::spool::resolve_spool;
 
 /// A user's month: total energy and its split, the top jobs by energy, efficiency notes, and
 /// emissions, as Markdown or HTML (for a mail or an intranet page).
@@ -134,14 +134,10 @@ fn month_jobs(
     let ids = crate::spool::job_ids(spool)?;
     let mut jobs = Vec::new();
     for id in ids {
-        let Ok(Lookup::Found(recordings)) = find_job(spool, JobRef::Job(id)) else {
+        // Other users' recordings are unreadable: they are not this user's anyway.
+        let Ok(recordings) = crate::spool::job_recordings(spool, id) else {
             continue;
         };
-        // `find_job` of an array's id gives every task: keep this directory's job only.
-        let recordings: Vec<_> = recordings
-            .into_iter()
-            .filter(|r| r.meta.job_id == id)
-            .collect();
         let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
         let Some(summary) = JobSummary::new(&recordings, &reports) else {
             continue;

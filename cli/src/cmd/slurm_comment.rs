@@ -10,7 +10,7 @@ use crate::export::comment::{comment_text, set_admin_comment};
 use crate::export::parse_span;
 use crate::export::summary::JobSummary;
 use crate::report::NodeReport;
-use crate::spool::{find_job, resolve_spool, JobRef, Lookup};
+use crate::spool::{find_job, job_metas, job_recordings, resolve_spool, JobRef, Lookup};
 
 /// Store a job's energy summary in Slurm, where `sacct -o AdminComment` shows it.
 ///
@@ -49,16 +49,26 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let spool = resolve_spool(args.spool);
     let deadline = Instant::now() + Duration::from_secs(args.wait.max(0) as u64);
     let recordings = loop {
-        let found = match find_job(&spool, job)? {
-            Lookup::Found(recs) => match job {
-                JobRef::Job(id) => recs.into_iter().filter(|r| r.meta.job_id == id).collect(),
-                JobRef::ArrayTask { .. } => recs,
+        // Slurm keeps a comment per job record: exactly this job, not an array it heads.
+        // Polled on the small metadata files; the samples are read once, at the end.
+        let finished = match job {
+            JobRef::Job(id) => {
+                let metas = job_metas(&spool, id)?;
+                !metas.is_empty() && metas.iter().all(|m| m.end_unix_ms.is_some())
+            }
+            JobRef::ArrayTask { .. } => match find_job(&spool, job)? {
+                Lookup::Found(recs) => recs.iter().all(|r| r.meta.end_unix_ms.is_some()),
+                Lookup::NotFound(_) => false,
             },
-            Lookup::NotFound(_) => Vec::new(),
         };
-        let finished = !found.is_empty() && found.iter().all(|r| r.meta.end_unix_ms.is_some());
         if finished {
-            break found;
+            break match job {
+                JobRef::Job(id) => job_recordings(&spool, id)?,
+                JobRef::ArrayTask { .. } => match find_job(&spool, job)? {
+                    Lookup::Found(recs) => recs,
+                    Lookup::NotFound(_) => Vec::new(),
+                },
+            };
         }
         if Instant::now() >= deadline {
             eprintln!(
