@@ -65,12 +65,8 @@ pub struct Args {
     /// The wall meters (as for `job`): adds wall energy, and jobs wait for it.
     #[command(flatten)]
     pub wall: super::wall_args::WallArgs,
-    /// Carbon intensity in gCO2e/kWh, as for `job`.
-    #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
-    pub intensity: f64,
-    /// Power usage effectiveness, at least 1.
-    #[arg(long, value_name = "PUE", default_value_t = 1.0)]
-    pub pue: f64,
+    #[command(flatten)]
+    pub emissions: super::emission_args::EmissionArgs,
     /// Output format of what was done (table or json).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -102,9 +98,6 @@ pub struct UserOutcome {
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    if !(args.intensity >= 0.0 && args.pue >= 1.0) {
-        anyhow::bail!("--intensity must be at least 0 and --pue at least 1");
-    }
     let now_ms = aipm_recording::time::now_unix_ms();
     let now = (now_ms / 1000) as i64;
     if args.format == Format::Csv {
@@ -125,7 +118,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let (candidates, source) = candidates(&args, &spool, since, until)?;
     let grace_ms = args.grace.max(0) as u64 * 1000;
     let wall_data = args.wall.load()?;
-    let g_co2e_per_j = args.intensity * args.pue / 3.6e6;
+    let g_co2e_per_j = args.emissions.g_per_j();
 
     // Per user: the rows to write (by end time), the jobs that wait, and the summaries.
     type Pending = (Vec<(u64, Vec<String>, JobSummary)>, Vec<String>, u32, u32);

@@ -48,14 +48,8 @@ pub struct Args {
     #[command(flatten)]
     pub wall: super::wall_args::WallArgs,
 
-    /// Carbon intensity of the electricity, in gCO2e per kWh, for the emissions estimate
-    /// [default: 475, the world average of 2019 (IEA); use your grid's figure].
-    #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
-    pub intensity: f64,
-
-    /// Power usage effectiveness of the data centre (cooling and power losses), at least 1.
-    #[arg(long, value_name = "PUE", default_value_t = 1.0)]
-    pub pue: f64,
+    #[command(flatten)]
+    pub emissions: super::emission_args::EmissionArgs,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -129,12 +123,9 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             wall_power[i] = power;
         }
     }
-    if !(args.intensity >= 0.0 && args.pue >= 1.0) {
-        anyhow::bail!("--intensity must be at least 0 and --pue at least 1");
-    }
     for r in &mut reports {
-        let kwh = (r.job_cpu_j + r.job_dram_j + r.job_gpu_j) / 3.6e6;
-        r.emissions_g_co2e = Some(kwh * args.pue * args.intensity);
+        let job_j = r.job_cpu_j + r.job_dram_j + r.job_gpu_j;
+        r.emissions_g_co2e = Some(job_j * args.emissions.g_per_j());
     }
     if let Some(path) = &args.plot {
         let chart = job_chart(&recordings, &reports, &wall_power);

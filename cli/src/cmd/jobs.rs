@@ -35,9 +35,8 @@ pub struct Args {
     /// OUT_OF_MEMORY…; comma-separated), as Slurm's accounting (`sacct`) gives them.
     #[arg(long, value_name = "STATE,STATE", value_delimiter = ',')]
     pub state: Vec<String>,
-    /// Carbon intensity in gCO2e/kWh, as for `job`.
-    #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
-    pub intensity: f64,
+    #[command(flatten)]
+    pub emissions: super::emission_args::EmissionArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -109,7 +108,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             dram_j,
             gpu_j,
             total_j,
-            emissions_g_co2e: total_j / 3.6e6 * args.intensity,
+            emissions_g_co2e: total_j * args.emissions.g_per_j(),
         })
     };
     for line in crate::par::map(&ids, line_of).into_iter().flatten() {

@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod doctor;
+pub mod emission_args;
 pub mod export;
 pub mod job;
 pub mod jobs;

@@ -34,13 +34,8 @@ pub struct Args {
     /// How many of the most energy-hungry jobs to list.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
-    /// Carbon intensity of the electricity, gCO2e per kWh [default: 475, the world average
-    /// of 2019 (IEA); use your grid's figure].
-    #[arg(long, value_name = "G_PER_KWH", default_value_t = 475.0)]
-    pub intensity: f64,
-    /// Power usage effectiveness of the data centre, at least 1.
-    #[arg(long, value_name = "PUE", default_value_t = 1.0)]
-    pub pue: f64,
+    #[command(flatten)]
+    pub emissions: super::emission_args::EmissionArgs,
     /// Spool directory of the recordings [default: from /etc/slurm/plugstack.conf.d, else
     /// /var/spool/aipm]. Also read from $AIPM_SPOOL.
     #[arg(long, value_name = "DIR")]
@@ -68,9 +63,6 @@ struct Month {
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    if !(args.intensity >= 0.0 && args.pue >= 1.0) {
-        anyhow::bail!("--intensity must be at least 0 and --pue at least 1");
-    }
     let format = match (args.format, &args.output) {
         (Some(f), _) => f,
         (None, Some(path)) if path.extension().is_some_and(|e| e == "html" || e == "htm") => {
@@ -99,7 +91,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         user: args.user.clone(),
         label: args.month.format("%B %Y").to_string(),
         jobs,
-        grams_per_j: args.intensity * args.pue / 3.6e6,
+        grams_per_j: args.emissions.g_per_j(),
         top: args.top,
     };
     let text = match format {
