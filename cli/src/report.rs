@@ -208,6 +208,12 @@ impl NodeReport {
     }
 }
 
+/// Far less memory used than allocated (under a quarter, and at least 1 GiB left unused):
+/// memory others could have had.
+pub fn memory_mostly_unused(peak_bytes: u64, alloc_bytes: u64) -> bool {
+    peak_bytes.saturating_mul(4) < alloc_bytes && alloc_bytes - peak_bytes >= 1 << 30
+}
+
 /// What the sampler says about itself, and cross-checks, as notes a person can act on.
 fn notes(
     rec: &NodeRecording,
@@ -223,7 +229,7 @@ fn notes(
         .chain(rec.samples.values(MEM_COLUMN))
         .max();
     if let (Some(alloc), Some(peak)) = (m.mem_alloc_bytes, peak) {
-        if peak * 4 < alloc && alloc - peak >= 1 << 30 {
+        if memory_mostly_unused(peak, alloc) {
             notes.push(format!(
                 "the job used at most {} of the {} it was allocated on this node ({:.0}%): ask for less (--mem) so that others can use it",
                 crate::output::bytes(peak),

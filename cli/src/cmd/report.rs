@@ -187,9 +187,9 @@ fn advice(m: &Month) -> Vec<String> {
         .jobs
         .iter()
         .filter(|j| {
-            j.notes
-                .iter()
-                .any(|n| n.contains("it was allocated on this node"))
+            j.mem_peak_bytes
+                .zip(j.mem_alloc_bytes)
+                .is_some_and(|(peak, alloc)| crate::report::memory_mostly_unused(peak, alloc))
         })
         .count();
     if too_much_mem > 0 {

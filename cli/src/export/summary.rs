@@ -26,6 +26,8 @@ pub struct JobSummary {
     pub cpu_usage_pct: Option<f64>,
     /// Sum over nodes of the job's peak memory, and of its mean memory.
     pub mem_peak_bytes: Option<u64>,
+    /// Memory allocated to the job over its nodes, when Slurm tracked it.
+    pub mem_alloc_bytes: Option<u64>,
     pub mem_mean_bytes: Option<f64>,
     pub cpu_j: f64,
     pub dram_j: f64,
@@ -96,6 +98,7 @@ impl JobSummary {
             cpu_time_s,
             cpu_usage_pct,
             mem_peak_bytes: reports.iter().map(|r| r.peak_mem_bytes).sum(),
+            mem_alloc_bytes: reports.iter().map(|r| r.mem_alloc_bytes).sum(),
             mem_mean_bytes: (!mem_means.is_empty()).then(|| mem_means.iter().sum()),
             cpu_j: sum(|r| r.job_cpu_j),
             dram_j: sum(|r| r.job_dram_j),
