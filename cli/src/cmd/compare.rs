@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::compare::{bins, sensor_seconds, Bin};
 use crate::export::parse_span;
 use crate::omegawatt::days::parse_time;
-use crate::omegawatt::wall::{node_power, node_seconds};
+use crate::omegawatt::seconds::whole_node_seconds;
+use crate::omegawatt::wall::node_seconds;
 use crate::output::{write_json, Format};
 use crate::spool::{node_recordings, resolve_spool};
 
@@ -103,10 +104,10 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             args.to,
             args.wall.rotation_hour,
         )?;
-        let wall: std::collections::BTreeMap<i64, f64> = node_power(&data.rows, &entry.channels)
-            .into_iter()
-            .map(|(t, w)| (t.floor() as i64, w))
-            .collect();
+        let wall: std::collections::BTreeMap<i64, f64> =
+            whole_node_seconds(&data.rows, &entry.channels)
+                .into_iter()
+                .collect();
         let node_bins = bins(&sensors, &wall, args.from, args.to, args.every);
         let mut ratios: Vec<f64> = node_bins.iter().filter_map(|b| b.ratio).collect();
         ratios.sort_by(f64::total_cmp);

@@ -142,6 +142,28 @@ fn row(second: i64, plug: u32, p: &PlugAcc, invalid: u32) -> SecondRow {
     }
 }
 
+/// `(second, watts)` for the seconds in which every one of `plugs` (a node's PSUs) has
+/// frames, their means summed, in order. Sorted and grouped rather than put in a map: the
+/// rows come sorted, and a day is 86 400 seconds.
+pub fn whole_node_seconds<R: std::borrow::Borrow<SecondRow>>(
+    rows: impl IntoIterator<Item = R>,
+    plugs: &[u32],
+) -> Vec<(i64, f64)> {
+    let mut wanted: Vec<(i64, f64)> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let r = r.borrow();
+            (plugs.contains(&r.plug) && r.valid_frames > 0).then_some((r.second, r.mean_w))
+        })
+        .collect();
+    wanted.sort_by_key(|(second, _)| *second);
+    wanted
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|group| group.len() == plugs.len())
+        .map(|group| (group[0].0, group.iter().map(|(_, w)| w).sum()))
+        .collect()
+}
+
 /// Energy and coverage of one plug (or the sum of several, a node's PSUs) over the seconds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
@@ -164,28 +186,11 @@ pub fn summarize(
     from: Option<i64>,
     to: Option<i64>,
 ) -> Summary {
-    // (second, watts) of the wanted plugs, grouped by second after a sort (the rows usually
-    // come sorted already): cheaper than a map over a day of seconds.
-    let mut wanted: Vec<(i64, f64)> = rows
-        .into_iter()
-        .filter(|r| {
-            from.is_none_or(|f| r.second >= f)
-                && to.is_none_or(|t| r.second < t)
-                && plugs.contains(&r.plug)
-                && r.valid_frames > 0
-        })
-        .map(|r| (r.second, r.mean_w))
-        .collect();
-    wanted.sort_by_key(|(second, _)| *second);
-    // A second counts when every plug of the node has frames in it.
-    let mut covered: Vec<i64> = Vec::new();
-    let mut powers: Vec<f64> = Vec::new();
-    for group in wanted.chunk_by(|a, b| a.0 == b.0) {
-        if group.len() == plugs.len() {
-            covered.push(group[0].0);
-            powers.push(group.iter().map(|(_, w)| w).sum());
-        }
-    }
+    let inside =
+        |r: &SecondRow| from.is_none_or(|f| r.second >= f) && to.is_none_or(|t| r.second < t);
+    let seconds = whole_node_seconds(rows.into_iter().filter(inside), plugs);
+    let covered: Vec<i64> = seconds.iter().map(|(s, _)| *s).collect();
+    let mut powers: Vec<f64> = seconds.iter().map(|(_, w)| *w).collect();
     let mut summary = Summary::default();
     if powers.is_empty() {
         return summary;

@@ -7,7 +7,7 @@ use super::archive::read_log;
 use super::cache;
 use super::channels::{check_header, NodeChannels};
 use super::days::{archive_dates, archive_name};
-use super::seconds::{PerSecond, SecondRow};
+use super::seconds::{whole_node_seconds, PerSecond, SecondRow};
 
 /// Where a node's wall data comes from: the per-second cache first, the daily archives for
 /// days the cache does not hold.
@@ -170,22 +170,6 @@ pub fn node_power(rows: &[SecondRow], plugs: &[u32]) -> Vec<(f64, f64)> {
     whole_node_seconds(rows, plugs)
         .into_iter()
         .map(|(s, w)| (s as f64 + 0.5, w))
-        .collect()
-}
-
-/// `(second, watts)` for the seconds in which every plug of the node has frames, in order.
-/// Sorted and grouped rather than put in a map: the rows come sorted, a day is 86 400 seconds.
-fn whole_node_seconds(rows: &[SecondRow], plugs: &[u32]) -> Vec<(i64, f64)> {
-    let mut wanted: Vec<(i64, f64)> = rows
-        .iter()
-        .filter(|r| plugs.contains(&r.plug) && r.valid_frames > 0)
-        .map(|r| (r.second, r.mean_w))
-        .collect();
-    wanted.sort_by_key(|(second, _)| *second);
-    wanted
-        .chunk_by(|a, b| a.0 == b.0)
-        .filter(|group| group.len() == plugs.len())
-        .map(|group| (group[0].0, group.iter().map(|(_, w)| w).sum()))
         .collect()
 }
 
