@@ -233,8 +233,8 @@ fn write_entry(cache: &Path, port: &str, date: NaiveDate, entry: &DayEntry) -> a
     Ok(())
 }
 
-/// The per-second rows of `channels` over `[from, to)` from the cached days `dates`; days not
-/// in the cache are returned apart so the caller can read their archives instead.
+/// The per-second rows of `channels` over `[from, to)` from the cached days `dates` (the
+/// caller checked their entries).
 pub fn read_seconds(
     cache: &Path,
     port: &str,
@@ -242,14 +242,11 @@ pub fn read_seconds(
     channels: &[u32],
     from: i64,
     to: i64,
-) -> anyhow::Result<(Vec<SecondRow>, Vec<NaiveDate>)> {
-    let (cached, missing): (Vec<NaiveDate>, Vec<NaiveDate>) = dates
-        .iter()
-        .partition(|d| day_file(cache, port, **d).is_file());
-    if cached.is_empty() || channels.is_empty() {
-        return Ok((Vec::new(), missing));
+) -> anyhow::Result<Vec<SecondRow>> {
+    if dates.is_empty() || channels.is_empty() {
+        return Ok(Vec::new());
     }
-    let paths: Vec<PlRefPath> = cached
+    let paths: Vec<PlRefPath> = dates
         .iter()
         .map(|d| PlRefPath::try_from_path(&day_file(cache, port, *d)))
         .collect::<PolarsResult<_>>()?;
@@ -273,7 +270,7 @@ pub fn read_seconds(
         )
         .collect()
         .with_context(|| format!("reading the cache {} for port {port}", cache.display()))?;
-    Ok((rows_of_frame(&frame)?, missing))
+    rows_of_frame(&frame)
 }
 
 fn rows_of_frame(frame: &DataFrame) -> anyhow::Result<Vec<SecondRow>> {

@@ -57,23 +57,27 @@ pub fn node_seconds(
     let mut out = NodeSeconds::default();
     let mut dates = archive_dates(from, to, rotation_hour);
     if let Some(cache_dir) = &source.cache {
-        let (rows, missing) =
-            cache::read_seconds(cache_dir, &entry.port, &dates, &entry.channels, from, to)?;
-        for date in dates.iter().filter(|d| !missing.contains(d)) {
-            let day = cache::entry(cache_dir, &entry.port, *date);
-            if let Some(day) = &day {
-                check_cached_channels(cache_dir, day, node, entry)?;
-                out.valid_frames += day.valid_frames;
-                out.skipped_frames += day.invalid_frames;
-                out.unreadable_lines += day.unreadable_lines;
-            }
+        // A day is cached when its file and its index entry (of this schema) are there; the
+        // entry is checked before its data is read, and anything else is read from its archive.
+        let mut cached = Vec::new();
+        let mut missing = Vec::new();
+        for date in dates {
+            let Some(day) = cache::entry(cache_dir, &entry.port, date) else {
+                missing.push(date);
+                continue;
+            };
+            check_cached_channels(cache_dir, &day, node, entry)?;
+            out.valid_frames += day.valid_frames;
+            out.skipped_frames += day.invalid_frames;
+            out.unreadable_lines += day.unreadable_lines;
             out.days_cached.push(
-                cache::day_file(cache_dir, &entry.port, *date)
+                cache::day_file(cache_dir, &entry.port, date)
                     .display()
                     .to_string(),
             );
+            cached.push(date);
         }
-        out.rows = rows;
+        out.rows = cache::read_seconds(cache_dir, &entry.port, &cached, &entry.channels, from, to)?;
         dates = missing;
     }
     for date in dates {
