@@ -137,9 +137,24 @@ impl Sampler {
 
     /// Take a last sample if leading, write the metadata, and join the thread.
     pub fn stop(self) {
+        self.stop_within(Duration::MAX);
+    }
+
+    /// As `stop`, but wait at most `limit` for the thread: a source that hangs (an NVML
+    /// call on a GPU fallen off the bus) must not hold up the end of a job. `false` when the
+    /// thread was left to finish (or not) on its own; its recording then has no end.
+    pub fn stop_within(self, limit: Duration) -> bool {
         *self.control.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.control.wake.notify_all();
+        let deadline = Instant::now().checked_add(limit);
+        while !self.thread.is_finished() {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let _ = self.thread.join();
+        true
     }
 }
 

@@ -312,18 +312,32 @@ pub fn exit() -> Result<(), String> {
     })
 }
 
+/// How long a step's end waits for its sampler's last sample: far more than a sample takes
+/// (under a millisecond) or NVML takes to open, short of holding a job for long.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn stop(p: &mut Plugin) {
     if let Some(sampler) = p.sampler.take() {
         let started = Instant::now();
-        sampler.stop();
-        log(
-            LogLevel::Info,
-            &format!(
-                "job {}: sampler stopped in {} µs",
-                p.job_id,
-                started.elapsed().as_micros()
-            ),
-        );
+        if sampler.stop_within(STOP_LIMIT) {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "job {}: sampler stopped in {} µs",
+                    p.job_id,
+                    started.elapsed().as_micros()
+                ),
+            );
+        } else {
+            log(
+                LogLevel::Error,
+                &format!(
+                    "job {}: the sampler did not stop within {} s (a source hangs?); left behind, its recording has no end",
+                    p.job_id,
+                    STOP_LIMIT.as_secs()
+                ),
+            );
+        }
     }
 }
 
