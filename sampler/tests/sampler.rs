@@ -259,3 +259,54 @@ fn a_new_job_with_a_reused_id_moves_the_old_recording_aside() {
         );
     }
 }
+
+/// A source whose reads hang once `hang` is set (a GPU fallen off the bus, say).
+struct Hanging {
+    channels: Vec<String>,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EnergySource for Hanging {
+    fn name(&self) -> &'static str {
+        "hanging"
+    }
+    fn channels(&self) -> &[String] {
+        &self.channels
+    }
+    fn ranges(&self) -> Vec<Option<u64>> {
+        vec![None]
+    }
+    fn read(&mut self, out: &mut Vec<Option<u64>>, _errors: &mut Vec<String>) {
+        while self.hang.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        out.push(Some(0));
+    }
+}
+
+#[test]
+fn a_hanging_source_cannot_hold_up_the_stop_beyond_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("spool")).unwrap();
+    let messages = Messages::default();
+    let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut s = setup(dir.path(), 20, &messages);
+    s.sources = vec![Box::new(Hanging {
+        channels: vec!["x".into()],
+        hang: Arc::clone(&hang),
+    })];
+    let sampler = Sampler::start(s).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    hang.store(true, std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    assert!(
+        !sampler.stop_within(Duration::from_millis(300)),
+        "the thread is stuck in the source"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    hang.store(false, std::sync::atomic::Ordering::Relaxed);
+}
