@@ -23,7 +23,17 @@ pub struct SensorSecond {
 
 impl SensorSecond {
     fn total_w(&self) -> f64 {
-        (self.cpu_j + self.dram_j + self.gpu_j) / (self.covered_ms / 1000.0)
+        self.watts(self.cpu_j + self.dram_j + self.gpu_j)
+    }
+
+    /// Energy of this second as a mean power over the part of it the samples covered.
+    pub fn watts(&self, joules: f64) -> f64 {
+        joules / (self.covered_ms / 1000.0)
+    }
+
+    /// Whether samples cover enough of the second for it to count as seen.
+    pub fn seen(&self) -> bool {
+        self.covered_ms >= SEEN_MS
     }
 }
 
@@ -147,7 +157,7 @@ pub fn bins(
         let length = (end - start) as f64;
         let seen: Vec<(&i64, &SensorSecond)> = sensors
             .range(start..end)
-            .filter(|(_, v)| v.covered_ms >= SEEN_MS)
+            .filter(|(_, v)| v.seen())
             .collect();
         let walled: Vec<(&i64, &f64)> = wall.range(start..end).collect();
         let covered_s: f64 = seen.iter().map(|(_, v)| v.covered_ms / 1000.0).sum();
@@ -186,11 +196,16 @@ pub fn bins(
     out
 }
 
-/// Flag each bin against the node's median ratio.
-fn flag(bins: &mut [Bin]) {
+/// The node's usual wall / sensors ratio: the median over the bins that have one.
+pub fn median_ratio(bins: &[Bin]) -> Option<f64> {
     let mut ratios: Vec<f64> = bins.iter().filter_map(|b| b.ratio).collect();
     ratios.sort_by(f64::total_cmp);
-    let Some(&median) = ratios.get(ratios.len() / 2) else {
+    ratios.get(ratios.len() / 2).copied()
+}
+
+/// Flag each bin against the node's median ratio.
+fn flag(bins: &mut [Bin]) {
+    let Some(median) = median_ratio(bins) else {
         return;
     };
     for b in bins.iter_mut() {

@@ -10,6 +10,11 @@ pub fn now_unix_ms() -> u64 {
 }
 
 /// `2026-11-25T16:08:03.123Z` for a Unix time in milliseconds.
+/// `format_utc` of a time in Unix seconds (before 1970 shows as 1970).
+pub fn format_utc_s(unix_s: i64) -> String {
+    format_utc(unix_s.max(0) as u64 * 1000)
+}
+
 pub fn format_utc(unix_ms: u64) -> String {
     let secs = unix_ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);

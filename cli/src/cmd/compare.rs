@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::compare::{bins, sensor_seconds, Bin};
+use crate::compare::{bins, median_ratio, sensor_seconds, Bin};
 use crate::export::parse_span;
 use crate::omegawatt::days::parse_time;
 use crate::omegawatt::seconds::whole_node_seconds;
@@ -88,7 +88,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let Some((map, source)) = args.wall.load()? else {
         anyhow::bail!("compare needs the wall meters: --wall-map FILE and --wall-cache DIR or --wall-archives DIR");
     };
-    let fmt = |t: i64| aipm_recording::time::format_utc(t as u64 * 1000);
+    let fmt = aipm_recording::time::format_utc_s;
     let mut nodes = Vec::new();
     let mut panels = Vec::new();
     for node in &args.nodes {
@@ -109,15 +109,13 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .collect();
         let node_bins = bins(&sensors, &wall, args.from, args.to, args.every);
-        let mut ratios: Vec<f64> = node_bins.iter().filter_map(|b| b.ratio).collect();
-        ratios.sort_by(f64::total_cmp);
         if args.plot.is_some() {
             panels.push(panel(node, &sensors, &wall));
         }
         nodes.push(NodeComparison {
             node: node.clone(),
             recordings: recordings.len(),
-            median_ratio: ratios.get(ratios.len() / 2).copied(),
+            median_ratio: median_ratio(&node_bins),
             flagged_bins: node_bins.iter().filter(|b| !b.flag.is_empty()).count(),
             wall_missing: data.archives_missing,
             bins: node_bins
@@ -164,11 +162,11 @@ fn panel(
     wall: &std::collections::BTreeMap<i64, f64>,
 ) -> crate::plot::Panel {
     use crate::plot::Series;
-    let seen = || sensors.iter().filter(|(_, v)| v.covered_ms >= 500.0);
+    let seen = || sensors.iter().filter(|(_, v)| v.seen());
     let line = |name: &str, f: fn(&crate::compare::SensorSecond) -> f64| Series {
         name: name.into(),
         points: seen()
-            .map(|(s, v)| (*s as f64 + 0.5, f(v) / (v.covered_ms / 1000.0)))
+            .map(|(s, v)| (*s as f64 + 0.5, v.watts(f(v))))
             .collect(),
         dashed: false,
     };

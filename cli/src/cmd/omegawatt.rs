@@ -416,7 +416,7 @@ fn summary(args: SummaryArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
     } else {
         vec![args.plugs.clone()]
     };
-    let fmt = |s: Option<i64>| s.map(|s| aipm_recording::time::format_utc(s as u64 * 1000));
+    let fmt = |s: Option<i64>| s.map(aipm_recording::time::format_utc_s);
     let summaries: Vec<PlugSummary> = groups
         .into_iter()
         .map(|plugs| {
@@ -596,7 +596,7 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let (entry, data) = args.window.read()?;
     let w = &args.window;
     let s = summarize(data.rows, &entry.channels, Some(w.from), Some(w.to));
-    let fmt = |t: i64| aipm_recording::time::format_utc(t as u64 * 1000);
+    let fmt = aipm_recording::time::format_utc_s;
     let report = NodeReport {
         node: w.node.clone(),
         port: entry.port.clone(),

@@ -228,11 +228,7 @@ fn totals(m: &Month) -> Totals {
 }
 
 fn local_time(ms: u64) -> String {
-    Local
-        .timestamp_millis_opt(ms as i64)
-        .single()
-        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_default()
+    crate::plot::local_label((ms / 1000) as i64)
 }
 
 fn markdown(m: &Month) -> String {

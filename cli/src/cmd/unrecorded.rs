@@ -44,7 +44,7 @@ pub fn report(
         Err(why) => return Ok(Err(format!("Slurm's accounting is not available ({why})"))),
     };
     let AccountedJob { job: j, nodes } = accounted;
-    let fmt = |t: i64| aipm_recording::time::format_utc(t as u64 * 1000);
+    let fmt = aipm_recording::time::format_utc_s;
     let mut notes = vec![format!(
         "no aipm recording of this job (submitted without --energy-profile, or before aipm ran): window and nodes from Slurm's accounting; only the wall meter measures it, for the whole node"
     )];
