@@ -91,6 +91,10 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let fmt = aipm_recording::time::format_utc_s;
     let mut nodes = Vec::new();
     let mut panels = Vec::new();
+    // Every node must be in the map before any data is read.
+    for node in &args.nodes {
+        map.node(node).map_err(anyhow::Error::msg)?;
+    }
     for node in &args.nodes {
         let entry = map.node(node).map_err(anyhow::Error::msg)?;
         let recordings =

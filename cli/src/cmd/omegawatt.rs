@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::omegawatt::archive::{read_log, DAY_MEMBER};
+use crate::omegawatt::archive::read_log;
 use crate::omegawatt::channels::ChannelMap;
 use crate::omegawatt::days::parse_time;
 use crate::omegawatt::generate::{self, Faults, Profile, Spec};
@@ -553,11 +553,7 @@ fn generate_cmd(args: GenerateArgs, out: &mut impl Write) -> anyhow::Result<Exit
         Some(path) => {
             let file = std::fs::File::create(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            let mut zip = zip::ZipWriter::new(file);
-            let options = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Deflated)
-                .large_file(true);
-            zip.start_file(DAY_MEMBER, options)?;
+            let mut zip = crate::omegawatt::archive::day_zip_writer(file)?;
             generate::write(
                 &spec,
                 &mut std::io::BufWriter::with_capacity(1 << 20, &mut zip),

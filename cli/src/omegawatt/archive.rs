@@ -111,6 +111,17 @@ fn feed(reader: &mut StreamReader, line: &[u8], on_frame: &mut impl FnMut(&Heade
     reader.line_bytes(line.strip_suffix(b"\r").unwrap_or(line), on_frame);
 }
 
+/// A daily archive being written as the Lab IA's tools expect it: one deflated member,
+/// `log_omegawatt_of_the_day`, open for writing (zip64, a day is gigabytes).
+pub fn day_zip_writer(file: File) -> zip::result::ZipResult<zip::ZipWriter<File>> {
+    let mut zip = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    zip.start_file(DAY_MEMBER, options)?;
+    Ok(zip)
+}
+
 /// Fill `buf` as far as the input allows; 0 at the end.
 fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;

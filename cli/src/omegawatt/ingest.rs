@@ -16,7 +16,6 @@ use std::thread::JoinHandle;
 use anyhow::Context as _;
 use chrono::{Local, NaiveDate, TimeZone};
 
-use super::archive::DAY_MEMBER;
 use super::days::{archive_date, archive_name};
 use super::stream::find_log_record;
 
@@ -215,13 +214,9 @@ fn compress(raw: &Path, archive: &Path) -> anyhow::Result<PathBuf> {
         archive.to_path_buf()
     };
     let partial = target.with_extension("zip.partial");
-    let mut zip = zip::ZipWriter::new(
+    let mut zip = super::archive::day_zip_writer(
         File::create(&partial).with_context(|| format!("creating {}", partial.display()))?,
-    );
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
-    zip.start_file(DAY_MEMBER, options)?;
+    )?;
     std::io::copy(&mut File::open(raw)?, &mut zip)?;
     zip.finish()?.sync_all()?;
     std::fs::rename(&partial, &target)?;
