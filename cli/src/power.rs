@@ -7,25 +7,27 @@ use aipm_recording::samples::{channels_of_header, energy_column, Samples, TIME_C
 /// One channel's power between consecutive samples: `(mid-point in Unix s, W)`. An interval
 /// whose counter is missing or went backwards (a reset) is left out.
 pub fn channel_power(s: &Samples, channel: &str) -> Vec<(f64, f64)> {
+    channels_power(s, &[channel]).collect()
+}
+
+/// One channel's highest power between consecutive samples (0 without any).
+pub fn channel_peak_power(s: &Samples, channel: &str) -> f64 {
     channels_power(s, &[channel])
+        .map(|(_, w)| w)
+        .fold(0.0, f64::max)
 }
 
 /// The summed power of `channels` between consecutive samples, in one pass; an interval
 /// where any of them is missing or went backwards is left out.
-fn channels_power(s: &Samples, channels: &[&str]) -> Vec<(f64, f64)> {
-    let Some(time) = s.column(TIME_COLUMN) else {
-        return Vec::new();
-    };
-    let Some(columns) = channels
+fn channels_power<'a>(s: &'a Samples, channels: &[&str]) -> impl Iterator<Item = (f64, f64)> + 'a {
+    let time = s.column(TIME_COLUMN);
+    let columns: Option<Vec<usize>> = channels
         .iter()
         .map(|c| s.column(&energy_column(c)))
-        .collect::<Option<Vec<usize>>>()
-    else {
-        return Vec::new();
-    };
-    s.rows
-        .pairs()
-        .filter_map(|(a, b)| {
+        .collect();
+    let readable = time.zip(columns);
+    readable.into_iter().flat_map(move |(time, columns)| {
+        s.rows.pairs().filter_map(move |(a, b)| {
             let (t0, t1) = (a.get(time)?, b.get(time)?);
             let d_uj = columns
                 .iter()
@@ -36,7 +38,7 @@ fn channels_power(s: &Samples, channels: &[&str]) -> Vec<(f64, f64)> {
                 (mid_s, d_uj as f64 / (t1 - t0) as f64 / 1000.0)
             })
         })
-        .collect()
+    })
 }
 
 /// The node's power per component, as people group it: CPU packages (summed), DRAM
@@ -59,7 +61,7 @@ pub fn components(s: &Samples) -> Vec<(String, Vec<(f64, f64)>)> {
     ] {
         let members = of_kind(kind);
         if !members.is_empty() {
-            out.push((name.to_string(), channels_power(s, &members)));
+            out.push((name.to_string(), channels_power(s, &members).collect()));
         }
     }
     for gpu in of_kind(ChannelKind::Gpu) {

@@ -97,14 +97,13 @@ impl NodeReport {
     pub fn from_recording(rec: &NodeRecording) -> NodeReport {
         let meta = &rec.meta;
         let s = &rec.samples;
-        let times: Vec<u64> = s.values(TIME_COLUMN).collect();
-        let end_ms = meta
-            .end_unix_ms
-            .or_else(|| times.last().copied())
-            .unwrap_or(meta.start_unix_ms);
+        let mut times = s.values(TIME_COLUMN);
+        let first_ms = times.next();
+        let last_ms = times.last().or(first_ms);
+        let end_ms = meta.end_unix_ms.or(last_ms).unwrap_or(meta.start_unix_ms);
         let duration_s = end_ms.saturating_sub(meta.start_unix_ms) as f64 / 1000.0;
-        let sampled_s = match (times.first(), times.last()) {
-            (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
+        let sampled_s = match (first_ms, last_ms) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1000.0,
             _ => 0.0,
         };
         // The job cgroup's counter starts with the job: its last value is the job's total.
@@ -130,10 +129,7 @@ impl NodeReport {
                 } else {
                     0.0
                 },
-                node_peak_power_w: crate::power::channel_power(s, &c.channel)
-                    .iter()
-                    .map(|(_, w)| *w)
-                    .fold(0.0, f64::max),
+                node_peak_power_w: crate::power::channel_peak_power(s, &c.channel),
             })
             .collect();
         let gpus = attribution
@@ -201,7 +197,7 @@ impl NodeReport {
                 .collect(),
             bad_lines: s.bad_lines.len(),
             truncated_tail: s.truncated_tail,
-            notes: notes(rec, &attribution),
+            notes: notes(rec, &attribution, peak_mem_bytes),
             wall: None,
             emissions_g_co2e: None,
         }
@@ -218,16 +214,12 @@ pub fn memory_mostly_unused(peak_bytes: u64, alloc_bytes: u64) -> bool {
 fn notes(
     rec: &NodeRecording,
     attribution: &aipm_recording::attribution::Attribution,
+    peak: Option<u64>,
 ) -> Vec<String> {
     let m = &rec.meta;
     let st = &m.sampler;
     let mut notes = Vec::new();
     // Far less memory used than allocated: memory others could have had.
-    let peak = rec
-        .samples
-        .values(MEM_PEAK_COLUMN)
-        .chain(rec.samples.values(MEM_COLUMN))
-        .max();
     if let (Some(alloc), Some(peak)) = (m.mem_alloc_bytes, peak) {
         if memory_mostly_unused(peak, alloc) {
             notes.push(format!(
@@ -239,17 +231,17 @@ fn notes(
         }
     }
     // Gaps: periods with no sample at all (the node stalled, the sampler was stopped).
-    let times: Vec<u64> = rec.samples.values(TIME_COLUMN).collect();
-    let gaps: Vec<u64> = times
-        .windows(2)
-        .map(|w| w[1].saturating_sub(w[0]))
+    let (gaps, gap_ms) = rec
+        .samples
+        .values(TIME_COLUMN)
+        .zip(rec.samples.values(TIME_COLUMN).skip(1))
+        .map(|(a, b)| b.saturating_sub(a))
         .filter(|d| m.period_ms > 0 && *d > 3 * m.period_ms)
-        .collect();
-    if !gaps.is_empty() {
+        .fold((0, 0), |(n, ms), d| (n + 1, ms + d - m.period_ms));
+    if gaps > 0 {
         notes.push(format!(
-            "{} gap(s) in the samples, {:.1} s in all: energy is counted across them, but the power curve is not known there",
-            gaps.len(),
-            gaps.iter().map(|d| d - m.period_ms).sum::<u64>() as f64 / 1000.0
+            "{gaps} gap(s) in the samples, {:.1} s in all: energy is counted across them, but the power curve is not known there",
+            gap_ms as f64 / 1000.0
         ));
     }
     if m.end_unix_ms.is_none() {

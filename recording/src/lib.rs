@@ -5,6 +5,7 @@
 
 pub mod attribution;
 pub mod config;
+mod fast_row;
 pub mod layout;
 pub mod meta;
 pub mod period;

@@ -11,7 +11,10 @@
 //! could not be read in that sample.
 
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::path::Path;
+
+use crate::fast_row::{self, ABSENT};
 
 pub const TIME_COLUMN: &str = "time_unix_ms";
 pub const CPU_COLUMN: &str = "job_cpu_ns";
@@ -120,53 +123,56 @@ pub struct BadLine {
     pub reason: String,
 }
 
-/// The rows of a samples file in one flat buffer, 8 bytes a value: a day of samples on a
-/// big node is millions of values, and a `Vec` per row of `Option`s costs three times the
-/// memory and an allocation per row.
+/// The rows of a samples file, stored a column at a time, 8 bytes a value: a day of samples
+/// on a big node is millions of values, and a report reads a few columns at a time (a
+/// column of a day is under a megabyte and stays in the CPU's cache; a row-ordered buffer
+/// would be streamed whole from memory for each column read).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rows {
-    width: usize,
-    values: Vec<u64>,
+    columns: Vec<Vec<u64>>,
 }
-
-/// Marks a value the sampler could not read (never a real counter, time or gauge).
-const ABSENT: u64 = u64::MAX;
 
 /// One row of [`Rows`].
 #[derive(Debug, Clone, Copy)]
-pub struct Row<'a>(&'a [u64]);
+pub struct Row<'a> {
+    rows: &'a Rows,
+    index: usize,
+}
 
 impl Row<'_> {
     /// The value in column `column`, if the sampler read one.
     #[inline]
     pub fn get(&self, column: usize) -> Option<u64> {
-        self.0.get(column).copied().filter(|v| *v != ABSENT)
+        present(*self.rows.columns.get(column)?.get(self.index)?)
     }
 
     pub fn to_vec(&self) -> Vec<Option<u64>> {
-        (0..self.0.len()).map(|c| self.get(c)).collect()
+        (0..self.rows.columns.len()).map(|c| self.get(c)).collect()
     }
+}
+
+#[inline]
+fn present(value: u64) -> Option<u64> {
+    (value != ABSENT).then_some(value)
 }
 
 impl Rows {
     pub fn new(width: usize) -> Rows {
         Rows {
-            width,
-            values: Vec::new(),
+            columns: vec![Vec::new(); width],
         }
     }
 
     pub fn len(&self) -> usize {
-        self.values.len().checked_div(self.width).unwrap_or(0)
+        self.columns.first().map_or(0, Vec::len)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len() == 0
     }
 
     pub fn get(&self, index: usize) -> Option<Row<'_>> {
-        let start = index.checked_mul(self.width)?;
-        self.values.get(start..start + self.width).map(Row)
+        (index < self.len()).then_some(Row { rows: self, index })
     }
 
     pub fn last(&self) -> Option<Row<'_>> {
@@ -174,7 +180,7 @@ impl Rows {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Row<'_>> + '_ {
-        self.values.chunks_exact(self.width.max(1)).map(Row)
+        (0..self.len()).map(move |index| Row { rows: self, index })
     }
 
     /// Consecutive rows, as `(earlier, later)`: the periods between samples.
@@ -182,17 +188,35 @@ impl Rows {
         self.iter().zip(self.iter().skip(1))
     }
 
+    /// The values of one column that are present, in order.
+    pub fn column(&self, column: usize) -> impl Iterator<Item = u64> + '_ {
+        self.columns
+            .get(column)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| present(*v))
+    }
+
     /// Append a row of `width` values (`None` for absent; a value of `u64::MAX` reads as
     /// absent).
     pub fn push(&mut self, row: &[Option<u64>]) {
-        debug_assert_eq!(row.len(), self.width);
-        self.values.extend(row.iter().map(|v| v.unwrap_or(ABSENT)));
+        debug_assert_eq!(row.len(), self.columns.len());
+        for (column, value) in self.columns.iter_mut().zip(row) {
+            column.push(value.unwrap_or(ABSENT));
+        }
+    }
+
+    /// Room for about `rows` rows, so that reading a file rarely grows the columns.
+    fn reserve(&mut self, rows: usize) {
+        for column in &mut self.columns {
+            column.reserve(rows);
+        }
     }
 
     /// Change one value (tests build odd recordings this way).
     #[cfg(test)]
     pub(crate) fn set(&mut self, index: usize, column: usize, value: Option<u64>) {
-        self.values[index * self.width + column] = value.unwrap_or(ABSENT);
+        self.columns[column][index] = value.unwrap_or(ABSENT);
     }
 }
 
@@ -219,57 +243,54 @@ pub enum ReadError {
 }
 
 impl Samples {
+    /// Read a samples file a block at a time: the text is never held whole (a day of a
+    /// big node's samples is tens of megabytes), and lines are parsed as they arrive.
     pub fn read(path: &Path) -> Result<Samples, ReadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+        let io_error = |source| ReadError::Io {
             path: path.display().to_string(),
             source,
-        })?;
-        Samples::parse(&text).map_err(|found| ReadError::BadHeader {
-            path: path.display().to_string(),
-            found,
-        })
+        };
+        let mut file = std::fs::File::open(path).map_err(io_error)?;
+        let size = file.metadata().map_err(io_error)?.len();
+        let mut parser = Parser::new(usize::try_from(size).unwrap_or(0));
+        let mut block = vec![0u8; READ_BLOCK];
+        // Bytes of a line that a block cut, moved to the front before the next read.
+        let mut kept = 0;
+        loop {
+            if kept == block.len() {
+                // A line longer than the block: grow it rather than cut the line.
+                block.resize(block.len() * 2, 0);
+            }
+            let read = match file.read(&mut block[kept..]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(e)),
+            };
+            let filled = kept + read;
+            let complete = match memchr_last_newline(&block[..filled]) {
+                Some(end) => end + 1,
+                None => 0,
+            };
+            parser
+                .lines(&block[..complete])
+                .map_err(|found| ReadError::BadHeader {
+                    path: path.display().to_string(),
+                    found,
+                })?;
+            block.copy_within(complete..filled, 0);
+            kept = filled - complete;
+        }
+        Ok(parser.finish(kept > 0))
     }
 
     /// Parse the text of a samples file; `Err` carries the header line when it is not one.
     pub fn parse(text: &str) -> Result<Samples, String> {
-        let mut samples = Samples::default();
-        let complete = match text.rfind('\n') {
-            Some(end) => {
-                samples.truncated_tail = end + 1 < text.len();
-                &text[..end]
-            }
-            None => {
-                samples.truncated_tail = !text.is_empty();
-                ""
-            }
-        };
-        let mut lines = complete.split('\n');
-        let header = lines.next().unwrap_or("");
-        if !header.starts_with(TIME_COLUMN) {
-            if header.is_empty() {
-                return Ok(samples);
-            }
-            return Err(header.chars().take(80).collect());
-        }
-        samples.columns = header.split(',').map(str::to_string).collect();
-        let width = samples.columns.len();
-        samples.rows = Rows::new(width);
-        samples.rows.values.reserve(complete.len() / 8);
-        for (index, line) in lines.enumerate() {
-            // The byte loop reads well-formed rows; anything else takes the careful path,
-            // which says what is wrong.
-            if parse_row_fast(line.as_bytes(), width, &mut samples.rows.values) {
-                continue;
-            }
-            match parse_row(line, width) {
-                Ok(row) => samples.rows.push(&row),
-                Err(reason) => samples.bad_lines.push(BadLine {
-                    line: index + 2,
-                    reason,
-                }),
-            }
-        }
-        Ok(samples)
+        let bytes = text.as_bytes();
+        let complete = memchr_last_newline(bytes).map_or(0, |end| end + 1);
+        let mut parser = Parser::new(bytes.len());
+        parser.lines(&bytes[..complete])?;
+        Ok(parser.finish(complete < bytes.len()))
     }
 
     pub fn column(&self, name: &str) -> Option<usize> {
@@ -278,15 +299,100 @@ impl Samples {
 
     /// The values of a column that are present, in file order.
     pub fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = u64> + 'a {
-        let index = self.column(name);
-        self.rows
-            .iter()
-            .filter_map(move |row| index.and_then(|i| row.get(i)))
+        let index = self.column(name).unwrap_or(usize::MAX);
+        self.rows.column(index)
     }
 
     /// The last complete row, for a sampler that continues this file.
     pub fn last_row(&self) -> Option<Vec<Option<u64>>> {
         self.rows.last().map(|r| r.to_vec())
+    }
+}
+
+/// How much of a samples file is read at once: large enough that system calls cost
+/// nothing, small enough to stay in the CPU's cache while its lines are parsed.
+const READ_BLOCK: usize = 256 * 1024;
+
+fn memchr_last_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|&b| b == b'\n')
+}
+
+/// Reads complete lines, header first, into [`Samples`].
+struct Parser {
+    samples: Samples,
+    /// Lines seen, the header included (1-based numbers for bad lines).
+    lines_seen: usize,
+    /// Bytes of the file, to size the rows' buffer once.
+    size_hint: usize,
+}
+
+impl Parser {
+    fn new(size_hint: usize) -> Parser {
+        Parser {
+            samples: Samples::default(),
+            lines_seen: 0,
+            size_hint,
+        }
+    }
+
+    /// Parse whole lines (`bytes` is empty or ends with a newline); `Err` carries the
+    /// header line when it is not one.
+    fn lines(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let mut rest = bytes;
+        if self.lines_seen == 0 {
+            let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                return Ok(());
+            };
+            self.header(&rest[..end])?;
+            self.lines_seen = 1;
+            rest = &rest[end + 1..];
+        }
+        while !rest.is_empty() {
+            self.lines_seen += 1;
+            // The byte loop reads well-formed rows and finds their end in the same pass;
+            // anything else takes the careful path, which says what is wrong.
+            let end = match fast_row::parse_row(rest, &mut self.samples.rows.columns) {
+                Some(end) => end,
+                None => {
+                    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                    self.careful_row(&rest[..end]);
+                    end
+                }
+            };
+            rest = rest.get(end + 1..).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    fn header(&mut self, line: &[u8]) -> Result<(), String> {
+        let header = String::from_utf8_lossy(line);
+        if !header.starts_with(TIME_COLUMN) {
+            return Err(header.chars().take(80).collect());
+        }
+        self.samples.columns = header.split(',').map(str::to_string).collect();
+        self.samples.rows = Rows::new(self.samples.columns.len());
+        // A value and its comma take at least eight bytes of text in a real recording
+        // (times and counters are long), so this rarely grows.
+        let width = self.samples.columns.len();
+        self.samples.rows.reserve(self.size_hint / 8 / width);
+        Ok(())
+    }
+
+    fn careful_row(&mut self, line: &[u8]) {
+        let width = self.samples.columns.len();
+        match parse_row(&String::from_utf8_lossy(line), width) {
+            Ok(row) => self.samples.rows.push(&row),
+            Err(reason) => self.samples.bad_lines.push(BadLine {
+                line: self.lines_seen,
+                reason,
+            }),
+        }
+    }
+
+    /// The samples read; `cut_line` when the file ended inside a line.
+    fn finish(mut self, cut_line: bool) -> Samples {
+        self.samples.truncated_tail = cut_line;
+        self.samples
     }
 }
 
@@ -314,38 +420,6 @@ fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
         });
     }
     Ok(row)
-}
-
-/// A well-formed row in one pass over its bytes, appended to `out`: `width` fields of
-/// decimal digits, empty (absent) except the first. For anything else `out` is left as it
-/// was and `false` returned.
-fn parse_row_fast(line: &[u8], width: usize, out: &mut Vec<u64>) -> bool {
-    let start = out.len();
-    let (mut value, mut digits) = (0u64, 0u32);
-    let mut fields = 0;
-    for &b in line {
-        if b == b',' {
-            out.push(if digits > 0 { value } else { ABSENT });
-            fields += 1;
-            (value, digits) = (0, 0);
-        } else {
-            let digit = b.wrapping_sub(b'0');
-            if digit >= 10 || digits >= 19 {
-                // Not a digit, or a number that may not fit: the careful path decides.
-                out.truncate(start);
-                return false;
-            }
-            value = value * 10 + u64::from(digit);
-            digits += 1;
-        }
-    }
-    out.push(if digits > 0 { value } else { ABSENT });
-    fields += 1;
-    if fields != width || out[start] == ABSENT {
-        out.truncate(start);
-        return false;
-    }
-    true
 }
 
 /// Decimal digits only (no sign, no spaces), as the sampler writes them.
@@ -427,38 +501,6 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_row_parser_agrees_with_the_careful_one() {
-        for line in [
-            "1,2,,4",
-            "0,,,",
-            "18446744073709551615,1,2,3",
-            "1,2,3",
-            "1,2,3,4,5",
-            ",1,2,3",
-            "1,x,2,3",
-            "1,-2,3,4",
-        ] {
-            let careful = parse_row(line, 4).ok();
-            let mut rows = Rows::new(4);
-            let fast = parse_row_fast(line.as_bytes(), 4, &mut rows.values)
-                .then(|| rows.get(0).unwrap().to_vec());
-            // The fast path may decline where the careful one accepts: never disagree.
-            assert!(
-                fast.is_none() || fast == careful,
-                "{line}: {fast:?} vs {careful:?}"
-            );
-        }
-        let mut rows = Rows::new(4);
-        assert!(parse_row_fast(b"1,2,,4", 4, &mut rows.values));
-        assert!(!parse_row_fast(b"1,2,4", 4, &mut rows.values));
-        assert_eq!(rows.len(), 1);
-        assert_eq!(
-            rows.get(0).unwrap().to_vec(),
-            [Some(1), Some(2), None, Some(4)]
-        );
-    }
-
-    #[test]
     fn a_bad_line_is_named_and_the_rest_kept() {
         let mut text = header_line(&channels(), &gauges());
         row(1000).format_into(&mut text);
@@ -480,5 +522,29 @@ mod tests {
     fn a_file_that_is_not_a_samples_file_is_refused() {
         assert!(Samples::parse("name,age\n1,2\n").is_err());
         assert_eq!(Samples::parse("").unwrap().rows.len(), 0);
+    }
+
+    #[test]
+    fn a_file_read_in_blocks_is_read_as_a_whole() {
+        // Lines cut by the reading blocks at every offset, a line longer than a block, a bad
+        // line and a cut last line: reading the file gives what parsing its text gives.
+        let mut text = header_line(&channels(), &gauges());
+        let mut t = 1_000;
+        while text.len() < 3 * READ_BLOCK {
+            row(t).format_into(&mut text);
+            t += 1_000;
+        }
+        text.push_str(&format!("{},{}\n", t, "9".repeat(READ_BLOCK + 10)));
+        row(t + 1_000).format_into(&mut text);
+        text.push_str("1700000000000,12");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.samples.csv");
+        std::fs::write(&path, &text).unwrap();
+        let read = Samples::read(&path).unwrap();
+        assert_eq!(read, Samples::parse(&text).unwrap());
+        assert_eq!(read.rows.len() as u64, t / 1_000);
+        assert_eq!(read.bad_lines.len(), 1);
+        assert_eq!(read.bad_lines[0].line, t as usize / 1_000 + 1);
+        assert!(read.truncated_tail);
     }
 }
