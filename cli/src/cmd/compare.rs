@@ -9,8 +9,7 @@ use serde::Serialize;
 use crate::compare::{bins, median_ratio, sensor_seconds, Bin};
 use crate::export::parse_span;
 use crate::omegawatt::days::parse_time;
-use crate::omegawatt::seconds::whole_node_seconds;
-use crate::omegawatt::wall::node_seconds;
+use crate::omegawatt::wall::node_power_seconds;
 use crate::output::{write_json, Format};
 use crate::spool::{node_recordings, resolve_spool};
 
@@ -100,7 +99,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let recordings =
             node_recordings(&spool, node, args.from as u64 * 1000, args.to as u64 * 1000)?;
         let sensors = sensor_seconds(&recordings, args.from, args.to);
-        let data = node_seconds(
+        let (wall, read) = node_power_seconds(
             node,
             entry,
             &source,
@@ -108,10 +107,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             args.to,
             args.wall.rotation_hour,
         )?;
-        let wall: std::collections::BTreeMap<i64, f64> =
-            whole_node_seconds(&data.rows, &entry.channels)
-                .into_iter()
-                .collect();
+        let wall: std::collections::BTreeMap<i64, f64> = wall.into_iter().collect();
         let node_bins = bins(&sensors, &wall, args.from, args.to, args.every);
         if args.plot.is_some() {
             panels.push(panel(node, &sensors, &wall));
@@ -121,7 +117,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             recordings: recordings.len(),
             median_ratio: median_ratio(&node_bins),
             flagged_bins: node_bins.iter().filter(|b| !b.flag.is_empty()).count(),
-            wall_missing: data.archives_missing,
+            wall_missing: read.archives_missing,
             bins: node_bins
                 .into_iter()
                 .map(|bin| BinReport {

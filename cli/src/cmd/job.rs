@@ -8,7 +8,7 @@ use aipm_recording::period::format_period;
 
 use crate::legacy::{self, LegacyReport, Zone};
 use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::wall::{energy_in_window, node_power, node_seconds, WallSource};
+use crate::omegawatt::wall::{energy_in_window, mid_second_points, node_power_seconds, WallSource};
 use crate::output::{bytes, joules, write_json, Format, Units};
 use crate::report::{NodeReport, WallReport};
 use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
@@ -224,7 +224,7 @@ pub fn add_wall(
     };
     let from_s = (from_ms / 1000) as i64;
     let to_s = to_ms.div_ceil(1000) as i64;
-    let data = node_seconds(
+    let (seconds, read) = node_power_seconds(
         &rec.meta.node,
         entry,
         source,
@@ -232,7 +232,7 @@ pub fn add_wall(
         to_s.max(from_s + 1),
         rotation_hour,
     )?;
-    let (energy_j, covered_s) = energy_in_window(&data.rows, &entry.channels, from_ms, to_ms);
+    let (energy_j, covered_s) = energy_in_window(&seconds, from_ms, to_ms);
     let window_s = (to_ms - from_ms) as f64 / 1000.0;
     let rapl_nvml_j: f64 = report
         .energy
@@ -269,9 +269,9 @@ pub fn add_wall(
         window_s,
         rapl_nvml_j,
         unseen_j,
-        archives_missing: data.archives_missing,
+        archives_missing: read.archives_missing,
     });
-    Ok(node_power(&data.rows, &entry.channels))
+    Ok(mid_second_points(&seconds))
 }
 
 /// Print the report of a job's recordings (one per node) in `format`; shared with `record`.

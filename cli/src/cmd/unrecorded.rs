@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::export::sacct::{one_job, AccountedJob};
 use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::wall::{energy_in_window, node_seconds, WallSource};
+use crate::omegawatt::wall::{energy_in_window, node_power_seconds, WallSource};
 use crate::output::{write_json, Format, Units};
 
 #[derive(Debug, Serialize)]
@@ -59,7 +59,7 @@ pub fn report(
         if let (Some((map, source)), Some(start), Some(end)) = (wall, j.start, j.end) {
             match map.node(node) {
                 Ok(channels) => {
-                    let data = node_seconds(
+                    let (seconds, read) = node_power_seconds(
                         node,
                         channels,
                         source,
@@ -67,15 +67,11 @@ pub fn report(
                         end.max(start + 1),
                         rotation_hour,
                     )?;
-                    let (energy, covered) = energy_in_window(
-                        &data.rows,
-                        &channels.channels,
-                        start as u64 * 1000,
-                        end as u64 * 1000,
-                    );
+                    let (energy, covered) =
+                        energy_in_window(&seconds, start as u64 * 1000, end as u64 * 1000);
                     entry.wall_energy_j = Some(energy);
                     entry.wall_covered_s = Some(covered);
-                    entry.wall_missing = data.archives_missing;
+                    entry.wall_missing = read.archives_missing;
                 }
                 Err(e) => notes.push(format!("{node}: no wall data: {e}")),
             }

@@ -28,13 +28,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use polars::prelude::{
-    col, lit, Column, DataFrame, HiveOptions, LazyFrame, ParquetWriter, PlRefPath, PolarsResult,
-    ScanArgsParquet,
+    col, lit, ChunkFillNullValue, Column, DataFrame, HiveOptions, LazyFrame, ParquetWriter,
+    PlRefPath, PolarsResult, ScanArgsParquet,
 };
 use serde::{Deserialize, Serialize};
 
 use super::archive::read_log;
-use super::seconds::{PerSecond, SecondRow};
+use super::seconds::{sum_whole_seconds, PerSecond, SecondRow};
 use super::stream::StreamStats;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -246,6 +246,53 @@ pub fn read_seconds(
     if dates.is_empty() || channels.is_empty() {
         return Ok(Vec::new());
     }
+    let frame = scan_days(cache, port, dates, channels, from, to)?
+        .collect()
+        .with_context(|| format!("reading the cache {} for port {port}", cache.display()))?;
+    rows_of_frame(&frame)
+}
+
+/// A node's power each second over `[from, to)` from the cached days `dates`: the seconds
+/// in which each of its `channels` (its PSUs) has frames, their means summed, in time order
+/// (as `whole_node_seconds` gives from rows). Only the two columns it needs are decoded, and
+/// no rows are built: a day of a node is 86 400 seconds per PSU.
+pub fn read_node_power(
+    cache: &Path,
+    port: &str,
+    dates: &[NaiveDate],
+    channels: &[u32],
+    from: i64,
+    to: i64,
+) -> anyhow::Result<Vec<(i64, f64)>> {
+    if dates.is_empty() || channels.is_empty() {
+        return Ok(Vec::new());
+    }
+    let frame = scan_days(cache, port, dates, channels, from, to)?
+        .filter(col("valid_frames").gt(lit(0u32)))
+        .select([col("time"), col("mean_w")])
+        .collect()
+        .with_context(|| format!("reading the cache {} for port {port}", cache.display()))?;
+    let time = frame.column("time")?.i64()?;
+    let watts = frame.column("mean_w")?.f64()?;
+    if time.null_count() + watts.null_count() > 0 {
+        anyhow::bail!("a null time or power in the cache");
+    }
+    let plug_seconds = time
+        .into_no_null_iter()
+        .zip(watts.into_no_null_iter())
+        .collect();
+    Ok(sum_whole_seconds(plug_seconds, channels.len()))
+}
+
+/// The rows of `channels` over `[from, to)` of the cached days `dates`, lazily.
+fn scan_days(
+    cache: &Path,
+    port: &str,
+    dates: &[NaiveDate],
+    channels: &[u32],
+    from: i64,
+    to: i64,
+) -> anyhow::Result<LazyFrame> {
     let paths: Vec<PlRefPath> = dates
         .iter()
         .map(|d| PlRefPath::try_from_path(&day_file(cache, port, *d)))
@@ -262,42 +309,63 @@ pub fn read_seconds(
         glob: false,
         ..ScanArgsParquet::default()
     };
-    let frame = LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)?
-        .filter(
+    Ok(
+        LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)?.filter(
             wanted
                 .and(col("time").gt_eq(lit(from)))
                 .and(col("time").lt(lit(to))),
-        )
-        .collect()
-        .with_context(|| format!("reading the cache {} for port {port}", cache.display()))?;
-    rows_of_frame(&frame)
+        ),
+    )
 }
 
 fn rows_of_frame(frame: &DataFrame) -> anyhow::Result<Vec<SecondRow>> {
     let time = frame.column("time")?.i64()?;
     let channel = frame.column("channel")?.u32()?;
-    let mean = frame.column("mean_w")?.f64()?;
-    let min = frame.column("min_w")?.f64()?;
-    let max = frame.column("max_w")?.f64()?;
-    let valid = frame.column("valid_frames")?.u32()?;
-    let invalid = frame.column("invalid_frames")?.u32()?;
-    // Column iterators, zipped: indexing a chunked array element by element is slow.
+    if time.null_count() + channel.null_count() > 0 {
+        anyhow::bail!("a null time or channel in the cache");
+    }
+    // A second without a valid frame has null powers: NaN here, as `PerSecond` gives.
+    let mean = frame
+        .column("mean_w")?
+        .f64()?
+        .fill_null_with_values(f64::NAN)?;
+    let min = frame
+        .column("min_w")?
+        .f64()?
+        .fill_null_with_values(f64::NAN)?;
+    let max = frame
+        .column("max_w")?
+        .f64()?
+        .fill_null_with_values(f64::NAN)?;
+    let valid = frame
+        .column("valid_frames")?
+        .u32()?
+        .fill_null_with_values(0)?;
+    let invalid = frame
+        .column("invalid_frames")?
+        .u32()?
+        .fill_null_with_values(0)?;
+    // Iterators over the arrays' values, zipped: `iter()` would make a virtual call per
+    // value, and a day of a port is millions of them.
     let rows = time
-        .iter()
-        .zip(channel.iter())
-        .zip(mean.iter().zip(min.iter()).zip(max.iter()))
-        .zip(valid.iter().zip(invalid.iter()))
-        .map(|(((t, c), ((mean, min), max)), (valid, invalid))| {
-            Ok(SecondRow {
-                second: t.context("a null time in the cache")?,
-                plug: c.context("a null channel in the cache")?,
-                mean_w: mean.unwrap_or(f64::NAN),
-                min_w: min.unwrap_or(f64::NAN),
-                max_w: max.unwrap_or(f64::NAN),
-                valid_frames: valid.unwrap_or(0),
-                invalid_frames: invalid.unwrap_or(0),
-            })
-        })
-        .collect::<anyhow::Result<Vec<SecondRow>>>()?;
+        .into_no_null_iter()
+        .zip(channel.into_no_null_iter())
+        .zip(mean.into_no_null_iter().zip(min.into_no_null_iter()))
+        .zip(max.into_no_null_iter())
+        .zip(valid.into_no_null_iter().zip(invalid.into_no_null_iter()))
+        .map(
+            |((((second, plug), (mean_w, min_w)), max_w), (valid_frames, invalid_frames))| {
+                SecondRow {
+                    second,
+                    plug,
+                    mean_w,
+                    min_w,
+                    max_w,
+                    valid_frames,
+                    invalid_frames,
+                }
+            },
+        )
+        .collect();
     Ok(rows)
 }

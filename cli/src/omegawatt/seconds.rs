@@ -149,17 +149,25 @@ pub fn whole_node_seconds<R: std::borrow::Borrow<SecondRow>>(
     rows: impl IntoIterator<Item = R>,
     plugs: &[u32],
 ) -> Vec<(i64, f64)> {
-    let mut wanted: Vec<(i64, f64)> = rows
+    let plug_seconds = rows
         .into_iter()
         .filter_map(|r| {
             let r = r.borrow();
             (plugs.contains(&r.plug) && r.valid_frames > 0).then_some((r.second, r.mean_w))
         })
         .collect();
-    wanted.sort_by_key(|(second, _)| *second);
-    wanted
+    sum_whole_seconds(plug_seconds, plugs.len())
+}
+
+/// From each plug's `(second, mean watts)` for the seconds it has frames (one per plug and
+/// second), the seconds that all `plugs` have, their powers summed, in order.
+pub fn sum_whole_seconds(mut plug_seconds: Vec<(i64, f64)>, plugs: usize) -> Vec<(i64, f64)> {
+    // Stable, so that equal seconds keep the plugs' order and sum the same way each time;
+    // rows sorted by plug then time are a few runs, merged in linear time.
+    plug_seconds.sort_by_key(|(second, _)| *second);
+    plug_seconds
         .chunk_by(|a, b| a.0 == b.0)
-        .filter(|group| group.len() == plugs.len())
+        .filter(|group| group.len() == plugs)
         .map(|group| (group[0].0, group.iter().map(|(_, w)| w).sum()))
         .collect()
 }

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use chrono::NaiveDate;
+
 use super::archive::read_log;
 use super::cache;
 use super::channels::{check_header, NodeChannels};
@@ -45,6 +47,7 @@ pub struct NodeSeconds {
     pub unreadable_lines: u64,
 }
 
+/// Every second of the node's plugs over `[from, to)`.
 pub fn node_seconds(
     node: &str,
     entry: &NodeChannels,
@@ -53,13 +56,91 @@ pub fn node_seconds(
     to: i64,
     rotation_hour: u32,
 ) -> anyhow::Result<NodeSeconds> {
-    source.check()?;
     let mut out = NodeSeconds::default();
+    let days = plan_days(node, entry, source, from, to, rotation_hour, &mut out)?;
+    if let Some(cache_dir) = &source.cache {
+        out.rows = cache::read_seconds(
+            cache_dir,
+            &entry.port,
+            &days.cached,
+            &entry.channels,
+            from,
+            to,
+        )?;
+    }
+    for path in &days.archives {
+        read_archive(path, node, entry, from, to, &mut out)?;
+    }
+    // The cache's order (a day's rows by plug, then time): already sorted unless days came
+    // from both the cache and archives.
+    out.rows.sort_by_key(|r| (r.plug, r.second));
+    Ok(out)
+}
+
+/// The node's power each second over `[from, to)` (`whole_node_seconds`), and what was read
+/// (its `rows` left empty): what a job's report needs, summed by polars for cached days.
+pub fn node_power_seconds(
+    node: &str,
+    entry: &NodeChannels,
+    source: &WallSource,
+    from: i64,
+    to: i64,
+    rotation_hour: u32,
+) -> anyhow::Result<(Vec<(i64, f64)>, NodeSeconds)> {
+    let mut read = NodeSeconds::default();
+    let days = plan_days(node, entry, source, from, to, rotation_hour, &mut read)?;
+    let mut seconds = match &source.cache {
+        Some(cache_dir) => cache::read_node_power(
+            cache_dir,
+            &entry.port,
+            &days.cached,
+            &entry.channels,
+            from,
+            to,
+        )?,
+        None => Vec::new(),
+    };
+    for path in &days.archives {
+        read_archive(path, node, entry, from, to, &mut read)?;
+    }
+    if !read.rows.is_empty() {
+        seconds.extend(whole_node_seconds(
+            std::mem::take(&mut read.rows),
+            &entry.channels,
+        ));
+        seconds.sort_by_key(|(second, _)| *second);
+    }
+    Ok((seconds, read))
+}
+
+/// Where each day of a window is read from.
+struct Days {
+    /// Days the cache holds (file and index entry).
+    cached: Vec<NaiveDate>,
+    /// Archives of the other days that exist.
+    archives: Vec<PathBuf>,
+}
+
+/// Which days of `[from, to)` the cache holds and which archives hold the others; the cache's
+/// figures and the days missing everywhere go to `out`.
+fn plan_days(
+    node: &str,
+    entry: &NodeChannels,
+    source: &WallSource,
+    from: i64,
+    to: i64,
+    rotation_hour: u32,
+    out: &mut NodeSeconds,
+) -> anyhow::Result<Days> {
+    source.check()?;
+    let mut days = Days {
+        cached: Vec::new(),
+        archives: Vec::new(),
+    };
     let mut dates = archive_dates(from, to, rotation_hour);
     if let Some(cache_dir) = &source.cache {
         // A day is cached when its file and its index entry (of this schema) are there; the
         // entry is checked before its data is read, and anything else is read from its archive.
-        let mut cached = Vec::new();
         let mut missing = Vec::new();
         for date in dates {
             let Some(day) = cache::entry(cache_dir, &entry.port, date) else {
@@ -75,9 +156,8 @@ pub fn node_seconds(
                     .display()
                     .to_string(),
             );
-            cached.push(date);
+            days.cached.push(date);
         }
-        out.rows = cache::read_seconds(cache_dir, &entry.port, &cached, &entry.channels, from, to)?;
         dates = missing;
     }
     for date in dates {
@@ -87,14 +167,13 @@ pub fn node_seconds(
             continue;
         };
         let path = archives.join(&name);
-        if !path.exists() {
+        if path.exists() {
+            days.archives.push(path);
+        } else {
             out.archives_missing.push(path.display().to_string());
-            continue;
         }
-        read_archive(&path, node, entry, from, to, &mut out)?;
     }
-    out.rows.sort_by_key(|r| (r.second, r.plug));
-    Ok(out)
+    Ok(days)
 }
 
 /// A cached day lacking one of the node's channels means a map that does not fit the data.
@@ -151,12 +230,12 @@ fn read_archive(
     Ok(())
 }
 
-/// Energy in J over `[from_ms, to_ms)`: each second's node power (its plugs' means summed)
-/// times the part of that second inside the window, so a job's edges count to the
-/// millisecond. Returns the energy and the seconds of the window that had data.
-pub fn energy_in_window(rows: &[SecondRow], plugs: &[u32], from_ms: u64, to_ms: u64) -> (f64, f64) {
+/// Energy in J over `[from_ms, to_ms)`: each second's node power (`whole_node_seconds`: its
+/// plugs' means summed) times the part of that second inside the window, so a job's edges
+/// count to the millisecond. Returns the energy and the seconds of the window that had data.
+pub fn energy_in_window(node_seconds: &[(i64, f64)], from_ms: u64, to_ms: u64) -> (f64, f64) {
     let (mut energy_j, mut covered_s) = (0.0, 0.0);
-    for (second, watts) in whole_node_seconds(rows, plugs) {
+    for &(second, watts) in node_seconds {
         let start = (second as f64 * 1000.0).max(from_ms as f64);
         let end = ((second + 1) as f64 * 1000.0).min(to_ms as f64);
         if end > start {
@@ -171,15 +250,94 @@ pub fn energy_in_window(rows: &[SecondRow], plugs: &[u32], from_ms: u64, to_ms: 
 /// The node's wall power each second (its PSUs summed, only seconds where all have data), at
 /// the middle of the second.
 pub fn node_power(rows: &[SecondRow], plugs: &[u32]) -> Vec<(f64, f64)> {
-    whole_node_seconds(rows, plugs)
-        .into_iter()
-        .map(|(s, w)| (s as f64 + 0.5, w))
+    mid_second_points(&whole_node_seconds(rows, plugs))
+}
+
+/// Per-second powers as points at the middle of their second, for plots.
+pub fn mid_second_points(node_seconds: &[(i64, f64)]) -> Vec<(f64, f64)> {
+    node_seconds
+        .iter()
+        .map(|&(s, w)| (s as f64 + 0.5, w))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A day's archive of plugs 1 and 2 from `start_s`, `seconds` long, at constant powers.
+    fn write_archive(path: &Path, start_s: i64, seconds: u64) {
+        use super::super::generate::{write, Faults, Profile, Spec};
+        let spec = Spec {
+            plugs: 2,
+            rate_hz: 10,
+            seconds,
+            start_s,
+            profiles: vec![
+                Profile {
+                    plug: 1,
+                    from_w: 100.0,
+                    to_w: 100.0,
+                },
+                Profile {
+                    plug: 2,
+                    from_w: 50.0,
+                    to_w: 80.0,
+                },
+            ],
+            noise_w: 0.0,
+            faults: Faults::default(),
+        };
+        let mut zip =
+            super::super::archive::day_zip_writer(std::fs::File::create(path).unwrap()).unwrap();
+        write(&spec, &mut zip).unwrap();
+        zip.finish().unwrap();
+    }
+
+    #[test]
+    fn a_window_over_a_cached_day_and_an_archived_one_reads_both() {
+        use chrono::TimeZone as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let (archives, cache) = (tmp.path().join("archives"), tmp.path().join("cache"));
+        std::fs::create_dir_all(&archives).unwrap();
+        // A minute each side of the 07:00 rotation: two days, the second cached.
+        let rotation = chrono::Local
+            .with_ymd_and_hms(2023, 11, 16, 7, 0, 0)
+            .single()
+            .unwrap()
+            .timestamp();
+        let (from, to) = (rotation - 60, rotation + 60);
+        let dates = archive_dates(from, to, 7);
+        assert_eq!(dates.len(), 2);
+        let paths: Vec<PathBuf> = dates
+            .iter()
+            .map(|d| archives.join(archive_name(*d, "USB0")))
+            .collect();
+        write_archive(&paths[0], from, 60);
+        write_archive(&paths[1], rotation, 60);
+        cache::index_archive(&paths[1], &cache, "USB0", dates[1]).unwrap();
+        let entry = NodeChannels {
+            port: "USB0".into(),
+            channels: vec![1, 2],
+            phases: Vec::new(),
+        };
+        let both = WallSource {
+            cache: Some(cache),
+            archives: Some(archives.clone()),
+        };
+        let (seconds, read) = node_power_seconds("n1", &entry, &both, from, to, 7).unwrap();
+        assert_eq!(read.days_cached.len(), 1);
+        assert_eq!(read.archives_read, [paths[0].display().to_string()]);
+        assert_eq!(seconds.len(), 120);
+        // The same seconds and powers as from the archives alone, row by row.
+        let archives_only = WallSource {
+            cache: None,
+            archives: Some(archives),
+        };
+        let rows = node_seconds("n1", &entry, &archives_only, from, to, 7).unwrap();
+        assert_eq!(seconds, whole_node_seconds(&rows.rows, &entry.channels));
+        assert!(seconds.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 
     fn row(second: i64, plug: u32, mean_w: f64) -> SecondRow {
         SecondRow {
@@ -199,13 +357,13 @@ mod tests {
             .flat_map(|s| [row(s, 1, 100.0), row(s, 2, 50.0)])
             .collect();
         // 12.250 s to 15.500 s: 3.25 s at 150 W.
-        let (j, covered) = energy_in_window(&rows, &[1, 2], 12_250, 15_500);
+        let (j, covered) = energy_in_window(&whole_node_seconds(&rows, &[1, 2]), 12_250, 15_500);
         assert!((j - 150.0 * 3.25).abs() < 1e-9, "{j}");
         assert!((covered - 3.25).abs() < 1e-9);
         // A second where one PSU has no data is not covered.
         let mut gap = rows.clone();
         gap.retain(|r| !(r.second == 13 && r.plug == 2));
-        let (j, covered) = energy_in_window(&gap, &[1, 2], 12_000, 15_000);
+        let (j, covered) = energy_in_window(&whole_node_seconds(&gap, &[1, 2]), 12_000, 15_000);
         assert_eq!((j, covered), (300.0, 2.0));
     }
 }
