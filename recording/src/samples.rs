@@ -253,7 +253,10 @@ impl Samples {
         let mut file = std::fs::File::open(path).map_err(io_error)?;
         let size = file.metadata().map_err(io_error)?.len();
         let mut parser = Parser::new(usize::try_from(size).unwrap_or(0));
-        let mut block = vec![0u8; READ_BLOCK];
+        // A small file in one block of its size (zeroing a whole block per file costs more
+        // than reading a month of small files).
+        let block_size = usize::try_from(size).map_or(READ_BLOCK, |n| n.clamp(1, READ_BLOCK));
+        let mut block = vec![0u8; block_size];
         // Bytes of a line that a block cut, moved to the front before the next read.
         let mut kept = 0;
         loop {
