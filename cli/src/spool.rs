@@ -104,18 +104,22 @@ pub fn find_job(spool: &Path, job: JobRef) -> anyhow::Result<Lookup> {
     let Some(dir) = dir.filter(|d| d.exists()) else {
         return Ok(missing());
     };
-    let mut recordings = read_job_dir(&dir)?;
+    // Decided on the metadata before any samples are read.
+    let mut metas = read_job_metas(&dir)?;
     // `1234` where 1234 is a job array: every task of it (Slurm gives the array's id to one
     // of its tasks).
     if let JobRef::Job(id) = job {
-        if recordings.iter().any(|r| r.meta.array_job_id == Some(id)) {
-            recordings = Vec::new();
-            for task_dir in array_task_dirs(spool, id)? {
-                recordings.extend(read_job_dir(&task_dir)?);
+        if metas.iter().any(|(m, _)| m.array_job_id == Some(id)) {
+            metas = Vec::new();
+            for task_dir in dirs_with(spool, |m| m.array_job_id == Some(id))? {
+                metas.extend(read_job_metas(&task_dir)?);
             }
-            recordings.sort_by_key(|r| (r.meta.array_task_id, r.meta.node.clone()));
         }
     }
+    let mut recordings = read_recordings(&metas)?;
+    recordings.sort_by(|a, b| {
+        (a.meta.array_task_id, &a.meta.node).cmp(&(b.meta.array_task_id, &b.meta.node))
+    });
     Ok(if recordings.is_empty() {
         missing()
     } else {
@@ -123,8 +127,9 @@ pub fn find_job(spool: &Path, job: JobRef) -> anyhow::Result<Lookup> {
     })
 }
 
-/// The job directories of every task of array `array_job_id` that this user can read.
-fn array_task_dirs(spool: &Path, array_job_id: u32) -> anyhow::Result<Vec<PathBuf>> {
+/// The job directories of the spool holding a node's metadata that `wanted` accepts, in the
+/// spool's order. Directories of other users are unreadable and skipped.
+fn dirs_with(spool: &Path, wanted: impl Fn(&Meta) -> bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     let entries =
         std::fs::read_dir(spool).with_context(|| format!("listing {}", spool.display()))?;
@@ -132,15 +137,15 @@ fn array_task_dirs(spool: &Path, array_job_id: u32) -> anyhow::Result<Vec<PathBu
         let Ok(files) = std::fs::read_dir(entry.path()) else {
             continue;
         };
-        let is_task = files.flatten().any(|f| {
+        let matches = files.flatten().any(|f| {
             let name = f.file_name();
             layout::node_of_meta_file(&name.to_string_lossy()).is_some()
                 && std::fs::read_to_string(f.path())
                     .ok()
                     .and_then(|t| Meta::from_json(&t).ok())
-                    .is_some_and(|m| m.array_job_id == Some(array_job_id))
+                    .is_some_and(|m| wanted(&m))
         });
-        if is_task {
+        if matches {
             dirs.push(entry.path());
         }
     }
@@ -148,42 +153,23 @@ fn array_task_dirs(spool: &Path, array_job_id: u32) -> anyhow::Result<Vec<PathBu
 }
 
 /// The job directory of an array task: its job id differs from the array's, so the
-/// metadata is searched. Directories of other users are unreadable and skipped.
+/// metadata is searched.
 fn find_array_task(
     spool: &Path,
     array_job_id: u32,
     task_id: u32,
 ) -> anyhow::Result<Option<PathBuf>> {
-    let entries =
-        std::fs::read_dir(spool).with_context(|| format!("listing {}", spool.display()))?;
-    for entry in entries.flatten() {
-        let Ok(files) = std::fs::read_dir(entry.path()) else {
-            continue;
-        };
-        for file in files.flatten() {
-            let name = file.file_name();
-            if layout::node_of_meta_file(&name.to_string_lossy()).is_none() {
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(file.path()) else {
-                continue;
-            };
-            if let Ok(meta) = Meta::from_json(&text) {
-                if meta.array_job_id == Some(array_job_id) && meta.array_task_id == Some(task_id) {
-                    return Ok(Some(entry.path()));
-                }
-            }
-        }
-    }
-    Ok(None)
+    let task = |m: &Meta| m.array_job_id == Some(array_job_id) && m.array_task_id == Some(task_id);
+    Ok(dirs_with(spool, task)?.into_iter().next())
+}
+
+/// The samples of each node, read in parallel (a long job's are tens of MB per node).
+fn read_recordings(metas: &[(Meta, PathBuf)]) -> anyhow::Result<Vec<NodeRecording>> {
+    crate::par::map(metas, read_recording).into_iter().collect()
 }
 
 fn read_job_dir(dir: &Path) -> anyhow::Result<Vec<NodeRecording>> {
-    let metas = read_job_metas(dir)?;
-    // A long job's samples are tens of MB per node: the nodes are read in parallel.
-    let mut recordings = crate::par::map(&metas, read_recording)
-        .into_iter()
-        .collect::<anyhow::Result<Vec<NodeRecording>>>()?;
+    let mut recordings = read_recordings(&read_job_metas(dir)?)?;
     recordings.sort_by(|a, b| a.meta.node.cmp(&b.meta.node));
     Ok(recordings)
 }
