@@ -52,6 +52,7 @@ fn records_a_command_and_reports_it_like_a_job() {
     let lib = standin_copy(tmp.path(), 200.0);
     let out_dir = tmp.path().join("records");
     let times_file = tmp.path().join("times.txt");
+    let started = std::time::Instant::now();
     let out = Command::new(BIN)
         .args([
             "record",
@@ -77,6 +78,7 @@ fn records_a_command_and_reports_it_like_a_job() {
         .stderr(Stdio::inherit())
         .output()
         .unwrap();
+    let lifetime_s = started.elapsed().as_secs_f64();
     simulator.kill().unwrap();
     let _ = simulator.wait();
 
@@ -105,8 +107,13 @@ fn records_a_command_and_reports_it_like_a_job() {
         own > 0.3 && (cpu - own).abs() < 0.1 * own + 0.02,
         "CPU time {cpu} s recorded, {own} s by the command's own count"
     );
+    // At least the command's 1.5 s, at most the whole `record` process's life (a fixed
+    // upper bound failed on a loaded machine).
     let duration = node["duration_s"].as_f64().unwrap();
-    assert!((1.5..3.0).contains(&duration), "{duration}");
+    assert!(
+        (1.5..=lifetime_s).contains(&duration),
+        "{duration} s recorded, record ran {lifetime_s} s"
+    );
 
     let channel = |name: &str| {
         node["energy"]
