@@ -58,3 +58,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SlurmComment(args) => cmd::slurm_comment::run(args, &mut stdout),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the whole command tree (unique names, valid defaults): a
+    /// mistake there is a panic at the first run of the command, not at build time.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -11,7 +11,7 @@ use crate::export::parse_span;
 use crate::omegawatt::days::parse_time;
 use crate::omegawatt::wall::node_power_seconds;
 use crate::output::{write_json, Format};
-use crate::spool::{node_recordings, resolve_spool};
+use crate::spool::node_recordings;
 
 /// Compare what RAPL and NVML saw of whole nodes with what the wall meter saw, bin by bin.
 ///
@@ -41,10 +41,8 @@ pub struct Args {
     /// The wall meters: --wall-map and --wall-cache or --wall-archives are needed.
     #[command(flatten)]
     pub wall: super::wall_args::WallArgs,
-    /// Spool directory of the recordings [default: from /etc/slurm/plugstack.conf.d, else
-    /// /var/spool/aipm]. Also read from $AIPM_SPOOL.
-    #[arg(long, value_name = "DIR")]
-    pub spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub spool: super::spool_arg::SpoolArg,
     /// Draw one panel per node (components, their sum and the wall) into FILE.png or FILE.svg.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
@@ -83,7 +81,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.plot {
         crate::plot::format_of(path)?;
     }
-    let spool = resolve_spool(args.spool.clone());
+    let spool = args.spool.resolve();
     let Some((map, source)) = args.wall.load()? else {
         anyhow::bail!("compare needs the wall meters: --wall-map FILE and --wall-cache DIR or --wall-archives DIR");
     };

@@ -16,7 +16,7 @@ use crate::export::userfile::ExportDir;
 use crate::omegawatt::days::parse_time;
 use crate::output::{write_json, Format};
 use crate::report::NodeReport;
-use crate::spool::{resolve_spool, NodeRecording};
+use crate::spool::NodeRecording;
 
 /// Append one row per finished job to DIR/<user>.csv, for a daily cron or timer.
 ///
@@ -59,9 +59,8 @@ pub struct Args {
     /// Also store each written job's summary in Slurm (`sacct -o AdminComment`).
     #[arg(long)]
     pub slurm_comment: bool,
-    /// Spool directory [default: from /etc/slurm/plugstack.conf.d, else /var/spool/aipm].
-    #[arg(long, value_name = "DIR")]
-    pub spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub spool: super::spool_arg::SpoolArg,
     /// The wall meters (as for `job`): adds wall energy, and jobs wait for it.
     #[command(flatten)]
     pub wall: super::wall_args::WallArgs,
@@ -108,7 +107,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     if since >= until {
         anyhow::bail!("the window is empty: it must start (--since, or --until minus --last) before it ends (--until, default now)");
     }
-    let spool = resolve_spool(args.spool.clone());
+    let spool = args.spool.resolve();
     if !spool.is_dir() {
         anyhow::bail!(
             "spool {} does not exist; pass --spool DIR or set AIPM_SPOOL",

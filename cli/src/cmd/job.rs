@@ -11,7 +11,7 @@ use crate::omegawatt::channels::ChannelMap;
 use crate::omegawatt::wall::{energy_in_window, mid_second_points, node_power_seconds, WallSource};
 use crate::output::{bytes, joules, write_json, Format, Units};
 use crate::report::{NodeReport, WallReport};
-use crate::spool::{find_job, resolve_spool, JobRef, Lookup, NodeRecording};
+use crate::spool::{find_job, JobRef, Lookup, NodeRecording};
 use aipm_recording::attribution::{channel_kind, ChannelKind};
 
 /// Show the energy and usage of one job, per node.
@@ -40,10 +40,8 @@ pub struct Args {
     #[arg(long, value_name = "ZONE", default_value = "local", value_parser = parse_zone)]
     pub tz: Zone,
 
-    /// Spool directory of the recordings [default: from /etc/slurm/plugstack.conf.d, else
-    /// /var/spool/aipm]. Also read from $AIPM_SPOOL.
-    #[arg(long, value_name = "DIR")]
-    pub spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub spool: super::spool_arg::SpoolArg,
 
     #[command(flatten)]
     pub wall: super::wall_args::WallArgs,
@@ -84,7 +82,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let Some(job) = args.job else {
         anyhow::bail!("give a JOBID, or --legacy DIR");
     };
-    let spool = resolve_spool(args.spool.clone());
+    let spool = args.spool.resolve();
     let wall = args.wall.load()?;
     let recordings = match find_job(&spool, job)? {
         Lookup::Found(recordings) => recordings,

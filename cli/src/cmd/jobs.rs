@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
 
+use crate::export::summary::JobSummary;
 use crate::omegawatt::days::parse_time;
 use crate::output::{joules, write_json, Format};
 use crate::report::NodeReport;
-use crate::spool::{job_recordings, resolve_spool};
+use crate::spool::{job_metas, job_recordings};
 
 /// List a user's recorded jobs over a period, one line each, with their energy and a total.
 ///
@@ -28,9 +28,8 @@ pub struct Args {
     /// Jobs that started before this time.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub to: Option<i64>,
-    /// Spool directory [default: from /etc/slurm/plugstack.conf.d, else /var/spool/aipm].
-    #[arg(long, value_name = "DIR")]
-    pub spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub spool: super::spool_arg::SpoolArg,
     /// Only jobs in these Slurm states (COMPLETED, FAILED, TIMEOUT, CANCELLED,
     /// OUT_OF_MEMORY…; comma-separated), as Slurm's accounting (`sacct`) gives them.
     #[arg(long, value_name = "STATE,STATE", value_delimiter = ',')]
@@ -63,52 +62,38 @@ pub struct JobLine {
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let spool = resolve_spool(args.spool.clone());
+    let spool = args.spool.resolve();
     let ids = crate::spool::job_ids(&spool)?;
     let mut lines: BTreeMap<(u64, u32), JobLine> = BTreeMap::new();
     // A month of jobs is hundreds of recordings: read on every core.
     let line_of = |&id: &u32| -> Option<JobLine> {
-        // Other users' jobs are unreadable: they are not listed.
-        let Ok(recordings) = job_recordings(&spool, id) else {
-            return None;
-        };
-        let first = recordings.first()?;
-        let meta = &first.meta;
-        let start_ms = recordings
-            .iter()
-            .map(|r| r.meta.start_unix_ms)
-            .min()
-            .unwrap_or(meta.start_unix_ms);
+        // Decided on the metadata first; other users' jobs are unreadable: not listed.
+        let metas = job_metas(&spool, id).ok()?;
+        let start_ms = metas.iter().map(|m| m.start_unix_ms).min()?;
         let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
             && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);
-        if !in_window || args.user.as_deref().is_some_and(|u| u != meta.user) {
+        if !in_window || args.user.as_deref().is_some_and(|u| u != metas[0].user) {
             return None;
         }
-        let state = None; // filled below when --state asks accounting
+        let recordings = job_recordings(&spool, id).ok()?;
         let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
-        let sum = |f: fn(&NodeReport) -> f64| reports.iter().map(f).fold(0.0, |a, b| a + b);
-        let (cpu_j, dram_j, gpu_j) = (
-            sum(|r| r.job_cpu_j),
-            sum(|r| r.job_dram_j),
-            sum(|r| r.job_gpu_j),
-        );
-        let total_j = cpu_j + dram_j + gpu_j;
+        let summary = JobSummary::new(&recordings, &reports)?;
         Some(JobLine {
-            job: meta.display_id(),
+            job: summary.job.clone(),
             job_id: id,
-            name: meta.job_name.clone(),
-            user: meta.user.clone(),
-            state,
-            nodes: reports.len(),
-            start_utc: aipm_recording::time::format_utc(start_ms),
-            start_unix_ms: start_ms,
-            duration_s: reports.iter().map(|r| r.duration_s).fold(0.0, f64::max),
-            cpu_time_s: sum(|r| r.cpu_time_s.unwrap_or(0.0)),
-            cpu_j,
-            dram_j,
-            gpu_j,
-            total_j,
-            emissions_g_co2e: total_j * args.emissions.g_per_j(),
+            name: summary.name.clone(),
+            user: summary.user.clone(),
+            state: None, // filled below when --state asks accounting
+            nodes: summary.nodes.len(),
+            start_utc: aipm_recording::time::format_utc(summary.start_ms),
+            start_unix_ms: summary.start_ms,
+            duration_s: summary.duration_s,
+            cpu_time_s: summary.cpu_time_s,
+            cpu_j: summary.cpu_j,
+            dram_j: summary.dram_j,
+            gpu_j: summary.gpu_j,
+            total_j: summary.total_j(),
+            emissions_g_co2e: summary.total_j() * args.emissions.g_per_j(),
         })
     };
     for line in crate::par::map(&ids, line_of).into_iter().flatten() {

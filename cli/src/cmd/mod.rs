@@ -11,5 +11,6 @@ pub mod record;
 pub mod report;
 pub mod simulate;
 pub mod slurm_comment;
+pub mod spool_arg;
 pub mod unrecorded;
 pub mod wall_args;

@@ -11,7 +11,6 @@ use chrono::{Local, NaiveDate, TimeZone};
 
 use crate::export::summary::JobSummary;
 use crate::report::NodeReport;
-use crate::spool::resolve_spool;
 
 /// A user's month: total energy and its split, the top jobs by energy, efficiency notes, and
 /// emissions, as Markdown or HTML (for a mail or an intranet page).
@@ -36,10 +35,8 @@ pub struct Args {
     pub top: usize,
     #[command(flatten)]
     pub emissions: super::emission_args::EmissionArgs,
-    /// Spool directory of the recordings [default: from /etc/slurm/plugstack.conf.d, else
-    /// /var/spool/aipm]. Also read from $AIPM_SPOOL.
-    #[arg(long, value_name = "DIR")]
-    pub spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub spool: super::spool_arg::SpoolArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,7 +73,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         .checked_add_months(chrono::Months::new(1))
         .context("a month after that one")?;
     let end = local_ms(next)?;
-    let spool = resolve_spool(args.spool.clone());
+    let spool = args.spool.resolve();
     let jobs = month_jobs(&spool, &args.user, start, end)?;
     if jobs.is_empty() {
         eprintln!(
@@ -160,7 +157,7 @@ fn advice(m: &Month) -> Vec<String> {
     let low_cpu: Vec<&JobSummary> = m
         .jobs
         .iter()
-        .filter(|j| j.cpu_usage_pct.is_some_and(|p| p < 50.0) && j.duration_s() >= 600.0)
+        .filter(|j| j.cpu_usage_pct.is_some_and(|p| p < 50.0) && j.duration_s >= 600.0)
         .collect();
     if !low_cpu.is_empty() {
         lines.push(format!(
@@ -222,7 +219,7 @@ fn totals(m: &Month) -> Totals {
         dram_j: sum(|j| j.dram_j),
         gpu_j: sum(|j| j.gpu_j),
         total_j: sum(JobSummary::total_j),
-        node_hours: sum(|j| j.duration_s() * j.nodes.len() as f64) / 3600.0,
+        node_hours: sum(|j| j.duration_s * j.nodes.len() as f64) / 3600.0,
         cpu_hours: sum(|j| j.cpu_time_s) / 3600.0,
     }
 }
@@ -273,7 +270,7 @@ fn markdown(m: &Month) -> String {
             j.job,
             j.name.as_deref().unwrap_or("").replace('|', "\\|"),
             local_time(j.start_ms),
-            hours(j.duration_s()),
+            hours(j.duration_s),
             j.nodes.len(),
             wh(j.total_j()),
             percent(j.cpu_usage_pct),
@@ -356,7 +353,7 @@ fn html(m: &Month) -> String {
             e(&j.job),
             e(j.name.as_deref().unwrap_or("")),
             local_time(j.start_ms),
-            hours(j.duration_s()),
+            hours(j.duration_s),
             j.nodes.len(),
             wh(j.total_j()),
             percent(j.cpu_usage_pct),

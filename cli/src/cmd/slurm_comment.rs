@@ -2,7 +2,6 @@
 //! `sacct -o AdminComment`; meant for `EpilogSlurmctld` (contrib/aipm-epilog-slurmctld.sh).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use crate::export::comment::{comment_text, set_admin_comment};
 use crate::export::parse_span;
 use crate::export::summary::JobSummary;
 use crate::report::NodeReport;
-use crate::spool::{find_job, job_metas, job_recordings, resolve_spool, JobRef, Lookup};
+use crate::spool::{find_job, job_metas, job_recordings, JobRef, Lookup};
 
 /// Store a job's energy summary in Slurm, where `sacct -o AdminComment` shows it.
 ///
@@ -33,9 +32,8 @@ pub struct Args {
     /// a second after the job's last task).
     #[arg(long, value_name = "SPAN", value_parser = parse_span, default_value = "10s")]
     pub wait: i64,
-    /// Spool directory [default: from /etc/slurm/plugstack.conf.d, else /var/spool/aipm].
-    #[arg(long, value_name = "DIR")]
-    pub spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub spool: super::spool_arg::SpoolArg,
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
@@ -46,7 +44,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             .parse::<JobRef>()
             .map_err(anyhow::Error::msg)?,
     };
-    let spool = resolve_spool(args.spool);
+    let spool = args.spool.resolve();
     let deadline = Instant::now() + Duration::from_secs(args.wait.max(0) as u64);
     let recordings = loop {
         // Slurm keeps a comment per job record: exactly this job, not an array it heads.

@@ -20,6 +20,8 @@ pub struct JobSummary {
     pub start_ms: u64,
     /// `None` while a node's recording has no end (job running, or sampler killed).
     pub end_ms: Option<u64>,
+    /// The longest of its nodes' windows (up to the last sample where a node has no end).
+    pub duration_s: f64,
     pub cpus: Option<u32>,
     pub cpu_time_s: f64,
     /// CPU time over allocated CPUs × duration, in percent.
@@ -94,6 +96,7 @@ impl JobSummary {
             nodes: recordings.iter().map(|r| r.meta.node.clone()).collect(),
             start_ms,
             end_ms,
+            duration_s,
             cpus,
             cpu_time_s,
             cpu_usage_pct,
@@ -120,10 +123,5 @@ impl JobSummary {
     /// CPU packages + DRAM + GPUs: the job's energy as aipm measures it.
     pub fn total_j(&self) -> f64 {
         self.cpu_j + self.dram_j + self.gpu_j
-    }
-
-    pub fn duration_s(&self) -> f64 {
-        self.end_ms
-            .map_or(0.0, |e| e.saturating_sub(self.start_ms) as f64 / 1000.0)
     }
 }
