@@ -112,50 +112,6 @@ impl JobFiles {
         })
     }
 
-    /// Move aside this node's recording of an earlier job that had the same id (Slurm's
-    /// ids restart when its state is wiped): called by the job's first step on the node,
-    /// before anything is written. Files become `<node>.meta.json.previous-<start ms>` and so
-    /// on, which readers ignore. Returns the suffix used, if anything was moved.
-    pub fn retire_previous(&mut self) -> io::Result<Option<String>> {
-        let meta_name = layout::meta_file_name(&self.node);
-        let samples_name = layout::samples_file_name(&self.node);
-        let steps_name = layout::steps_file_name(&self.node);
-        let start = match self.read_meta() {
-            Some(meta) => meta.start_unix_ms,
-            None if self
-                .read_file(&samples_name)
-                .map(|t| t.is_empty())
-                .unwrap_or(true) =>
-            {
-                return Ok(None)
-            }
-            None => 0,
-        };
-        let suffix = format!("previous-{start}");
-        for name in [&meta_name, &samples_name, &steps_name] {
-            match rfs::renameat(
-                &self.dir,
-                name.as_str(),
-                &self.dir,
-                format!("{name}.{suffix}").as_str(),
-            ) {
-                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // The append handles opened above point at the moved files: open new ones.
-        let flags =
-            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let open = |name: &str| -> io::Result<File> {
-            let fd = rfs::openat(&self.dir, name, flags, Mode::from_raw_mode(0o600))?;
-            give_to_user(&fd, self.uid, self.gid, 0o600)?;
-            Ok(File::from(fd))
-        };
-        self.samples = open(&samples_name)?;
-        self.steps = open(&steps_name)?;
-        Ok(Some(suffix))
-    }
-
     pub fn dir_path(&self) -> &Path {
         &self.dir_path
     }
@@ -254,16 +210,64 @@ impl JobFiles {
     }
 
     fn read_file(&self, name: &str) -> io::Result<String> {
-        let fd = rfs::openat(
-            &self.dir,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let mut text = String::new();
-        File::from(fd).read_to_string(&mut text)?;
-        Ok(text)
+        read_small_file(&self.dir, name)
     }
+}
+
+/// Move aside this node's recording of an earlier job that had the same id (Slurm's ids
+/// restart when its state is wiped). Called from the job's prolog on the node, before any
+/// of its steps runs there, so that nothing of the new job is open yet. Files become
+/// `<node>.meta.json.previous-<start ms>` and so on, which readers ignore; other nodes'
+/// files are theirs to move. Returns the suffix used, if anything was moved.
+pub fn retire_previous(
+    spool: &Path,
+    job_id: u32,
+    node: &NodeName,
+) -> Result<Option<String>, SpoolError> {
+    let name = layout::job_dir_name(job_id);
+    let dir_path = spool.join(&name);
+    let dir = match rfs::openat(rfs::CWD, &dir_path, DIR_FLAGS, Mode::empty()) {
+        Ok(dir) => dir,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(err("opening job directory", &dir_path, e)),
+    };
+    let meta_name = layout::meta_file_name(node);
+    let samples_name = layout::samples_file_name(node);
+    let steps_name = layout::steps_file_name(node);
+    let meta = read_small_file(&dir, &meta_name)
+        .ok()
+        .and_then(|text| Meta::from_json(&text).ok());
+    let start = match meta {
+        Some(meta) => meta.start_unix_ms,
+        // No metadata: a recording cut before it was written, if its samples have anything.
+        None => match rfs::statat(&dir, samples_name.as_str(), rfs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_size > 0 => 0,
+            _ => return Ok(None),
+        },
+    };
+    let suffix = format!("previous-{start}");
+    for file in [&meta_name, &samples_name, &steps_name] {
+        let aside = format!("{file}.{suffix}");
+        match rfs::renameat(&dir, file.as_str(), &dir, aside.as_str()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(err("moving aside", &dir_path.join(file), e)),
+        }
+    }
+    Ok(Some(suffix))
+}
+
+/// A metadata or steps file, read as root from a directory its user can write: at most
+/// 1 MiB (real ones are a few hundred bytes), never through a symlink.
+fn read_small_file(dir: &OwnedFd, name: &str) -> io::Result<String> {
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut text = String::new();
+    File::from(fd).take(1 << 20).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Make a file the job user's, readable by nobody else. When slurmstepd runs with the
@@ -281,7 +285,6 @@ fn give_to_user(fd: impl AsFd, uid: u32, gid: u32, mode: u32) -> io::Result<()> 
 #[derive(Debug)]
 pub struct ElectionLock {
     file: File,
-    first: bool,
 }
 
 impl ElectionLock {
@@ -295,31 +298,11 @@ impl ElectionLock {
             .map_err(|e| err("opening lock directory", lockdir, e))?;
         let name = layout::lock_file_name(job_id);
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        // Created now (O_EXCL) means: the first step of this job on this node, since the
-        // epilog removes the file only when the job has ended here.
-        let (fd, first) = match rfs::openat(
-            &dir,
-            name.as_str(),
-            flags | OFlags::EXCL,
-            Mode::from_raw_mode(0o600),
-        ) {
-            Ok(fd) => (fd, true),
-            Err(rustix::io::Errno::EXIST) => {
-                let fd = rfs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o600))
-                    .map_err(|e| err("opening lock", &lockdir.join(&name), e))?;
-                (fd, false)
-            }
-            Err(e) => return Err(err("opening lock", &lockdir.join(&name), e)),
-        };
+        let fd = rfs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o600))
+            .map_err(|e| err("opening lock", &lockdir.join(&name), e))?;
         Ok(ElectionLock {
             file: File::from(fd),
-            first,
         })
-    }
-
-    /// Whether this step is the job's first on this node (it created the lock file).
-    pub fn first_step(&self) -> bool {
-        self.first
     }
 
     /// Become the leader if no other sampler of this job on this node is.

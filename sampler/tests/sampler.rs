@@ -12,7 +12,7 @@ use aipm_recording::samples::{self, Samples};
 use aipm_sampler::sampler::{Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::powercap::PowercapSource;
 use aipm_sampler::sources::{EnergySource, Found};
-use aipm_sampler::spool::{ElectionLock, JobFiles};
+use aipm_sampler::spool::{retire_previous, ElectionLock, JobFiles};
 
 const JOB: u32 = 77;
 const RANGE: u64 = 1_000_000;
@@ -218,28 +218,20 @@ fn a_new_job_with_a_reused_id_moves_the_old_recording_aside() {
     // The job's end on this node: the epilog removes the lock file.
     ElectionLock::remove(&dir.path().join("locks"), JOB).unwrap();
 
-    // Slurm's ids restarted: job 77 again, its first step on this node.
-    let lock = ElectionLock::open(&dir.path().join("locks"), JOB).unwrap();
-    assert!(lock.first_step());
-    assert!(!ElectionLock::open(&dir.path().join("locks"), JOB)
-        .unwrap()
-        .first_step());
-    let mut files = JobFiles::open(
-        &dir.path().join("spool"),
-        JOB,
-        &NodeName::new("n1").unwrap(),
-        0,
-        0,
-    )
-    .unwrap();
-    let suffix = files.retire_previous().unwrap().unwrap();
+    // Slurm's ids restarted: job 77 again, its prolog on this node.
+    let (spool, node) = (dir.path().join("spool"), NodeName::new("n1").unwrap());
+    let suffix = retire_previous(&spool, JOB, &node).unwrap().unwrap();
     assert_eq!(suffix, format!("previous-{}", old_meta.start_unix_ms));
     assert_eq!(
-        files.retire_previous().unwrap(),
+        retire_previous(&spool, JOB, &node).unwrap(),
         None,
         "nothing left to move"
     );
-    drop(files);
+    assert_eq!(
+        retire_previous(&spool, JOB + 1, &node).unwrap(),
+        None,
+        "no directory, nothing to move"
+    );
 
     let new = Sampler::start(setup(dir.path(), 50, &messages)).unwrap();
     std::thread::sleep(Duration::from_millis(120));
@@ -258,6 +250,17 @@ fn a_new_job_with_a_reused_id_moves_the_old_recording_aside() {
             "{name} kept aside"
         );
     }
+    // A recording cut before its metadata was written is moved aside when it has samples;
+    // empty files are left for the new job.
+    let n2 = NodeName::new("n2").unwrap();
+    fs::write(job_dir.join("n2.samples.csv"), "").unwrap();
+    assert_eq!(retire_previous(&spool, JOB, &n2).unwrap(), None);
+    fs::write(job_dir.join("n2.samples.csv"), "time_unix_ms\n1\n").unwrap();
+    assert_eq!(
+        retire_previous(&spool, JOB, &n2).unwrap().as_deref(),
+        Some("previous-0")
+    );
+    assert!(job_dir.join("n2.samples.csv.previous-0").exists());
 }
 
 /// A source whose reads hang once `hang` is set (a GPU fallen off the bus, say).

@@ -84,4 +84,9 @@ hook!(
 );
 hook!(slurm_spank_task_exit, |sp, args| hooks::task_exit());
 hook!(slurm_spank_exit, |sp, args| hooks::exit());
-hook!(slurm_spank_job_epilog, |sp, args| hooks::job_epilog(&sp));
+hook!(slurm_spank_job_prolog, |sp, args| hooks::job_prolog(
+    &sp, &args
+));
+hook!(slurm_spank_job_epilog, |sp, args| hooks::job_epilog(
+    &sp, &args
+));

@@ -121,29 +121,10 @@ fn prepare(
     let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
     let uid = sp.job_uid().ok_or("S_JOB_UID unavailable")?;
     let gid = sp.job_gid().ok_or("S_JOB_GID unavailable")?;
-    let node_text = sp.getenv("SLURMD_NODENAME").unwrap_or_else(|| {
-        rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned()
-    });
-    let node = NodeName::new(&node_text)?;
+    let node = node_name(sp.getenv("SLURMD_NODENAME"))?;
     let lock = ElectionLock::open(&config.lockdir, job_id).map_err(|e| e.to_string())?;
     let mut files =
         JobFiles::open(&config.spool, job_id, &node, uid, gid).map_err(|e| e.to_string())?;
-    if lock.first_step() {
-        match files.retire_previous() {
-            Ok(Some(suffix)) => log(
-                LogLevel::Info,
-                &format!("job {job_id}: an older recording with this id was moved to *.{suffix}"),
-            ),
-            Ok(None) => {}
-            Err(e) => log(
-                LogLevel::Error,
-                &format!("moving an older recording of job {job_id}: {e}"),
-            ),
-        }
-    }
     if let Err(e) = files.add_step(&meta::step_name(step)) {
         log(
             LogLevel::Error,
@@ -341,11 +322,50 @@ fn stop(p: &mut Plugin) {
     }
 }
 
+/// This node's name as Slurm knows it (`SLURMD_NODENAME`), else the host's.
+fn node_name(slurmd_nodename: Option<String>) -> Result<NodeName, String> {
+    let text = slurmd_nodename.unwrap_or_else(|| {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    });
+    NodeName::new(&text)
+}
+
+/// The configuration in the prolog and epilog: `slurm_spank_init` is not called in that
+/// process, so the plugstack arguments are read here (problems were logged at init).
+fn script_context_config(args: &[String]) -> PluginConfig {
+    PluginConfig::from_args(args).0
+}
+
+/// `slurm_spank_job_prolog`, as root on each node before any step of the job runs there:
+/// move aside this node's recording of an older job with the same id (Slurm's ids restart
+/// when its state is wiped), whether or not this job is recorded, so that neither is read
+/// as the other. Done here and not in a step, because steps may start together.
+pub fn job_prolog(sp: &Spank, args: &[String]) -> Result<(), String> {
+    let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
+    // spank_getenv is not available in the prolog; its environment is plain.
+    let node = node_name(std::env::var("SLURMD_NODENAME").ok())?;
+    let config = script_context_config(args);
+    match aipm_sampler::spool::retire_previous(&config.spool, job_id, &node) {
+        Ok(Some(suffix)) => {
+            log(
+                LogLevel::Info,
+                &format!("job {job_id}: an older recording with this id was moved to *.{suffix}"),
+            );
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(format!("moving an older recording of job {job_id}: {e}")),
+    }
+}
+
 /// `slurm_spank_job_epilog`, as root after every step of the job has ended on the node:
 /// remove the election lock file (never earlier, or a late step could elect a second leader).
-pub fn job_epilog(sp: &Spank) -> Result<(), String> {
+pub fn job_epilog(sp: &Spank, args: &[String]) -> Result<(), String> {
     let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
-    let lockdir = with_plugin(|p| p.config.lockdir.clone());
+    let lockdir = script_context_config(args).lockdir;
     aipm_sampler::spool::ElectionLock::remove(&lockdir, job_id).map_err(|e| {
         format!(
             "removing the lock of job {job_id} in {}: {e}",

@@ -639,3 +639,72 @@ fn a_gpu_job_gets_exactly_its_gpus_counter_delta() {
         ("absent", "no GPU allocated to the job")
     );
 }
+
+#[test]
+fn a_reused_job_id_moves_the_older_recording_aside() {
+    let _g = shared();
+    let cluster = cluster();
+    // Slurm's next id is not known beforehand: a held job gets one, an older recording of
+    // that id is planted (as if Slurm's state had been wiped), then the job is released.
+    let id = sbatch(
+        Some(TEST_USER),
+        &["--hold", "--energy-profile=100ms"],
+        "sleep 0.5",
+    )
+    .unwrap();
+    let node = node_name();
+    let dir = cluster.job_dir(id);
+    let older_start_ms = 1_600_000_000_000u64;
+    let older = aipm_recording::meta::Meta {
+        job_id: id,
+        node: node.clone(),
+        user: TEST_USER.into(),
+        start_unix_ms: older_start_ms,
+        end_unix_ms: Some(older_start_ms + 60_000),
+        ..Default::default()
+    };
+    let older_samples = "time_unix_ms\n1600000000000\n";
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{node}.meta.json")), older.to_json()).unwrap();
+    std::fs::write(dir.join(format!("{node}.samples.csv")), older_samples).unwrap();
+    std::fs::write(dir.join(format!("{node}.steps")), "batch\n").unwrap();
+    let user = Command::new("id").args(["-u", TEST_USER]).output().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&user.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    for entry in std::iter::once(dir.clone())
+        .chain(std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()))
+    {
+        std::os::unix::fs::chown(&entry, Some(uid), Some(uid)).unwrap();
+    }
+    let released = Command::new("scontrol")
+        .args(["release", &id.to_string()])
+        .status()
+        .unwrap();
+    assert!(released.success());
+    assert_eq!(wait_job(id, JOB_TIMEOUT), "COMPLETED");
+
+    // The job's own recording, new; the older one kept beside it, untouched.
+    let meta = finished_meta(cluster, id, JOB_TIMEOUT);
+    assert!(meta.start_unix_ms > older_start_ms);
+    assert_eq!(
+        meta.sampler.handovers, 0,
+        "a new recording, not a continuation"
+    );
+    let aside = |name: &str| dir.join(format!("{node}.{name}.previous-{older_start_ms}"));
+    assert_eq!(
+        std::fs::read_to_string(aside("samples.csv")).unwrap(),
+        older_samples
+    );
+    assert!(aside("meta.json").exists() && aside("steps").exists());
+    assert!(
+        cluster.slurmd_log().contains(&format!(
+            "job {id}: an older recording with this id was moved"
+        )),
+        "the move is logged"
+    );
+    let out = cluster.analyze(&["job", &id.to_string(), "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report[0]["duration_s"].as_f64().unwrap() < 30.0, "{report}");
+}
