@@ -87,6 +87,13 @@ fn open_gpus(setup: &mut SamplerSetup) {
                         integrated.join(", ")
                     ));
                 }
+                let unsupported = source.unsupported();
+                if !unsupported.is_empty() {
+                    detail.push_str(&format!(
+                        "; not supported, left empty: {}",
+                        unsupported.join("; ")
+                    ));
+                }
                 ("found", detail, Some(source))
             }
             Ok(Found::Absent(why)) => ("absent", why, None),

@@ -138,9 +138,7 @@ fn a_lost_gpu_is_a_read_error_not_a_crash() {
     let mut source = open(&lib, None);
     let mut state = two_gpus(start);
     state["devices"][0]["error"] = "GPU_IS_LOST".into();
-    let tmp = dir.path().join("state.tmp");
-    fs::write(&tmp, state.to_string()).unwrap();
-    fs::rename(&tmp, dir.path().join("libnvidia-ml.so.json")).unwrap();
+    write_state(dir.path(), &state);
     let (mut out, mut errors) = (Vec::new(), Vec::new());
     source.read(&mut out, &mut errors);
     assert_eq!(out.len(), 2);
@@ -264,4 +262,76 @@ fn instant_power_is_read_where_the_driver_has_it() {
         .unwrap();
     assert_eq!(out[instant], Some(262_500));
     assert!(errors.is_empty(), "{errors:?}");
+}
+
+fn write_state(dir: &Path, state: &serde_json::Value) {
+    let tmp = dir.join("state.tmp");
+    fs::write(&tmp, state.to_string()).unwrap();
+    fs::rename(&tmp, dir.join("libnvidia-ml.so.json")).unwrap();
+}
+
+#[test]
+fn a_query_the_gpu_does_not_support_is_not_an_error_and_not_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][1]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetUtilizationRates": "NOT_SUPPORTED" });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    assert_eq!(source.unsupported(), ["GPU-bbbb: utilisation"]);
+
+    // Were it still asked, this failure would show.
+    state["devices"][1]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetUtilizationRates": "UNKNOWN" });
+    write_state(dir.path(), &state);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        out.clear();
+        source.read(&mut out, &mut errors);
+        source.read_gauges(&mut out, &mut errors);
+    }
+    assert!(errors.is_empty(), "{errors:?}");
+    // Energy of both GPUs, then 10 gauges each: GPU-bbbb's utilisation alone is empty.
+    let gauges = &out[2..];
+    assert_eq!(gauges[1], Some(10), "GPU-aaaa's utilisation");
+    assert_eq!(gauges[10..13], [Some(250_000), None, Some(30 << 30)]);
+    assert!(out[..2].iter().all(Option::is_some), "{out:?}");
+}
+
+#[test]
+fn a_query_that_fails_otherwise_is_still_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetUtilizationRates": "UNKNOWN" });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    assert!(source.unsupported().is_empty());
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read_gauges(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("GPU GPU-aaaa: utilisation"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_gpu_with_neither_energy_counter_nor_power_has_no_energy_and_no_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["errors"] = serde_json::json!({
+        "nvmlDeviceGetTotalEnergyConsumption": "NOT_SUPPORTED",
+        "nvmlDeviceGetPowerUsage": "NOT_SUPPORTED"
+    });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    assert_eq!(source.unsupported(), ["GPU-aaaa: energy, power"]);
+    assert!(source.integrated_channels().is_empty());
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(out[..4], [None, None, Some(10), Some(1 << 30)]);
 }

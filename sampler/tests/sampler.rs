@@ -9,7 +9,7 @@ use std::time::Duration;
 use aipm_recording::layout::NodeName;
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::{self, Samples};
-use aipm_sampler::sampler::{Level, Log, Sampler, SamplerSetup};
+use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::powercap::PowercapSource;
 use aipm_sampler::sources::{EnergySource, Found};
 use aipm_sampler::spool::{ElectionLock, JobFiles};
@@ -309,4 +309,75 @@ fn a_hanging_source_cannot_hold_up_the_stop_beyond_its_limit() {
         "{waited:?}"
     );
     hang.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// One stand-in GPU (tests/nvml-standin) whose utilisation query fails with `error`, recorded
+/// for a few samples: the metadata, the samples and what was logged.
+fn record_a_gpu_whose_utilisation_fails(error: &str) -> (Meta, Samples, Vec<String>) {
+    let dir = tempdir();
+    let built = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("libaipm_nvml_standin.so"))
+        .find(|p| p.exists())
+        .expect("libaipm_nvml_standin.so is built with the tests");
+    let lib = dir.path().join("libnvidia-ml.so");
+    fs::copy(built, &lib).unwrap();
+    let now_ms = aipm_recording::time::now_unix_ms();
+    let state = serde_json::json!({ "devices": [{
+        "uuid": "GPU-aaaa", "name": "Fake V100", "power_w": 100.0, "energy_start_mj": 0,
+        "start_unix_ms": now_ms, "util_gpu": 10, "mem_total": 16u64 << 30, "mem_used": 1u64 << 30,
+        "errors": { "nvmlDeviceGetUtilizationRates": error }
+    }]});
+    fs::write(dir.path().join("libnvidia-ml.so.json"), state.to_string()).unwrap();
+    let messages = Messages::default();
+    let mut s = setup(dir.path(), 20, &messages);
+    s.gpus = Some(GpuPlan {
+        lib: Some(lib),
+        selectors: None,
+    });
+    let sampler = Sampler::start(s).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sampler.stop();
+    let (meta, samples) = read(dir.path());
+    let logged = messages.lock().unwrap().clone();
+    (meta, samples, logged)
+}
+
+#[test]
+fn a_gpu_query_not_supported_leaves_its_column_empty_and_counts_no_read_error() {
+    let (meta, samples, logged) = record_a_gpu_whose_utilisation_fails("NOT_SUPPORTED");
+    assert!(logged.is_empty(), "{logged:?}");
+    assert!(meta.sampler.samples >= 5, "{:?}", meta.sampler);
+    assert_eq!(meta.sampler.read_errors, 0);
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert!(
+        nvml.detail
+            .contains("not supported, left empty: GPU-aaaa: utilisation"),
+        "{}",
+        nvml.detail
+    );
+    let rows = samples.rows.len();
+    assert!(samples.column("nvml:GPU-aaaa:util_pct").is_some());
+    assert_eq!(samples.values("nvml:GPU-aaaa:util_pct").count(), 0);
+    // Everything else is still read at every sample.
+    let power: Vec<u64> = samples.values("nvml:GPU-aaaa:power_mw").collect();
+    assert_eq!(power, vec![100_000; rows]);
+    assert_eq!(samples.values("nvml:GPU-aaaa:mem_used_bytes").count(), rows);
+    let energy = samples::energy_column("nvml:GPU-aaaa");
+    assert_eq!(samples.values(&energy).count(), rows);
+}
+
+#[test]
+fn a_gpu_query_that_fails_otherwise_counts_a_read_error_at_every_sample() {
+    let (meta, samples, logged) = record_a_gpu_whose_utilisation_fails("UNKNOWN");
+    assert_eq!(meta.sampler.read_errors, meta.sampler.samples);
+    assert_eq!(samples.values("nvml:GPU-aaaa:util_pct").count(), 0);
+    assert_eq!(logged.len(), 1, "logged once: {logged:?}");
+    assert!(
+        logged[0].contains("GPU GPU-aaaa: utilisation"),
+        "{logged:?}"
+    );
 }

@@ -4,6 +4,10 @@
 //! loaded) is the energy of record; power, utilisation and memory are gauges. On GPUs
 //! without the counter, energy is integrated from power and the source says so.
 //!
+//! Each query is tried once per GPU when the source opens; one the GPU answers NotSupported
+//! to is never made again, its column stays empty and the metadata says so, rather than
+//! counting a read error at every sample.
+//!
 //! A MIG slice (`MIG-…` in the job's CUDA_VISIBLE_DEVICES) has no energy or power of its own
 //! in NVML; it is given its parent GPU's energy times its share of the GPU's streaming
 //! multiprocessors (a 1g slice of an A100 gets 14/98), as CEEMS does.
@@ -38,6 +42,35 @@ struct Gpu {
     last_seen_us: Option<u64>,
     /// Energy integrated from power, for GPUs without the energy counter.
     integrated: Option<Integrated>,
+    /// Queries the GPU answered NotSupported when the source opened: never made again.
+    unsupported: Vec<Query>,
+}
+
+/// What a sample asks NVML of each GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Query {
+    /// Neither the counter nor power: the GPU's energy cannot be known.
+    Energy,
+    Power,
+    Utilisation,
+    Memory,
+    Processes,
+    ProcessUtilisation,
+    InstantPower,
+}
+
+impl Query {
+    fn name(self) -> &'static str {
+        match self {
+            Query::Energy => "energy",
+            Query::Power => "power",
+            Query::Utilisation => "utilisation",
+            Query::Memory => "memory",
+            Query::Processes => "processes",
+            Query::ProcessUtilisation => "process utilisation",
+            Query::InstantPower => "instant power",
+        }
+    }
 }
 
 struct MigSlice {
@@ -133,7 +166,7 @@ impl NvmlSource {
             .uuid()
             .map_err(|e| format!("GPU {selector}: uuid: {e}"))?;
         // Drivers without MIG answer NotSupported: a full GPU.
-        if device.mig_is_mig_device_handle().unwrap_or(false) {
+        let (index, mig) = if device.mig_is_mig_device_handle().unwrap_or(false) {
             let parent = device
                 .mig_parent_device()
                 .map_err(|e| format!("MIG {uuid}: parent GPU: {e}"))?;
@@ -154,22 +187,29 @@ impl NvmlSource {
             let parent_uuid = parent
                 .uuid()
                 .map_err(|e| format!("MIG {uuid}: parent uuid: {e}"))?;
-            let gpu = Gpu {
-                index,
-                mig: Some(MigSlice {
-                    parent_uuid,
-                    fraction: f64::from(slice_sms) / f64::from(gpu_sms),
-                }),
-                last_seen_us: None,
-                integrated: None,
+            let mig = MigSlice {
+                parent_uuid,
+                fraction: f64::from(slice_sms) / f64::from(gpu_sms),
             };
-            return Ok((gpu, uuid));
-        }
-        let index = device
-            .index()
-            .map_err(|e| format!("GPU {uuid}: index: {e}"))?;
-        let integrated = match device.total_energy_consumption() {
+            (index, Some(mig))
+        } else {
+            let index = device
+                .index()
+                .map_err(|e| format!("GPU {uuid}: index: {e}"))?;
+            (index, None)
+        };
+        // What is read at each sample is read from the physical GPU (a slice's parent).
+        let gpu_device = self
+            .nvml
+            .device_by_index(index)
+            .map_err(|e| format!("GPU {uuid}: {e}"))?;
+        let mut unsupported = probe(&gpu_device, mig.is_some());
+        let integrated = match gpu_device.total_energy_consumption() {
             Ok(_) => None,
+            Err(NvmlError::NotSupported) if unsupported.contains(&Query::Power) => {
+                unsupported.insert(0, Query::Energy);
+                None
+            }
             Err(NvmlError::NotSupported) => Some(Integrated {
                 energy_uj: 0.0,
                 last: None,
@@ -178,9 +218,10 @@ impl NvmlSource {
         };
         let gpu = Gpu {
             index,
-            mig: None,
+            mig,
             last_seen_us: None,
             integrated,
+            unsupported,
         };
         Ok((gpu, uuid))
     }
@@ -209,6 +250,54 @@ impl NvmlSource {
             .map(|(_, c)| c.as_str())
             .collect()
     }
+
+    /// What each GPU does not support and is therefore never read (`GPU-…: utilisation`),
+    /// for the metadata.
+    pub fn unsupported(&self) -> Vec<String> {
+        self.gpus
+            .iter()
+            .zip(&self.channels)
+            .filter(|(g, _)| !g.unsupported.is_empty())
+            .map(|(g, uuid)| {
+                let names: Vec<&str> = g.unsupported.iter().map(|q| q.name()).collect();
+                format!("{uuid}: {}", names.join(", "))
+            })
+            .collect()
+    }
+}
+
+/// The queries `device` answers NotSupported to, of those a sample makes (only power for a
+/// MIG slice's GPU). Other errors are left to the samples, which count them.
+fn probe(device: &nvml_wrapper::Device, slice: bool) -> Vec<Query> {
+    let mut unsupported = Vec::new();
+    let mut check = |query: Query, result: Result<(), NvmlError>| {
+        if matches!(result, Err(NvmlError::NotSupported)) {
+            unsupported.push(query);
+        }
+    };
+    check(Query::Power, device.power_usage().map(drop));
+    if slice {
+        return unsupported;
+    }
+    check(Query::Utilisation, device.utilization_rates().map(drop));
+    check(Query::Memory, device.memory_info().map(drop));
+    check(
+        Query::Processes,
+        device.running_compute_processes().map(drop),
+    );
+    // NotFound: no sample yet, which a GPU that keeps them answers.
+    check(
+        Query::ProcessUtilisation,
+        device.process_utilization_stats(None).map(drop),
+    );
+    check(Query::InstantPower, instant_power_mw(device).map(drop));
+    unsupported
+}
+
+impl Gpu {
+    fn supports(&self, query: Query) -> bool {
+        !self.unsupported.contains(&query)
+    }
 }
 
 impl EnergySource for NvmlSource {
@@ -227,6 +316,10 @@ impl EnergySource for NvmlSource {
 
     fn read(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
         for (gpu, uuid) in self.gpus.iter_mut().zip(&self.channels) {
+            if !gpu.supports(Query::Energy) {
+                out.push(None);
+                continue;
+            }
             let value =
                 self.nvml
                     .device_by_index(gpu.index)
@@ -275,34 +368,44 @@ impl EnergySource for NvmlSource {
                     continue;
                 }
             };
-            let mut gauge = |value: Result<u64, NvmlError>, what: &str| match value {
-                Ok(v) => out.push(Some(v)),
-                Err(e) => {
-                    errors.push(format!("GPU {uuid}: {what}: {e}"));
+            // A query the GPU does not support leaves its column empty, silently.
+            let supports = |query| !gpu.unsupported.contains(&query);
+            let mut gauge = |query: Query, read: &dyn Fn() -> Result<u64, NvmlError>| {
+                if !supports(query) {
                     out.push(None);
+                    return;
+                }
+                match read() {
+                    Ok(v) => out.push(Some(v)),
+                    Err(e) => {
+                        errors.push(format!("GPU {uuid}: {}: {e}", query.name()));
+                        out.push(None);
+                    }
                 }
             };
             if let Some(mig) = &gpu.mig {
                 // NVML has no power, utilisation or per-process view of a slice here: the
                 // slice's share of the GPU's power, and the rest unknown.
-                let power = device
-                    .power_usage()
-                    .map(|mw| (f64::from(mw) * mig.fraction) as u64);
-                gauge(power, "power");
+                gauge(Query::Power, &|| {
+                    device
+                        .power_usage()
+                        .map(|mw| (f64::from(mw) * mig.fraction) as u64)
+                });
                 out.extend([None; GAUGES.len() - 1]);
                 continue;
             }
-            gauge(device.power_usage().map(u64::from), "power");
-            gauge(
-                device.utilization_rates().map(|u| u64::from(u.gpu)),
-                "utilisation",
-            );
-            gauge(device.memory_info().map(|m| m.used), "memory");
+            gauge(Query::Power, &|| device.power_usage().map(u64::from));
+            gauge(Query::Utilisation, &|| {
+                device.utilization_rates().map(|u| u64::from(u.gpu))
+            });
+            gauge(Query::Memory, &|| device.memory_info().map(|m| m.used));
 
             let is_job = |pid: u32| job_pids.map(|p| p.binary_search(&pid).is_ok());
             let mut split = [None; 4];
-            match device.running_compute_processes() {
-                Ok(processes) => {
+            let processes = supports(Query::Processes).then(|| device.running_compute_processes());
+            match processes {
+                None => {}
+                Some(Ok(processes)) => {
                     let (mut job, mut other) = ((0, 0), (0, 0));
                     for p in &processes {
                         let mem = match p.used_gpu_memory {
@@ -320,12 +423,15 @@ impl EnergySource for NvmlSource {
                         split = [Some(job.0), Some(other.0), Some(job.1), Some(other.1)];
                     }
                 }
-                Err(e) => errors.push(format!("GPU {uuid}: processes: {e}")),
+                Some(Err(e)) => errors.push(format!("GPU {uuid}: processes: {e}")),
             }
             out.extend(split);
             let mut sm = [None; 2];
-            match device.process_utilization_stats(gpu.last_seen_us) {
-                Ok(samples) => {
+            let samples = supports(Query::ProcessUtilisation)
+                .then(|| device.process_utilization_stats(gpu.last_seen_us));
+            match samples {
+                None => {}
+                Some(Ok(samples)) => {
                     let (mut job, mut other) = (0u64, 0u64);
                     for s in &samples {
                         gpu.last_seen_us =
@@ -342,31 +448,31 @@ impl EnergySource for NvmlSource {
                     }
                 }
                 // NVML's answer when no sample is newer than the last one seen: no kernel ran.
-                Err(NvmlError::NotFound) if job_pids.is_some() => sm = [Some(0), Some(0)],
-                Err(NvmlError::NotFound) => {}
-                Err(e) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
+                Some(Err(NvmlError::NotFound)) if job_pids.is_some() => sm = [Some(0), Some(0)],
+                Some(Err(NvmlError::NotFound)) => {}
+                Some(Err(e)) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
             }
             out.extend(sm);
-            out.push(instant_power_mw(&device));
+            // Not counted as an error when it fails: the counter's cross-check only.
+            let instant = supports(Query::InstantPower)
+                .then(|| instant_power_mw(&device).ok().flatten())
+                .flatten();
+            out.push(instant);
         }
     }
 }
 
-/// NVML's instant power field, `None` where the driver or GPU lacks it.
-fn instant_power_mw(device: &nvml_wrapper::Device) -> Option<u64> {
-    let samples = device
-        .field_values_for(&[FieldId(NVML_FI_DEV_POWER_INSTANT)])
-        .ok()?;
-    match samples.first()? {
-        Ok(FieldValueSample {
-            value: Ok(SampleValue::U32(mw)),
-            ..
-        }) => Some(u64::from(*mw)),
-        Ok(FieldValueSample {
-            value: Ok(SampleValue::U64(mw)),
-            ..
-        }) => Some(*mw),
-        _ => None,
+/// NVML's instant power field; `None` for a value of an unexpected type.
+fn instant_power_mw(device: &nvml_wrapper::Device) -> Result<Option<u64>, NvmlError> {
+    let samples = device.field_values_for(&[FieldId(NVML_FI_DEV_POWER_INSTANT)])?;
+    match samples.into_iter().next() {
+        Some(Ok(FieldValueSample { value, .. })) => match value? {
+            SampleValue::U32(mw) => Ok(Some(u64::from(mw))),
+            SampleValue::U64(mw) => Ok(Some(mw)),
+            _ => Ok(None),
+        },
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
     }
 }
 
