@@ -184,6 +184,7 @@ fn a_shared_gpu_is_split_between_the_jobs_processes_and_the_others() {
     assert!(source.wants_job_pids());
     source.set_job_pids(Some(vec![4243, 4242, 1]));
     let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut Vec::new(), &mut errors);
     source.read_gauges(&mut out, &mut errors);
     assert!(errors.is_empty(), "{errors:?}");
     // job_procs, other_procs, job_mem, other_mem, job_sm, other_sm
@@ -202,6 +203,7 @@ fn a_shared_gpu_is_split_between_the_jobs_processes_and_the_others() {
 
     // The next sample counts only newer utilisation samples: none, so no kernel time.
     out.clear();
+    source.read(&mut Vec::new(), &mut errors);
     source.read_gauges(&mut out, &mut errors);
     assert_eq!(out[7..9], [Some(0), Some(0)]);
 }
@@ -248,6 +250,7 @@ fn instant_power_is_read_where_the_driver_has_it() {
     let lib = standin(dir.path(), &state);
     let mut source = open(&lib, None);
     let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut Vec::new(), &mut errors);
     source.read_gauges(&mut out, &mut errors);
     let instant = source
         .gauges()
@@ -308,8 +311,10 @@ fn a_query_that_fails_otherwise_is_still_an_error() {
     let mut source = open(&lib, Some(&["0".to_string()]));
     assert!(source.unsupported().is_empty());
     let (mut out, mut errors) = (Vec::new(), Vec::new());
-    source.read_gauges(&mut out, &mut errors);
-    source.read_gauges(&mut out, &mut errors);
+    for _ in 0..2 {
+        source.read(&mut out, &mut errors);
+        source.read_gauges(&mut out, &mut errors);
+    }
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
         errors[0].contains("GPU GPU-aaaa: utilisation"),
@@ -334,4 +339,27 @@ fn a_gpu_with_neither_energy_counter_nor_power_has_no_energy_and_no_errors() {
     source.read_gauges(&mut out, &mut errors);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(out[..4], [None, None, Some(10), Some(1 << 30)]);
+}
+
+#[test]
+fn a_gpu_that_cannot_be_found_is_one_error_per_sample_and_empty_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    state["devices"][0]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetHandleByIndex_v2": "UNKNOWN" });
+    write_state(dir.path(), &state);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("GPU GPU-aaaa: "), "{errors:?}");
+    // Energy of both GPUs, then the gauges: GPU-aaaa's all empty, GPU-bbbb's read.
+    assert_eq!(
+        out[..2].iter().map(Option::is_some).collect::<Vec<_>>(),
+        [false, true]
+    );
+    assert!(out[2..12].iter().all(Option::is_none), "{out:?}");
+    assert_eq!(out[12], Some(250_000));
 }

@@ -19,7 +19,8 @@ pub trait EnergySource: Send {
     fn gauges(&self) -> &[String] {
         &[]
     }
-    /// Read every gauge, in the order of [`EnergySource::gauges`].
+    /// Every gauge, in the order of [`EnergySource::gauges`]. Called right after
+    /// [`EnergySource::read`] in each sample, so a source may take its gauges there.
     fn read_gauges(&mut self, _out: &mut Vec<Option<u64>>, _errors: &mut Vec<String>) {}
     /// Whether the source splits its readings by process and needs the job's pids.
     fn wants_job_pids(&self) -> bool {

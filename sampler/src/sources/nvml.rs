@@ -44,6 +44,21 @@ struct Gpu {
     integrated: Option<Integrated>,
     /// Queries the GPU answered NotSupported when the source opened: never made again.
     unsupported: Vec<Query>,
+    /// The gauges of the last `read`, for `read_gauges`.
+    taken: Taken,
+}
+
+/// One sample's gauges of a GPU; `None` where unknown.
+#[derive(Default)]
+struct Taken {
+    power_mw: Option<u64>,
+    util_pct: Option<u64>,
+    mem_used_bytes: Option<u64>,
+    /// Pid and bytes used of each compute process.
+    processes: Option<Vec<(u32, u64)>>,
+    /// Pid and SM % of each utilisation sample newer than the last sample's.
+    sm: Option<Vec<(u32, u64)>>,
+    power_instant_mw: Option<u64>,
 }
 
 /// What a sample asks NVML of each GPU.
@@ -81,7 +96,7 @@ struct MigSlice {
 
 struct Integrated {
     energy_uj: f64,
-    last: Option<(Instant, u32)>,
+    last: Option<(Instant, u64)>,
 }
 
 /// The gauges recorded for each GPU, after its UUID. The `job_`/`other_` pairs split the
@@ -222,6 +237,7 @@ impl NvmlSource {
             last_seen_us: None,
             integrated,
             unsupported,
+            taken: Taken::default(),
         };
         Ok((gpu, uuid))
     }
@@ -295,8 +311,89 @@ fn probe(device: &nvml_wrapper::Device, slice: bool) -> Vec<Query> {
 }
 
 impl Gpu {
-    fn supports(&self, query: Query) -> bool {
-        !self.unsupported.contains(&query)
+    /// One sample of this GPU from `device` (its own, or a slice's parent): the energy in
+    /// µJ, returned; the gauges, kept in `taken` for `read_gauges`.
+    fn take(
+        &mut self,
+        device: &nvml_wrapper::Device,
+        uuid: &str,
+        errors: &mut Vec<String>,
+    ) -> Option<u64> {
+        let supports = |query| !self.unsupported.contains(&query);
+        let mut ask = |query: Query, value: Result<u64, NvmlError>| match value {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.push(format!("GPU {uuid}: {}: {e}", query.name()));
+                None
+            }
+        };
+        // A slice's share of the GPU's energy and power.
+        let share = |v: u64| match &self.mig {
+            Some(mig) => (v as f64 * mig.fraction) as u64,
+            None => v,
+        };
+        let taken = &mut self.taken;
+        *taken = Taken::default();
+        let counter_uj = (self.integrated.is_none() && supports(Query::Energy))
+            .then(|| {
+                let mj = device.total_energy_consumption();
+                ask(Query::Energy, mj.map(|mj| mj * 1000))
+            })
+            .flatten();
+        // One power reading serves the gauge and, without the counter, the energy.
+        let power_mw = supports(Query::Power)
+            .then(|| ask(Query::Power, device.power_usage().map(u64::from)))
+            .flatten();
+        taken.power_mw = power_mw.map(share);
+        let energy_uj = match &mut self.integrated {
+            None => counter_uj,
+            Some(integrated) => power_mw.map(|mw| integrated.add(mw)),
+        };
+        if self.mig.is_some() {
+            // NVML has no utilisation or per-process view of a slice here.
+            return energy_uj.map(share);
+        }
+        if supports(Query::Utilisation) {
+            let util = device.utilization_rates().map(|u| u64::from(u.gpu));
+            taken.util_pct = ask(Query::Utilisation, util);
+        }
+        if supports(Query::Memory) {
+            taken.mem_used_bytes = ask(Query::Memory, device.memory_info().map(|m| m.used));
+        }
+        if supports(Query::Processes) {
+            match device.running_compute_processes() {
+                Ok(processes) => {
+                    let list = processes.iter().map(|p| match p.used_gpu_memory {
+                        UsedGpuMemory::Used(bytes) => (p.pid, bytes),
+                        UsedGpuMemory::Unavailable => (p.pid, 0),
+                    });
+                    taken.processes = Some(list.collect());
+                }
+                Err(e) => errors.push(format!("GPU {uuid}: processes: {e}")),
+            }
+        }
+        if supports(Query::ProcessUtilisation) {
+            match device.process_utilization_stats(self.last_seen_us) {
+                Ok(samples) => {
+                    for s in &samples {
+                        self.last_seen_us = Some(
+                            self.last_seen_us
+                                .map_or(s.timestamp, |t| t.max(s.timestamp)),
+                        );
+                    }
+                    let list = samples.iter().map(|s| (s.pid, u64::from(s.sm_util)));
+                    taken.sm = Some(list.collect());
+                }
+                // NVML's answer when no sample is newer than the last one seen: no kernel ran.
+                Err(NvmlError::NotFound) => taken.sm = Some(Vec::new()),
+                Err(e) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
+            }
+        }
+        // Not counted as an error when it fails: the counter's cross-check only.
+        if supports(Query::InstantPower) {
+            taken.power_instant_mw = instant_power_mw(device).ok().flatten();
+        }
+        energy_uj
     }
 }
 
@@ -314,31 +411,19 @@ impl EnergySource for NvmlSource {
         vec![None; self.gpus.len()]
     }
 
+    /// Energy and every gauge at once: one device lookup per GPU and sample, and gauges
+    /// of the same moment as the energy.
     fn read(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
         for (gpu, uuid) in self.gpus.iter_mut().zip(&self.channels) {
-            if !gpu.supports(Query::Energy) {
-                out.push(None);
-                continue;
-            }
-            let value =
-                self.nvml
-                    .device_by_index(gpu.index)
-                    .and_then(|device| match &mut gpu.integrated {
-                        None => device.total_energy_consumption().map(|mj| mj * 1000),
-                        Some(integrated) => device.power_usage().map(|mw| integrated.add(mw)),
-                    });
-            // A MIG slice gets its share of the GPU's counter.
-            let value = value.map(|uj| match &gpu.mig {
-                Some(mig) => (uj as f64 * mig.fraction) as u64,
-                None => uj,
-            });
-            match value {
-                Ok(uj) => out.push(Some(uj)),
+            let energy_uj = match self.nvml.device_by_index(gpu.index) {
+                Ok(device) => gpu.take(&device, uuid, errors),
                 Err(e) => {
-                    errors.push(format!("GPU {uuid}: energy: {e}"));
-                    out.push(None);
+                    errors.push(format!("GPU {uuid}: {e}"));
+                    gpu.taken = Taken::default();
+                    None
                 }
-            }
+            };
+            out.push(energy_uj);
         }
     }
 
@@ -357,107 +442,34 @@ impl EnergySource for NvmlSource {
         });
     }
 
-    fn read_gauges(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
+    /// The gauges taken by the last `read`, the compute processes split by the job's pids.
+    fn read_gauges(&mut self, out: &mut Vec<Option<u64>>, _errors: &mut Vec<String>) {
         let job_pids = self.job_pids.as_deref();
-        for (gpu, uuid) in self.gpus.iter_mut().zip(&self.channels) {
-            let device = match self.nvml.device_by_index(gpu.index) {
-                Ok(device) => device,
-                Err(e) => {
-                    errors.push(format!("GPU {uuid}: {e}"));
-                    out.extend([None; GAUGES.len()]);
-                    continue;
+        let is_job = |pid: u32| job_pids.is_some_and(|p| p.binary_search(&pid).is_ok());
+        for gpu in &self.gpus {
+            let taken = &gpu.taken;
+            out.extend([taken.power_mw, taken.util_pct, taken.mem_used_bytes]);
+            // Without the job's pids, the split is unknown.
+            let split = |list: &Option<Vec<(u32, u64)>>| {
+                let list = list.as_ref().filter(|_| job_pids.is_some())?;
+                let (mut job, mut other) = ((0, 0), (0, 0));
+                for &(pid, value) in list {
+                    let side = if is_job(pid) { &mut job } else { &mut other };
+                    *side = (side.0 + 1, side.1 + value);
                 }
+                Some((job, other))
             };
-            // A query the GPU does not support leaves its column empty, silently.
-            let supports = |query| !gpu.unsupported.contains(&query);
-            let mut gauge = |query: Query, read: &dyn Fn() -> Result<u64, NvmlError>| {
-                if !supports(query) {
-                    out.push(None);
-                    return;
+            match split(&taken.processes) {
+                Some((job, other)) => {
+                    out.extend([job.0, other.0, job.1, other.1].map(Some));
                 }
-                match read() {
-                    Ok(v) => out.push(Some(v)),
-                    Err(e) => {
-                        errors.push(format!("GPU {uuid}: {}: {e}", query.name()));
-                        out.push(None);
-                    }
-                }
-            };
-            if let Some(mig) = &gpu.mig {
-                // NVML has no power, utilisation or per-process view of a slice here: the
-                // slice's share of the GPU's power, and the rest unknown.
-                gauge(Query::Power, &|| {
-                    device
-                        .power_usage()
-                        .map(|mw| (f64::from(mw) * mig.fraction) as u64)
-                });
-                out.extend([None; GAUGES.len() - 1]);
-                continue;
+                None => out.extend([None; 4]),
             }
-            gauge(Query::Power, &|| device.power_usage().map(u64::from));
-            gauge(Query::Utilisation, &|| {
-                device.utilization_rates().map(|u| u64::from(u.gpu))
-            });
-            gauge(Query::Memory, &|| device.memory_info().map(|m| m.used));
-
-            let is_job = |pid: u32| job_pids.map(|p| p.binary_search(&pid).is_ok());
-            let mut split = [None; 4];
-            let processes = supports(Query::Processes).then(|| device.running_compute_processes());
-            match processes {
-                None => {}
-                Some(Ok(processes)) => {
-                    let (mut job, mut other) = ((0, 0), (0, 0));
-                    for p in &processes {
-                        let mem = match p.used_gpu_memory {
-                            UsedGpuMemory::Used(bytes) => bytes,
-                            UsedGpuMemory::Unavailable => 0,
-                        };
-                        let side = if is_job(p.pid).unwrap_or(false) {
-                            &mut job
-                        } else {
-                            &mut other
-                        };
-                        *side = (side.0 + 1, side.1 + mem);
-                    }
-                    if job_pids.is_some() {
-                        split = [Some(job.0), Some(other.0), Some(job.1), Some(other.1)];
-                    }
-                }
-                Some(Err(e)) => errors.push(format!("GPU {uuid}: processes: {e}")),
+            match split(&taken.sm) {
+                Some((job, other)) => out.extend([Some(job.1), Some(other.1)]),
+                None => out.extend([None; 2]),
             }
-            out.extend(split);
-            let mut sm = [None; 2];
-            let samples = supports(Query::ProcessUtilisation)
-                .then(|| device.process_utilization_stats(gpu.last_seen_us));
-            match samples {
-                None => {}
-                Some(Ok(samples)) => {
-                    let (mut job, mut other) = (0u64, 0u64);
-                    for s in &samples {
-                        gpu.last_seen_us =
-                            Some(gpu.last_seen_us.map_or(s.timestamp, |t| t.max(s.timestamp)));
-                        let side = if is_job(s.pid).unwrap_or(false) {
-                            &mut job
-                        } else {
-                            &mut other
-                        };
-                        *side += u64::from(s.sm_util);
-                    }
-                    if job_pids.is_some() {
-                        sm = [Some(job), Some(other)];
-                    }
-                }
-                // NVML's answer when no sample is newer than the last one seen: no kernel ran.
-                Some(Err(NvmlError::NotFound)) if job_pids.is_some() => sm = [Some(0), Some(0)],
-                Some(Err(NvmlError::NotFound)) => {}
-                Some(Err(e)) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
-            }
-            out.extend(sm);
-            // Not counted as an error when it fails: the counter's cross-check only.
-            let instant = supports(Query::InstantPower)
-                .then(|| instant_power_mw(&device).ok().flatten())
-                .flatten();
-            out.push(instant);
+            out.push(taken.power_instant_mw);
         }
     }
 }
@@ -478,11 +490,11 @@ fn instant_power_mw(device: &nvml_wrapper::Device) -> Result<Option<u64>, NvmlEr
 
 impl Integrated {
     /// Add the trapezoid since the last power reading; returns the energy so far in µJ.
-    fn add(&mut self, power_mw: u32) -> u64 {
+    fn add(&mut self, power_mw: u64) -> u64 {
         let now = Instant::now();
         if let Some((then, last_mw)) = self.last {
             let seconds = now.duration_since(then).as_secs_f64();
-            self.energy_uj += (f64::from(power_mw) + f64::from(last_mw)) / 2.0 * 1000.0 * seconds;
+            self.energy_uj += (power_mw as f64 + last_mw as f64) / 2.0 * 1000.0 * seconds;
         }
         self.last = Some((now, power_mw));
         self.energy_uj as u64
