@@ -13,6 +13,7 @@ use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::powercap::PowercapSource;
 use aipm_sampler::sources::{EnergySource, Found};
 use aipm_sampler::spool::{ElectionLock, JobFiles};
+use aipm_sampler::usage::{JobUsage, ProcessTree};
 
 const JOB: u32 = 77;
 const RANGE: u64 = 1_000_000;
@@ -311,10 +312,13 @@ fn a_hanging_source_cannot_hold_up_the_stop_beyond_its_limit() {
     hang.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// One stand-in GPU (tests/nvml-standin) whose utilisation query fails with `error`, recorded
-/// for a few samples: the metadata, the samples and what was logged.
-fn record_a_gpu_whose_utilisation_fails(error: &str) -> (Meta, Samples, Vec<String>) {
-    let dir = tempdir();
+/// One stand-in GPU (tests/nvml-standin) described by `device`, recorded for a few samples
+/// with the job's usage from `usage`: the metadata, the samples and what was logged.
+fn record_a_gpu(
+    dir: &Path,
+    device: serde_json::Value,
+    usage: Option<JobUsage>,
+) -> (Meta, Samples, Vec<String>) {
     let built = std::env::current_exe()
         .unwrap()
         .ancestors()
@@ -323,17 +327,16 @@ fn record_a_gpu_whose_utilisation_fails(error: &str) -> (Meta, Samples, Vec<Stri
         .map(|d| d.join("libaipm_nvml_standin.so"))
         .find(|p| p.exists())
         .expect("libaipm_nvml_standin.so is built with the tests");
-    let lib = dir.path().join("libnvidia-ml.so");
+    let lib = dir.join("libnvidia-ml.so");
     fs::copy(built, &lib).unwrap();
-    let now_ms = aipm_recording::time::now_unix_ms();
-    let state = serde_json::json!({ "devices": [{
-        "uuid": "GPU-aaaa", "name": "Fake V100", "power_w": 100.0, "energy_start_mj": 0,
-        "start_unix_ms": now_ms, "util_gpu": 10, "mem_total": 16u64 << 30, "mem_used": 1u64 << 30,
-        "errors": { "nvmlDeviceGetUtilizationRates": error }
-    }]});
-    fs::write(dir.path().join("libnvidia-ml.so.json"), state.to_string()).unwrap();
+    let mut device = device;
+    device["uuid"] = "GPU-aaaa".into();
+    device["start_unix_ms"] = aipm_recording::time::now_unix_ms().into();
+    let state = serde_json::json!({ "devices": [device] });
+    fs::write(dir.join("libnvidia-ml.so.json"), state.to_string()).unwrap();
     let messages = Messages::default();
-    let mut s = setup(dir.path(), 20, &messages);
+    let mut s = setup(dir, 20, &messages);
+    s.usage = usage;
     s.gpus = Some(GpuPlan {
         lib: Some(lib),
         selectors: None,
@@ -341,9 +344,19 @@ fn record_a_gpu_whose_utilisation_fails(error: &str) -> (Meta, Samples, Vec<Stri
     let sampler = Sampler::start(s).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     sampler.stop();
-    let (meta, samples) = read(dir.path());
+    let (meta, samples) = read(dir);
     let logged = messages.lock().unwrap().clone();
     (meta, samples, logged)
+}
+
+fn record_a_gpu_whose_utilisation_fails(error: &str) -> (Meta, Samples, Vec<String>) {
+    let dir = tempdir();
+    let device = serde_json::json!({
+        "name": "Fake V100", "power_w": 100.0, "energy_start_mj": 0, "util_gpu": 10,
+        "mem_total": 16u64 << 30, "mem_used": 1u64 << 30,
+        "errors": { "nvmlDeviceGetUtilizationRates": error }
+    });
+    record_a_gpu(dir.path(), device, None)
 }
 
 #[test]
@@ -380,4 +393,35 @@ fn a_gpu_query_that_fails_otherwise_counts_a_read_error_at_every_sample() {
         logged[0].contains("GPU GPU-aaaa: utilisation"),
         "{logged:?}"
     );
+}
+
+/// `aipm-analyze record` and nodes without job cgroups: the job is a process tree.
+#[test]
+fn a_gpu_process_in_the_jobs_process_tree_is_the_jobs() {
+    let dir = tempdir();
+    let proc_root = dir.path().join("proc");
+    for (pid, ppid) in [(10, 1), (11, 10), (777, 1)] {
+        let stat = format!("{pid} (p) S {ppid} 1 1 0 -1 0 0 0 0 0 1 0 0 0 20 0 1 0 5 1000 1 x");
+        fs::create_dir_all(proc_root.join(pid.to_string())).unwrap();
+        fs::write(proc_root.join(format!("{pid}/stat")), stat).unwrap();
+    }
+    let tree = JobUsage::ProcessTree(ProcessTree::new(&proc_root, 10, None));
+    let device = serde_json::json!({
+        "name": "Fake A100", "power_w": 100.0, "energy_start_mj": 0,
+        "mem_total": 40u64 << 30, "mem_used": 3u64 << 30,
+        "processes": [
+            { "pid": 11, "used_mem": 1u64 << 30, "sm_util": 60 },
+            { "pid": 777, "used_mem": 2u64 << 30, "sm_util": 30 }
+        ]
+    });
+    let (meta, samples, logged) = record_a_gpu(dir.path(), device, Some(tree));
+    assert!(logged.is_empty(), "{logged:?}");
+    assert_eq!(meta.sampler.read_errors, 0);
+    let rows = samples.rows.len();
+    let column =
+        |gauge: &str| -> Vec<u64> { samples.values(&format!("nvml:GPU-aaaa:{gauge}")).collect() };
+    assert_eq!(column("job_procs"), vec![1; rows]);
+    assert_eq!(column("other_procs"), vec![1; rows]);
+    assert_eq!(column("job_mem_bytes"), vec![1 << 30; rows]);
+    assert_eq!(column("other_mem_bytes"), vec![2 << 30; rows]);
 }

@@ -23,12 +23,10 @@ use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 use nvml_wrapper::Nvml;
 
-use super::{EnergySource, Found};
+use super::{EnergySource, Found, JobPids};
 
 pub struct NvmlSource {
     nvml: Nvml,
-    /// The job's processes, refreshed before each sample; `None` when unknown.
-    job_pids: Option<Vec<u32>>,
     gpus: Vec<Gpu>,
     channels: Vec<String>,
     gauges: Vec<String>,
@@ -154,7 +152,6 @@ impl NvmlSource {
         }
         let mut source = NvmlSource {
             nvml,
-            job_pids: None,
             gpus: Vec::new(),
             channels: Vec::new(),
             gauges: Vec::new(),
@@ -431,47 +428,47 @@ impl EnergySource for NvmlSource {
         &self.gauges
     }
 
-    fn wants_job_pids(&self) -> bool {
-        true
-    }
-
-    fn set_job_pids(&mut self, pids: Option<Vec<u32>>) {
-        self.job_pids = pids.map(|mut p| {
-            p.sort_unstable();
-            p
-        });
-    }
-
-    /// The gauges taken by the last `read`, the compute processes split by the job's pids.
-    fn read_gauges(&mut self, out: &mut Vec<Option<u64>>, _errors: &mut Vec<String>) {
-        let job_pids = self.job_pids.as_deref();
-        let is_job = |pid: u32| job_pids.is_some_and(|p| p.binary_search(&pid).is_ok());
+    /// The gauges taken by the last `read`; the compute processes split by the job's pids,
+    /// which are looked for only if some GPU lists a process.
+    fn read_gauges(
+        &mut self,
+        out: &mut Vec<Option<u64>>,
+        _errors: &mut Vec<String>,
+        job_pids: &mut JobPids,
+    ) {
         for gpu in &self.gpus {
             let taken = &gpu.taken;
             out.extend([taken.power_mw, taken.util_pct, taken.mem_used_bytes]);
-            // Without the job's pids, the split is unknown.
-            let split = |list: &Option<Vec<(u32, u64)>>| {
-                let list = list.as_ref().filter(|_| job_pids.is_some())?;
-                let (mut job, mut other) = ((0, 0), (0, 0));
-                for &(pid, value) in list {
-                    let side = if is_job(pid) { &mut job } else { &mut other };
-                    *side = (side.0 + 1, side.1 + value);
-                }
-                Some((job, other))
-            };
-            match split(&taken.processes) {
-                Some((job, other)) => {
-                    out.extend([job.0, other.0, job.1, other.1].map(Some));
-                }
+            match split(taken.processes.as_deref(), job_pids) {
+                Some((job, other)) => out.extend([job.0, other.0, job.1, other.1].map(Some)),
                 None => out.extend([None; 4]),
             }
-            match split(&taken.sm) {
+            match split(taken.sm.as_deref(), job_pids) {
                 Some((job, other)) => out.extend([Some(job.1), Some(other.1)]),
                 None => out.extend([None; 2]),
             }
             out.push(taken.power_instant_mw);
         }
     }
+}
+
+/// `(pid, value)` pairs split into the job's and the others' `(count, sum of values)`;
+/// `None` when the list or, for a list that is not empty, the job's pids are unknown.
+fn split(list: Option<&[(u32, u64)]>, job_pids: &mut JobPids) -> Option<((u64, u64), (u64, u64))> {
+    let list = list?;
+    if list.is_empty() {
+        return job_pids.known().then_some(((0, 0), (0, 0)));
+    }
+    let pids = job_pids.get()?;
+    let (mut job, mut other) = ((0, 0), (0, 0));
+    for &(pid, value) in list {
+        let side = match pids.binary_search(&pid) {
+            Ok(_) => &mut job,
+            Err(_) => &mut other,
+        };
+        *side = (side.0 + 1, side.1 + value);
+    }
+    Some((job, other))
 }
 
 /// NVML's instant power field; `None` for a value of an unexpected type.
