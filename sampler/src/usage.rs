@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::node::ns_per_tick;
 use crate::sysfs::{parse_u64_line, read_to_string, ValueFile};
 
 /// One reading of the job's usage; `None` where the value could not be read.
@@ -221,7 +222,7 @@ impl ProcessTree {
             proc_root: proc_root.to_path_buf(),
             root_pid,
             reaper,
-            ns_per_tick: 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1),
+            ns_per_tick: ns_per_tick(),
             page_size: rustix::param::page_size() as u64,
             peak_bytes: 0,
             pids: None,
@@ -539,7 +540,7 @@ mod tests {
         }
         let mut usage = JobUsage::ProcessTree(ProcessTree::new(tmp.path(), 10, None));
         let read = usage.read(&mut Vec::new());
-        let tick_ns = 1_000_000_000 / rustix::param::clock_ticks_per_second();
+        let tick_ns = ns_per_tick();
         assert_eq!(read.cpu_ns, Some(175 * tick_ns));
         assert_eq!(read.mem_bytes, Some(16 * rustix::param::page_size() as u64));
 
