@@ -32,7 +32,7 @@ impl NodeStats {
         Ok(NodeStats {
             stat: open("stat")?,
             meminfo: open("meminfo")?,
-            ns_per_tick: 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1),
+            ns_per_tick: ns_per_tick(),
             buf: vec![0; 8192],
         })
     }
@@ -56,6 +56,11 @@ impl NodeStats {
         }
         usage
     }
+}
+
+/// Nanoseconds per clock tick, the unit of CPU times in `/proc` (USER_HZ).
+pub fn ns_per_tick() -> u64 {
+    1_000_000_000 / rustix::param::clock_ticks_per_second().max(1)
 }
 
 /// Busy and total ticks from the first line of `/proc/stat`:

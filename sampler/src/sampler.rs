@@ -18,7 +18,7 @@ use rustix::time::{clock_gettime, ClockId};
 use crate::counter::Counter;
 use crate::node::{JobCensus, NodeStats};
 use crate::sources::nvml::NvmlSource;
-use crate::sources::{EnergySource, Found};
+use crate::sources::{EnergySource, Found, JobPids};
 use crate::spool::{ElectionLock, JobFiles};
 use crate::usage::JobUsage;
 
@@ -85,6 +85,13 @@ fn open_gpus(setup: &mut SamplerSetup) {
                     detail.push_str(&format!(
                         "; no energy counter on {}: integrated from power",
                         integrated.join(", ")
+                    ));
+                }
+                let unsupported = source.unsupported();
+                if !unsupported.is_empty() {
+                    detail.push_str(&format!(
+                        "; not supported, left empty: {}",
+                        unsupported.join("; ")
                     ));
                 }
                 ("found", detail, Some(source))
@@ -341,15 +348,14 @@ impl Leader {
             }));
         }
         self.row.gauges.clear();
-        let job_pids = match setup.sources.iter().any(|s| s.wants_job_pids()) {
-            true => setup.usage.as_ref().and_then(JobUsage::pids),
-            false => None,
+        let usage = setup.usage.as_ref();
+        let find = || usage.and_then(JobUsage::pids);
+        let mut job_pids = match usage.is_some_and(JobUsage::knows_pids) {
+            true => JobPids::new(&find),
+            false => JobPids::unknown(),
         };
         for source in &mut setup.sources {
-            if source.wants_job_pids() {
-                source.set_job_pids(job_pids.clone());
-            }
-            source.read_gauges(&mut self.row.gauges, &mut self.errors);
+            source.read_gauges(&mut self.row.gauges, &mut self.errors, &mut job_pids);
         }
         if !self.errors.is_empty() {
             self.stats.read_errors += 1;

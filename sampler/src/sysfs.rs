@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::RangeInclusive;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -56,4 +57,38 @@ pub fn parse_u64_line(text: &str) -> Option<u64> {
 /// Read a small file as text, for values read once (names, ranges).
 pub fn read_to_string(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// A Linux list of CPUs (`0-3,8,10-11`), as sysfs `cpumask` files and Slurm's core lists
+/// write it, as ranges; `None` unless the whole text is such a list.
+pub fn parse_cpu_list(text: &str) -> Option<Vec<RangeInclusive<u32>>> {
+    text.trim()
+        .split(',')
+        .map(|part| {
+            let (first, last) = part.split_once('-').unwrap_or((part, part));
+            let (first, last) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+            (first <= last).then_some(first..=last)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cpu_lists() {
+        assert_eq!(parse_cpu_list("0"), Some(vec![0..=0]));
+        assert_eq!(parse_cpu_list("0,28\n"), Some(vec![0..=0, 28..=28]));
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11"),
+            Some(vec![0..=3, 8..=8, 10..=11])
+        );
+        assert_eq!(parse_cpu_list(" 0 - 1 , 4\n"), Some(vec![0..=1, 4..=4]));
+        for bad in [
+            "", "\n", "x", "3-1", "1-", "-1", "0,,1", "0,", "1 2", "0-1-2", "-0",
+        ] {
+            assert_eq!(parse_cpu_list(bad), None, "{bad:?}");
+        }
+    }
 }

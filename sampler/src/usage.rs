@@ -5,8 +5,10 @@
 //! job are covered. Slurm names it so under cgroup v1 (`/slurm_<node>/uid_<u>/job_<id>/...`)
 //! and v2 (`/system.slice/slurmstepd.scope/job_<id>/...`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::node::ns_per_tick;
 use crate::sysfs::{parse_u64_line, read_to_string, ValueFile};
 
 /// One reading of the job's usage; `None` where the value could not be read.
@@ -105,16 +107,10 @@ impl JobUsage {
     }
 
     /// The job's processes: every `cgroup.procs` under the job cgroup (all steps and
-    /// tasks), or the process tree.
+    /// tasks), or the process tree as the last `read` walked it.
     pub fn pids(&self) -> Option<Vec<u32>> {
         match self {
-            JobUsage::ProcessTree(tree) => Some(
-                tree.walk_children()
-                    .or_else(|| tree.scan_all().ok())?
-                    .iter()
-                    .map(|p| p.pid)
-                    .collect(),
-            ),
+            JobUsage::ProcessTree(tree) => tree.pids.clone(),
             _ => {
                 let mut pids = Vec::new();
                 let mut dirs = vec![self.cgroup_dir()?.to_path_buf()];
@@ -133,6 +129,15 @@ impl JobUsage {
                 }
                 Some(pids)
             }
+        }
+    }
+
+    /// Whether `pids` has an answer, found without looking for the processes: always for a
+    /// cgroup, for a process tree once a `read` has walked it.
+    pub fn knows_pids(&self) -> bool {
+        match self {
+            JobUsage::ProcessTree(tree) => tree.pids.is_some(),
+            _ => true,
         }
     }
 
@@ -206,6 +211,9 @@ pub struct ProcessTree {
     ns_per_tick: u64,
     page_size: u64,
     peak_bytes: u64,
+    /// The processes of the last walk (`None` before one, or when it failed), shared with
+    /// the GPU source rather than walked again.
+    pids: Option<Vec<u32>>,
 }
 
 impl ProcessTree {
@@ -214,23 +222,27 @@ impl ProcessTree {
             proc_root: proc_root.to_path_buf(),
             root_pid,
             reaper,
-            ns_per_tick: 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1),
+            ns_per_tick: ns_per_tick(),
             page_size: rustix::param::page_size() as u64,
             peak_bytes: 0,
+            pids: None,
         }
     }
 
     fn read(&mut self, errors: &mut Vec<String>) -> Usage {
-        let procs = match self.walk_children() {
-            Some(procs) => procs,
-            None => match self.scan_all() {
-                Ok(procs) => procs,
-                Err(e) => {
-                    errors.push(e);
-                    return Usage::default();
-                }
-            },
+        let walked = match self.walk_children() {
+            Some(procs) => Ok(procs),
+            None => self.scan_all(),
         };
+        let procs = match walked {
+            Ok(procs) => procs,
+            Err(e) => {
+                self.pids = None;
+                errors.push(e);
+                return Usage::default();
+            }
+        };
+        self.pids = Some(procs.iter().map(|p| p.pid).collect());
         let (ticks, pages) = procs
             .iter()
             .filter(|p| Some(p.pid) != self.reaper)
@@ -298,19 +310,36 @@ impl ProcessTree {
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .filter_map(|pid| self.stat(pid))
             .collect();
-        let mut tree = vec![self.root_pid];
-        let mut i = 0;
-        while i < tree.len() {
-            let parent = tree[i];
-            tree.extend(
-                all.iter()
-                    .filter(|p| p.ppid == parent && p.pid != parent)
-                    .map(|p| p.pid),
-            );
-            i += 1;
-        }
-        Ok(all.into_iter().filter(|p| tree.contains(&p.pid)).collect())
+        let links: Vec<(u32, u32)> = all.iter().map(|p| (p.pid, p.ppid)).collect();
+        let members = descendants(&links, self.root_pid);
+        Ok(all
+            .into_iter()
+            .zip(members)
+            .filter_map(|(p, member)| member.then_some(p))
+            .collect())
     }
+}
+
+/// Which of the `(pid, parent pid)` pairs descend from `root`, `root` included: children
+/// indexed by parent once, then one walk down from `root`, so linear in the processes.
+/// Each entry is visited once, so even a cycle (pids reused while /proc is read) ends.
+fn descendants(links: &[(u32, u32)], root: u32) -> Vec<bool> {
+    let mut children: HashMap<u32, Vec<usize>> = HashMap::with_capacity(links.len());
+    for (i, &(pid, ppid)) in links.iter().enumerate() {
+        if pid != ppid {
+            children.entry(ppid).or_default().push(i);
+        }
+    }
+    let mut member: Vec<bool> = links.iter().map(|&(pid, _)| pid == root).collect();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for &child in children.get(&parent).into_iter().flatten() {
+            if !std::mem::replace(&mut member[child], true) {
+                parents.push(links[child].0);
+            }
+        }
+    }
+    member
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -511,7 +540,7 @@ mod tests {
         }
         let mut usage = JobUsage::ProcessTree(ProcessTree::new(tmp.path(), 10, None));
         let read = usage.read(&mut Vec::new());
-        let tick_ns = 1_000_000_000 / rustix::param::clock_ticks_per_second();
+        let tick_ns = ns_per_tick();
         assert_eq!(read.cpu_ns, Some(175 * tick_ns));
         assert_eq!(read.mem_bytes, Some(16 * rustix::param::page_size() as u64));
 
@@ -535,6 +564,75 @@ mod tests {
         );
         let mut usage = JobUsage::ProcessTree(ProcessTree::new(tmp.path(), 10, Some(9)));
         assert_eq!(usage.read(&mut Vec::new()).cpu_ns, Some(175 * tick_ns));
+    }
+
+    #[test]
+    fn the_pids_are_those_of_the_walk_that_read_the_usage() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (pid, ppid) in [(10, 1), (11, 10), (12, 11), (13, 1)] {
+            write(
+                &tmp.path().join(format!("{pid}/stat")),
+                &format!("{pid} (p) S {ppid} 1 1 0 -1 0 0 0 0 0 1 0 0 0 20 0 1 0 5 1000 1 x"),
+            );
+        }
+        let mut usage = JobUsage::ProcessTree(ProcessTree::new(tmp.path(), 10, None));
+        assert!(!usage.knows_pids(), "nothing walked yet");
+        assert_eq!(usage.pids(), None);
+        usage.read(&mut Vec::new());
+        // Gone from /proc since: the pids are still the walk's, not a second walk's.
+        fs::remove_dir_all(tmp.path().join("12")).unwrap();
+        assert!(usage.knows_pids());
+        let mut pids = usage.pids().unwrap();
+        pids.sort_unstable();
+        assert_eq!(pids, [10, 11, 12]);
+    }
+
+    #[test]
+    fn descendants_are_found_from_parent_pids() {
+        let links = [
+            (1, 0),
+            (10, 1),
+            (11, 10),
+            (12, 11),
+            (13, 1),
+            (14, 10),
+            (15, 13),
+        ];
+        assert_eq!(
+            descendants(&links, 10),
+            [false, true, true, true, false, true, false]
+        );
+        // A root absent from the list still has its children found.
+        assert_eq!(
+            descendants(&links[2..], 10),
+            [true, true, false, true, false]
+        );
+        // A pid listed as its own parent, and a cycle (pids reused during the scan), end.
+        assert_eq!(descendants(&[(5, 5), (6, 5)], 5), [true, true]);
+        assert_eq!(
+            descendants(&[(5, 6), (6, 5), (7, 9)], 5),
+            [true, true, false]
+        );
+    }
+
+    /// A long chain and a wide fan of processes: one pass each (scanning every process for
+    /// each parent took minutes on a chain this long).
+    #[test]
+    fn descendants_of_a_deep_chain_and_a_wide_fan() {
+        // Deep (a recursive walk would overflow the stack) and wide; how fast is measured
+        // outside the tests (docs/notes.md).
+        let n = 20_000u32;
+        let chain: Vec<(u32, u32)> = (1..=n).map(|pid| (pid, pid - 1)).collect();
+        let fan: Vec<(u32, u32)> = (1..=n).map(|pid| (pid, 1)).collect();
+        assert!(descendants(&chain, 1).iter().all(|&m| m));
+        assert!(descendants(&fan, 1).iter().all(|&m| m));
+        let mut outside = fan.clone();
+        outside.push((n + 1, 0));
+        assert!(
+            !descendants(&outside, 1)[n as usize],
+            "pid {} is not below 1",
+            n + 1
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aipm_sampler::sources::nvml::NvmlSource;
-use aipm_sampler::sources::{EnergySource, Found};
+use aipm_sampler::sources::{EnergySource, Found, JobPids};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -81,7 +81,7 @@ fn only_the_jobs_gpus_are_read_and_energy_is_the_counter() {
     assert!((expected(before)..=expected(after)).contains(&uj), "{uj}");
 
     out.clear();
-    source.read_gauges(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
     // Without the job's pids the per-process split is unknown.
     assert_eq!(
         out,
@@ -138,9 +138,7 @@ fn a_lost_gpu_is_a_read_error_not_a_crash() {
     let mut source = open(&lib, None);
     let mut state = two_gpus(start);
     state["devices"][0]["error"] = "GPU_IS_LOST".into();
-    let tmp = dir.path().join("state.tmp");
-    fs::write(&tmp, state.to_string()).unwrap();
-    fs::rename(&tmp, dir.path().join("libnvidia-ml.so.json")).unwrap();
+    write_state(dir.path(), &state);
     let (mut out, mut errors) = (Vec::new(), Vec::new());
     source.read(&mut out, &mut errors);
     assert_eq!(out.len(), 2);
@@ -183,10 +181,10 @@ fn a_shared_gpu_is_split_between_the_jobs_processes_and_the_others() {
     ]);
     let lib = standin(dir.path(), &state);
     let mut source = open(&lib, Some(&["0".to_string()]));
-    assert!(source.wants_job_pids());
-    source.set_job_pids(Some(vec![4243, 4242, 1]));
+    let find = || Some(vec![4243, 4242, 1]);
     let (mut out, mut errors) = (Vec::new(), Vec::new());
-    source.read_gauges(&mut out, &mut errors);
+    source.read(&mut Vec::new(), &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::new(&find));
     assert!(errors.is_empty(), "{errors:?}");
     // job_procs, other_procs, job_mem, other_mem, job_sm, other_sm
     assert_eq!(
@@ -204,7 +202,8 @@ fn a_shared_gpu_is_split_between_the_jobs_processes_and_the_others() {
 
     // The next sample counts only newer utilisation samples: none, so no kernel time.
     out.clear();
-    source.read_gauges(&mut out, &mut errors);
+    source.read(&mut Vec::new(), &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::new(&find));
     assert_eq!(out[7..9], [Some(0), Some(0)]);
 }
 
@@ -236,7 +235,7 @@ fn a_mig_slice_gets_its_share_of_the_gpus_sms() {
     );
 
     out.clear();
-    source.read_gauges(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(out[0], Some(250_000 * 2 / 7));
     assert!(out[1..].iter().all(Option::is_none), "{out:?}");
@@ -250,7 +249,8 @@ fn instant_power_is_read_where_the_driver_has_it() {
     let lib = standin(dir.path(), &state);
     let mut source = open(&lib, None);
     let (mut out, mut errors) = (Vec::new(), Vec::new());
-    source.read_gauges(&mut out, &mut errors);
+    source.read(&mut Vec::new(), &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
     let instant = source
         .gauges()
         .iter()
@@ -264,4 +264,141 @@ fn instant_power_is_read_where_the_driver_has_it() {
         .unwrap();
     assert_eq!(out[instant], Some(262_500));
     assert!(errors.is_empty(), "{errors:?}");
+}
+
+fn write_state(dir: &Path, state: &serde_json::Value) {
+    let tmp = dir.join("state.tmp");
+    fs::write(&tmp, state.to_string()).unwrap();
+    fs::rename(&tmp, dir.join("libnvidia-ml.so.json")).unwrap();
+}
+
+#[test]
+fn a_query_the_gpu_does_not_support_is_not_an_error_and_not_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][1]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetUtilizationRates": "NOT_SUPPORTED" });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    assert_eq!(source.unsupported(), ["GPU-bbbb: utilisation"]);
+
+    // Were it still asked, this failure would show.
+    state["devices"][1]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetUtilizationRates": "UNKNOWN" });
+    write_state(dir.path(), &state);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        out.clear();
+        source.read(&mut out, &mut errors);
+        source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
+    }
+    assert!(errors.is_empty(), "{errors:?}");
+    // Energy of both GPUs, then 10 gauges each: GPU-bbbb's utilisation alone is empty.
+    let gauges = &out[2..];
+    assert_eq!(gauges[1], Some(10), "GPU-aaaa's utilisation");
+    assert_eq!(gauges[10..13], [Some(250_000), None, Some(30 << 30)]);
+    assert!(out[..2].iter().all(Option::is_some), "{out:?}");
+}
+
+#[test]
+fn a_query_that_fails_otherwise_is_still_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetUtilizationRates": "UNKNOWN" });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    assert!(source.unsupported().is_empty());
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        source.read(&mut out, &mut errors);
+        source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
+    }
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("GPU GPU-aaaa: utilisation"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_gpu_with_neither_energy_counter_nor_power_has_no_energy_and_no_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["errors"] = serde_json::json!({
+        "nvmlDeviceGetTotalEnergyConsumption": "NOT_SUPPORTED",
+        "nvmlDeviceGetPowerUsage": "NOT_SUPPORTED"
+    });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    assert_eq!(source.unsupported(), ["GPU-aaaa: energy, power"]);
+    assert!(source.integrated_channels().is_empty());
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(out[..4], [None, None, Some(10), Some(1 << 30)]);
+}
+
+#[test]
+fn a_gpu_that_cannot_be_found_is_one_error_per_sample_and_empty_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    state["devices"][0]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetHandleByIndex_v2": "UNKNOWN" });
+    write_state(dir.path(), &state);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("GPU GPU-aaaa: "), "{errors:?}");
+    // Energy of both GPUs, then the gauges: GPU-aaaa's all empty, GPU-bbbb's read.
+    assert_eq!(
+        out[..2].iter().map(Option::is_some).collect::<Vec<_>>(),
+        [false, true]
+    );
+    assert!(out[2..12].iter().all(Option::is_none), "{out:?}");
+    assert_eq!(out[12], Some(250_000));
+}
+
+#[test]
+fn the_jobs_processes_are_looked_for_only_when_a_gpu_lists_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    let looked = std::cell::Cell::new(0);
+    let find = || {
+        looked.set(looked.get() + 1);
+        Some(vec![4242])
+    };
+    let sample = |source: &mut NvmlSource| {
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        source.read(&mut out, &mut errors);
+        out.clear();
+        source.read_gauges(&mut out, &mut errors, &mut JobPids::new(&find));
+        assert!(errors.is_empty(), "{errors:?}");
+        out
+    };
+    // Idle GPUs: nothing to split, and nothing of the job's on them.
+    let out = sample(&mut source);
+    assert_eq!(looked.get(), 0);
+    assert_eq!(out[3..7], [Some(0); 4]);
+    assert_eq!(out[13..17], [Some(0); 4]);
+
+    // Processes on both GPUs: the job's are looked for once in the sample.
+    for gpu in 0..2 {
+        state["devices"][gpu]["processes"] = serde_json::json!([
+            { "pid": 4242, "used_mem": 1u64 << 30 },
+            { "pid": 777, "used_mem": 2u64 << 30 }
+        ]);
+    }
+    write_state(dir.path(), &state);
+    let out = sample(&mut source);
+    assert_eq!(looked.get(), 1);
+    let split = [Some(1), Some(1), Some(1 << 30), Some(2 << 30)];
+    assert_eq!(out[3..7], split);
+    assert_eq!(out[13..17], split);
 }

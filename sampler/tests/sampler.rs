@@ -9,10 +9,11 @@ use std::time::Duration;
 use aipm_recording::layout::NodeName;
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::{self, Samples};
-use aipm_sampler::sampler::{Level, Log, Sampler, SamplerSetup};
+use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::powercap::PowercapSource;
 use aipm_sampler::sources::{EnergySource, Found};
 use aipm_sampler::spool::{retire_previous, ElectionLock, JobFiles};
+use aipm_sampler::usage::{JobUsage, ProcessTree};
 
 const JOB: u32 = 77;
 const RANGE: u64 = 1_000_000;
@@ -312,4 +313,118 @@ fn a_hanging_source_cannot_hold_up_the_stop_beyond_its_limit() {
         "{waited:?}"
     );
     hang.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// One stand-in GPU (tests/nvml-standin) described by `device`, recorded for a few samples
+/// with the job's usage from `usage`: the metadata, the samples and what was logged.
+fn record_a_gpu(
+    dir: &Path,
+    device: serde_json::Value,
+    usage: Option<JobUsage>,
+) -> (Meta, Samples, Vec<String>) {
+    let built = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("libaipm_nvml_standin.so"))
+        .find(|p| p.exists())
+        .expect("libaipm_nvml_standin.so is built with the tests");
+    let lib = dir.join("libnvidia-ml.so");
+    fs::copy(built, &lib).unwrap();
+    let mut device = device;
+    device["uuid"] = "GPU-aaaa".into();
+    device["start_unix_ms"] = aipm_recording::time::now_unix_ms().into();
+    let state = serde_json::json!({ "devices": [device] });
+    fs::write(dir.join("libnvidia-ml.so.json"), state.to_string()).unwrap();
+    let messages = Messages::default();
+    let mut s = setup(dir, 20, &messages);
+    s.usage = usage;
+    s.gpus = Some(GpuPlan {
+        lib: Some(lib),
+        selectors: None,
+    });
+    let sampler = Sampler::start(s).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sampler.stop();
+    let (meta, samples) = read(dir);
+    let logged = messages.lock().unwrap().clone();
+    (meta, samples, logged)
+}
+
+fn record_a_gpu_whose_utilisation_fails(error: &str) -> (Meta, Samples, Vec<String>) {
+    let dir = tempdir();
+    let device = serde_json::json!({
+        "name": "Fake V100", "power_w": 100.0, "energy_start_mj": 0, "util_gpu": 10,
+        "mem_total": 16u64 << 30, "mem_used": 1u64 << 30,
+        "errors": { "nvmlDeviceGetUtilizationRates": error }
+    });
+    record_a_gpu(dir.path(), device, None)
+}
+
+#[test]
+fn a_gpu_query_not_supported_leaves_its_column_empty_and_counts_no_read_error() {
+    let (meta, samples, logged) = record_a_gpu_whose_utilisation_fails("NOT_SUPPORTED");
+    assert!(logged.is_empty(), "{logged:?}");
+    assert!(meta.sampler.samples >= 5, "{:?}", meta.sampler);
+    assert_eq!(meta.sampler.read_errors, 0);
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert!(
+        nvml.detail
+            .contains("not supported, left empty: GPU-aaaa: utilisation"),
+        "{}",
+        nvml.detail
+    );
+    let rows = samples.rows.len();
+    assert!(samples.column("nvml:GPU-aaaa:util_pct").is_some());
+    assert_eq!(samples.values("nvml:GPU-aaaa:util_pct").count(), 0);
+    // Everything else is still read at every sample.
+    let power: Vec<u64> = samples.values("nvml:GPU-aaaa:power_mw").collect();
+    assert_eq!(power, vec![100_000; rows]);
+    assert_eq!(samples.values("nvml:GPU-aaaa:mem_used_bytes").count(), rows);
+    let energy = samples::energy_column("nvml:GPU-aaaa");
+    assert_eq!(samples.values(&energy).count(), rows);
+}
+
+#[test]
+fn a_gpu_query_that_fails_otherwise_counts_a_read_error_at_every_sample() {
+    let (meta, samples, logged) = record_a_gpu_whose_utilisation_fails("UNKNOWN");
+    assert_eq!(meta.sampler.read_errors, meta.sampler.samples);
+    assert_eq!(samples.values("nvml:GPU-aaaa:util_pct").count(), 0);
+    assert_eq!(logged.len(), 1, "logged once: {logged:?}");
+    assert!(
+        logged[0].contains("GPU GPU-aaaa: utilisation"),
+        "{logged:?}"
+    );
+}
+
+/// `aipm-analyze record` and nodes without job cgroups: the job is a process tree.
+#[test]
+fn a_gpu_process_in_the_jobs_process_tree_is_the_jobs() {
+    let dir = tempdir();
+    let proc_root = dir.path().join("proc");
+    for (pid, ppid) in [(10, 1), (11, 10), (777, 1)] {
+        let stat = format!("{pid} (p) S {ppid} 1 1 0 -1 0 0 0 0 0 1 0 0 0 20 0 1 0 5 1000 1 x");
+        fs::create_dir_all(proc_root.join(pid.to_string())).unwrap();
+        fs::write(proc_root.join(format!("{pid}/stat")), stat).unwrap();
+    }
+    let tree = JobUsage::ProcessTree(ProcessTree::new(&proc_root, 10, None));
+    let device = serde_json::json!({
+        "name": "Fake A100", "power_w": 100.0, "energy_start_mj": 0,
+        "mem_total": 40u64 << 30, "mem_used": 3u64 << 30,
+        "processes": [
+            { "pid": 11, "used_mem": 1u64 << 30, "sm_util": 60 },
+            { "pid": 777, "used_mem": 2u64 << 30, "sm_util": 30 }
+        ]
+    });
+    let (meta, samples, logged) = record_a_gpu(dir.path(), device, Some(tree));
+    assert!(logged.is_empty(), "{logged:?}");
+    assert_eq!(meta.sampler.read_errors, 0);
+    let rows = samples.rows.len();
+    let column =
+        |gauge: &str| -> Vec<u64> { samples.values(&format!("nvml:GPU-aaaa:{gauge}")).collect() };
+    assert_eq!(column("job_procs"), vec![1; rows]);
+    assert_eq!(column("other_procs"), vec![1; rows]);
+    assert_eq!(column("job_mem_bytes"), vec![1 << 30; rows]);
+    assert_eq!(column("other_mem_bytes"), vec![2 << 30; rows]);
 }

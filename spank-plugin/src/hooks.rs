@@ -13,6 +13,7 @@ use aipm_recording::period::format_period;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
 use aipm_sampler::spool::{ElectionLock, JobFiles};
+use aipm_sampler::sysfs::parse_cpu_list;
 use aipm_sampler::usage::{JobUsage, ProcessTree};
 
 use crate::options::{decide, parse_request, Request};
@@ -226,18 +227,12 @@ fn prepare(
 
 /// The number of CPUs in a Slurm list such as `0-3,8`.
 fn count_cpu_list(list: &str) -> Option<u32> {
-    list.split(',')
-        .map(|range| match range.split_once('-') {
-            Some((a, b)) => Some(
-                b.trim()
-                    .parse::<u32>()
-                    .ok()?
-                    .checked_sub(a.trim().parse().ok()?)?
-                    + 1,
-            ),
-            None => range.trim().parse::<u32>().ok().map(|_| 1),
-        })
-        .sum()
+    let ranges = parse_cpu_list(list)?;
+    let count: u64 = ranges
+        .iter()
+        .map(|r| u64::from(r.end() - r.start()) + 1)
+        .sum();
+    u32::try_from(count).ok()
 }
 
 /// `slurm_spank_task_post_fork`, in slurmstepd once every task is forked: find the job's
@@ -387,7 +382,9 @@ mod tests {
     fn cpu_lists() {
         assert_eq!(super::count_cpu_list("0"), Some(1));
         assert_eq!(super::count_cpu_list("0-3,8"), Some(5));
+        assert_eq!(super::count_cpu_list("0-1, 4-5\n"), Some(4));
         assert_eq!(super::count_cpu_list("3-1"), None);
         assert_eq!(super::count_cpu_list("x"), None);
+        assert_eq!(super::count_cpu_list("0-4294967295"), None);
     }
 }

@@ -19,14 +19,59 @@ pub trait EnergySource: Send {
     fn gauges(&self) -> &[String] {
         &[]
     }
-    /// Read every gauge, in the order of [`EnergySource::gauges`].
-    fn read_gauges(&mut self, _out: &mut Vec<Option<u64>>, _errors: &mut Vec<String>) {}
-    /// Whether the source splits its readings by process and needs the job's pids.
-    fn wants_job_pids(&self) -> bool {
-        false
+    /// Every gauge, in the order of [`EnergySource::gauges`]. Called right after
+    /// [`EnergySource::read`] in each sample, so a source may take its gauges there.
+    /// `job_pids` gives the job's processes to a source that splits readings by process.
+    fn read_gauges(
+        &mut self,
+        _out: &mut Vec<Option<u64>>,
+        _errors: &mut Vec<String>,
+        _job_pids: &mut JobPids,
+    ) {
     }
-    /// The job's processes for the coming sample (`None`: unknown).
-    fn set_job_pids(&mut self, _pids: Option<Vec<u32>>) {}
+}
+
+/// The job's processes for one sample, looked for only when a source has processes to
+/// split (reading every `cgroup.procs` of a job at every sample would be wasted on a GPU
+/// that runs none).
+pub struct JobPids<'a> {
+    find: Option<&'a dyn Fn() -> Option<Vec<u32>>>,
+    found: Option<Option<Vec<u32>>>,
+}
+
+impl<'a> JobPids<'a> {
+    /// The processes as `find` lists them, called at most once.
+    pub fn new(find: &'a dyn Fn() -> Option<Vec<u32>>) -> JobPids<'a> {
+        JobPids {
+            find: Some(find),
+            found: None,
+        }
+    }
+
+    /// A job whose processes cannot be known.
+    pub fn unknown() -> JobPids<'static> {
+        JobPids {
+            find: None,
+            found: None,
+        }
+    }
+
+    /// Whether the job's processes can be known, without looking for them.
+    pub fn known(&self) -> bool {
+        self.find.is_some()
+    }
+
+    /// The job's pids, sorted; looked for at the first call.
+    pub fn get(&mut self) -> Option<&[u32]> {
+        let find = self.find?;
+        let found = self.found.get_or_insert_with(|| {
+            find().map(|mut pids| {
+                pids.sort_unstable();
+                pids
+            })
+        });
+        found.as_deref()
+    }
 }
 
 use std::path::Path;

@@ -4,6 +4,10 @@
 //! loaded) is the energy of record; power, utilisation and memory are gauges. On GPUs
 //! without the counter, energy is integrated from power and the source says so.
 //!
+//! Each query is tried once per GPU when the source opens; one the GPU answers NotSupported
+//! to is never made again, its column stays empty and the metadata says so, rather than
+//! counting a read error at every sample.
+//!
 //! A MIG slice (`MIG-…` in the job's CUDA_VISIBLE_DEVICES) has no energy or power of its own
 //! in NVML; it is given its parent GPU's energy times its share of the GPU's streaming
 //! multiprocessors (a 1g slice of an A100 gets 14/98), as CEEMS does.
@@ -19,12 +23,10 @@ use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 use nvml_wrapper::Nvml;
 
-use super::{EnergySource, Found};
+use super::{EnergySource, Found, JobPids};
 
 pub struct NvmlSource {
     nvml: Nvml,
-    /// The job's processes, refreshed before each sample; `None` when unknown.
-    job_pids: Option<Vec<u32>>,
     gpus: Vec<Gpu>,
     channels: Vec<String>,
     gauges: Vec<String>,
@@ -38,6 +40,50 @@ struct Gpu {
     last_seen_us: Option<u64>,
     /// Energy integrated from power, for GPUs without the energy counter.
     integrated: Option<Integrated>,
+    /// Queries the GPU answered NotSupported when the source opened: never made again.
+    unsupported: Vec<Query>,
+    /// The gauges of the last `read`, for `read_gauges`.
+    taken: Taken,
+}
+
+/// One sample's gauges of a GPU; `None` where unknown.
+#[derive(Default)]
+struct Taken {
+    power_mw: Option<u64>,
+    util_pct: Option<u64>,
+    mem_used_bytes: Option<u64>,
+    /// Pid and bytes used of each compute process.
+    processes: Option<Vec<(u32, u64)>>,
+    /// Pid and SM % of each utilisation sample newer than the last sample's.
+    sm: Option<Vec<(u32, u64)>>,
+    power_instant_mw: Option<u64>,
+}
+
+/// What a sample asks NVML of each GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Query {
+    /// Neither the counter nor power: the GPU's energy cannot be known.
+    Energy,
+    Power,
+    Utilisation,
+    Memory,
+    Processes,
+    ProcessUtilisation,
+    InstantPower,
+}
+
+impl Query {
+    fn name(self) -> &'static str {
+        match self {
+            Query::Energy => "energy",
+            Query::Power => "power",
+            Query::Utilisation => "utilisation",
+            Query::Memory => "memory",
+            Query::Processes => "processes",
+            Query::ProcessUtilisation => "process utilisation",
+            Query::InstantPower => "instant power",
+        }
+    }
 }
 
 struct MigSlice {
@@ -48,7 +94,7 @@ struct MigSlice {
 
 struct Integrated {
     energy_uj: f64,
-    last: Option<(Instant, u32)>,
+    last: Option<(Instant, u64)>,
 }
 
 /// The gauges recorded for each GPU, after its UUID. The `job_`/`other_` pairs split the
@@ -106,7 +152,6 @@ impl NvmlSource {
         }
         let mut source = NvmlSource {
             nvml,
-            job_pids: None,
             gpus: Vec::new(),
             channels: Vec::new(),
             gauges: Vec::new(),
@@ -133,7 +178,7 @@ impl NvmlSource {
             .uuid()
             .map_err(|e| format!("GPU {selector}: uuid: {e}"))?;
         // Drivers without MIG answer NotSupported: a full GPU.
-        if device.mig_is_mig_device_handle().unwrap_or(false) {
+        let (index, mig) = if device.mig_is_mig_device_handle().unwrap_or(false) {
             let parent = device
                 .mig_parent_device()
                 .map_err(|e| format!("MIG {uuid}: parent GPU: {e}"))?;
@@ -154,22 +199,29 @@ impl NvmlSource {
             let parent_uuid = parent
                 .uuid()
                 .map_err(|e| format!("MIG {uuid}: parent uuid: {e}"))?;
-            let gpu = Gpu {
-                index,
-                mig: Some(MigSlice {
-                    parent_uuid,
-                    fraction: f64::from(slice_sms) / f64::from(gpu_sms),
-                }),
-                last_seen_us: None,
-                integrated: None,
+            let mig = MigSlice {
+                parent_uuid,
+                fraction: f64::from(slice_sms) / f64::from(gpu_sms),
             };
-            return Ok((gpu, uuid));
-        }
-        let index = device
-            .index()
-            .map_err(|e| format!("GPU {uuid}: index: {e}"))?;
-        let integrated = match device.total_energy_consumption() {
+            (index, Some(mig))
+        } else {
+            let index = device
+                .index()
+                .map_err(|e| format!("GPU {uuid}: index: {e}"))?;
+            (index, None)
+        };
+        // What is read at each sample is read from the physical GPU (a slice's parent).
+        let gpu_device = self
+            .nvml
+            .device_by_index(index)
+            .map_err(|e| format!("GPU {uuid}: {e}"))?;
+        let mut unsupported = probe(&gpu_device, mig.is_some());
+        let integrated = match gpu_device.total_energy_consumption() {
             Ok(_) => None,
+            Err(NvmlError::NotSupported) if unsupported.contains(&Query::Power) => {
+                unsupported.insert(0, Query::Energy);
+                None
+            }
             Err(NvmlError::NotSupported) => Some(Integrated {
                 energy_uj: 0.0,
                 last: None,
@@ -178,9 +230,11 @@ impl NvmlSource {
         };
         let gpu = Gpu {
             index,
-            mig: None,
+            mig,
             last_seen_us: None,
             integrated,
+            unsupported,
+            taken: Taken::default(),
         };
         Ok((gpu, uuid))
     }
@@ -209,6 +263,135 @@ impl NvmlSource {
             .map(|(_, c)| c.as_str())
             .collect()
     }
+
+    /// What each GPU does not support and is therefore never read (`GPU-…: utilisation`),
+    /// for the metadata.
+    pub fn unsupported(&self) -> Vec<String> {
+        self.gpus
+            .iter()
+            .zip(&self.channels)
+            .filter(|(g, _)| !g.unsupported.is_empty())
+            .map(|(g, uuid)| {
+                let names: Vec<&str> = g.unsupported.iter().map(|q| q.name()).collect();
+                format!("{uuid}: {}", names.join(", "))
+            })
+            .collect()
+    }
+}
+
+/// The queries `device` answers NotSupported to, of those a sample makes (only power for a
+/// MIG slice's GPU). Other errors are left to the samples, which count them.
+fn probe(device: &nvml_wrapper::Device, slice: bool) -> Vec<Query> {
+    let mut unsupported = Vec::new();
+    let mut check = |query: Query, result: Result<(), NvmlError>| {
+        if matches!(result, Err(NvmlError::NotSupported)) {
+            unsupported.push(query);
+        }
+    };
+    check(Query::Power, device.power_usage().map(drop));
+    if slice {
+        return unsupported;
+    }
+    check(Query::Utilisation, device.utilization_rates().map(drop));
+    check(Query::Memory, device.memory_info().map(drop));
+    check(
+        Query::Processes,
+        device.running_compute_processes().map(drop),
+    );
+    // NotFound: no sample yet, which a GPU that keeps them answers.
+    check(
+        Query::ProcessUtilisation,
+        device.process_utilization_stats(None).map(drop),
+    );
+    check(Query::InstantPower, instant_power_mw(device).map(drop));
+    unsupported
+}
+
+impl Gpu {
+    /// One sample of this GPU from `device` (its own, or a slice's parent): the energy in
+    /// µJ, returned; the gauges, kept in `taken` for `read_gauges`.
+    fn take(
+        &mut self,
+        device: &nvml_wrapper::Device,
+        uuid: &str,
+        errors: &mut Vec<String>,
+    ) -> Option<u64> {
+        let supports = |query| !self.unsupported.contains(&query);
+        let mut ask = |query: Query, value: Result<u64, NvmlError>| match value {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.push(format!("GPU {uuid}: {}: {e}", query.name()));
+                None
+            }
+        };
+        // A slice's share of the GPU's energy and power.
+        let share = |v: u64| match &self.mig {
+            Some(mig) => (v as f64 * mig.fraction) as u64,
+            None => v,
+        };
+        let taken = &mut self.taken;
+        *taken = Taken::default();
+        let counter_uj = (self.integrated.is_none() && supports(Query::Energy))
+            .then(|| {
+                let mj = device.total_energy_consumption();
+                ask(Query::Energy, mj.map(|mj| mj * 1000))
+            })
+            .flatten();
+        // One power reading serves the gauge and, without the counter, the energy.
+        let power_mw = supports(Query::Power)
+            .then(|| ask(Query::Power, device.power_usage().map(u64::from)))
+            .flatten();
+        taken.power_mw = power_mw.map(share);
+        let energy_uj = match &mut self.integrated {
+            None => counter_uj,
+            Some(integrated) => power_mw.map(|mw| integrated.add(mw)),
+        };
+        if self.mig.is_some() {
+            // NVML has no utilisation or per-process view of a slice here.
+            return energy_uj.map(share);
+        }
+        if supports(Query::Utilisation) {
+            let util = device.utilization_rates().map(|u| u64::from(u.gpu));
+            taken.util_pct = ask(Query::Utilisation, util);
+        }
+        if supports(Query::Memory) {
+            taken.mem_used_bytes = ask(Query::Memory, device.memory_info().map(|m| m.used));
+        }
+        if supports(Query::Processes) {
+            match device.running_compute_processes() {
+                Ok(processes) => {
+                    let list = processes.iter().map(|p| match p.used_gpu_memory {
+                        UsedGpuMemory::Used(bytes) => (p.pid, bytes),
+                        UsedGpuMemory::Unavailable => (p.pid, 0),
+                    });
+                    taken.processes = Some(list.collect());
+                }
+                Err(e) => errors.push(format!("GPU {uuid}: processes: {e}")),
+            }
+        }
+        if supports(Query::ProcessUtilisation) {
+            match device.process_utilization_stats(self.last_seen_us) {
+                Ok(samples) => {
+                    for s in &samples {
+                        self.last_seen_us = Some(
+                            self.last_seen_us
+                                .map_or(s.timestamp, |t| t.max(s.timestamp)),
+                        );
+                    }
+                    let list = samples.iter().map(|s| (s.pid, u64::from(s.sm_util)));
+                    taken.sm = Some(list.collect());
+                }
+                // NVML's answer when no sample is newer than the last one seen: no kernel ran.
+                Err(NvmlError::NotFound) => taken.sm = Some(Vec::new()),
+                Err(e) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
+            }
+        }
+        // Not counted as an error when it fails: the counter's cross-check only.
+        if supports(Query::InstantPower) {
+            taken.power_instant_mw = instant_power_mw(device).ok().flatten();
+        }
+        energy_uj
+    }
 }
 
 impl EnergySource for NvmlSource {
@@ -225,27 +408,19 @@ impl EnergySource for NvmlSource {
         vec![None; self.gpus.len()]
     }
 
+    /// Energy and every gauge at once: one device lookup per GPU and sample, and gauges
+    /// of the same moment as the energy.
     fn read(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
         for (gpu, uuid) in self.gpus.iter_mut().zip(&self.channels) {
-            let value =
-                self.nvml
-                    .device_by_index(gpu.index)
-                    .and_then(|device| match &mut gpu.integrated {
-                        None => device.total_energy_consumption().map(|mj| mj * 1000),
-                        Some(integrated) => device.power_usage().map(|mw| integrated.add(mw)),
-                    });
-            // A MIG slice gets its share of the GPU's counter.
-            let value = value.map(|uj| match &gpu.mig {
-                Some(mig) => (uj as f64 * mig.fraction) as u64,
-                None => uj,
-            });
-            match value {
-                Ok(uj) => out.push(Some(uj)),
+            let energy_uj = match self.nvml.device_by_index(gpu.index) {
+                Ok(device) => gpu.take(&device, uuid, errors),
                 Err(e) => {
-                    errors.push(format!("GPU {uuid}: energy: {e}"));
-                    out.push(None);
+                    errors.push(format!("GPU {uuid}: {e}"));
+                    gpu.taken = Taken::default();
+                    None
                 }
-            }
+            };
+            out.push(energy_uj);
         }
     }
 
@@ -253,130 +428,70 @@ impl EnergySource for NvmlSource {
         &self.gauges
     }
 
-    fn wants_job_pids(&self) -> bool {
-        true
-    }
-
-    fn set_job_pids(&mut self, pids: Option<Vec<u32>>) {
-        self.job_pids = pids.map(|mut p| {
-            p.sort_unstable();
-            p
-        });
-    }
-
-    fn read_gauges(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
-        let job_pids = self.job_pids.as_deref();
-        for (gpu, uuid) in self.gpus.iter_mut().zip(&self.channels) {
-            let device = match self.nvml.device_by_index(gpu.index) {
-                Ok(device) => device,
-                Err(e) => {
-                    errors.push(format!("GPU {uuid}: {e}"));
-                    out.extend([None; GAUGES.len()]);
-                    continue;
-                }
-            };
-            let mut gauge = |value: Result<u64, NvmlError>, what: &str| match value {
-                Ok(v) => out.push(Some(v)),
-                Err(e) => {
-                    errors.push(format!("GPU {uuid}: {what}: {e}"));
-                    out.push(None);
-                }
-            };
-            if let Some(mig) = &gpu.mig {
-                // NVML has no power, utilisation or per-process view of a slice here: the
-                // slice's share of the GPU's power, and the rest unknown.
-                let power = device
-                    .power_usage()
-                    .map(|mw| (f64::from(mw) * mig.fraction) as u64);
-                gauge(power, "power");
-                out.extend([None; GAUGES.len() - 1]);
-                continue;
+    /// The gauges taken by the last `read`; the compute processes split by the job's pids,
+    /// which are looked for only if some GPU lists a process.
+    fn read_gauges(
+        &mut self,
+        out: &mut Vec<Option<u64>>,
+        _errors: &mut Vec<String>,
+        job_pids: &mut JobPids,
+    ) {
+        for gpu in &self.gpus {
+            let taken = &gpu.taken;
+            out.extend([taken.power_mw, taken.util_pct, taken.mem_used_bytes]);
+            match split(taken.processes.as_deref(), job_pids) {
+                Some((job, other)) => out.extend([job.0, other.0, job.1, other.1].map(Some)),
+                None => out.extend([None; 4]),
             }
-            gauge(device.power_usage().map(u64::from), "power");
-            gauge(
-                device.utilization_rates().map(|u| u64::from(u.gpu)),
-                "utilisation",
-            );
-            gauge(device.memory_info().map(|m| m.used), "memory");
-
-            let is_job = |pid: u32| job_pids.map(|p| p.binary_search(&pid).is_ok());
-            let mut split = [None; 4];
-            match device.running_compute_processes() {
-                Ok(processes) => {
-                    let (mut job, mut other) = ((0, 0), (0, 0));
-                    for p in &processes {
-                        let mem = match p.used_gpu_memory {
-                            UsedGpuMemory::Used(bytes) => bytes,
-                            UsedGpuMemory::Unavailable => 0,
-                        };
-                        let side = if is_job(p.pid).unwrap_or(false) {
-                            &mut job
-                        } else {
-                            &mut other
-                        };
-                        *side = (side.0 + 1, side.1 + mem);
-                    }
-                    if job_pids.is_some() {
-                        split = [Some(job.0), Some(other.0), Some(job.1), Some(other.1)];
-                    }
-                }
-                Err(e) => errors.push(format!("GPU {uuid}: processes: {e}")),
+            match split(taken.sm.as_deref(), job_pids) {
+                Some((job, other)) => out.extend([Some(job.1), Some(other.1)]),
+                None => out.extend([None; 2]),
             }
-            out.extend(split);
-            let mut sm = [None; 2];
-            match device.process_utilization_stats(gpu.last_seen_us) {
-                Ok(samples) => {
-                    let (mut job, mut other) = (0u64, 0u64);
-                    for s in &samples {
-                        gpu.last_seen_us =
-                            Some(gpu.last_seen_us.map_or(s.timestamp, |t| t.max(s.timestamp)));
-                        let side = if is_job(s.pid).unwrap_or(false) {
-                            &mut job
-                        } else {
-                            &mut other
-                        };
-                        *side += u64::from(s.sm_util);
-                    }
-                    if job_pids.is_some() {
-                        sm = [Some(job), Some(other)];
-                    }
-                }
-                // NVML's answer when no sample is newer than the last one seen: no kernel ran.
-                Err(NvmlError::NotFound) if job_pids.is_some() => sm = [Some(0), Some(0)],
-                Err(NvmlError::NotFound) => {}
-                Err(e) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
-            }
-            out.extend(sm);
-            out.push(instant_power_mw(&device));
+            out.push(taken.power_instant_mw);
         }
     }
 }
 
-/// NVML's instant power field, `None` where the driver or GPU lacks it.
-fn instant_power_mw(device: &nvml_wrapper::Device) -> Option<u64> {
-    let samples = device
-        .field_values_for(&[FieldId(NVML_FI_DEV_POWER_INSTANT)])
-        .ok()?;
-    match samples.first()? {
-        Ok(FieldValueSample {
-            value: Ok(SampleValue::U32(mw)),
-            ..
-        }) => Some(u64::from(*mw)),
-        Ok(FieldValueSample {
-            value: Ok(SampleValue::U64(mw)),
-            ..
-        }) => Some(*mw),
-        _ => None,
+/// `(pid, value)` pairs split into the job's and the others' `(count, sum of values)`;
+/// `None` when the list or, for a list that is not empty, the job's pids are unknown.
+fn split(list: Option<&[(u32, u64)]>, job_pids: &mut JobPids) -> Option<((u64, u64), (u64, u64))> {
+    let list = list?;
+    if list.is_empty() {
+        return job_pids.known().then_some(((0, 0), (0, 0)));
+    }
+    let pids = job_pids.get()?;
+    let (mut job, mut other) = ((0, 0), (0, 0));
+    for &(pid, value) in list {
+        let side = match pids.binary_search(&pid) {
+            Ok(_) => &mut job,
+            Err(_) => &mut other,
+        };
+        *side = (side.0 + 1, side.1 + value);
+    }
+    Some((job, other))
+}
+
+/// NVML's instant power field; `None` for a value of an unexpected type.
+fn instant_power_mw(device: &nvml_wrapper::Device) -> Result<Option<u64>, NvmlError> {
+    let samples = device.field_values_for(&[FieldId(NVML_FI_DEV_POWER_INSTANT)])?;
+    match samples.into_iter().next() {
+        Some(Ok(FieldValueSample { value, .. })) => match value? {
+            SampleValue::U32(mw) => Ok(Some(u64::from(mw))),
+            SampleValue::U64(mw) => Ok(Some(mw)),
+            _ => Ok(None),
+        },
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
     }
 }
 
 impl Integrated {
     /// Add the trapezoid since the last power reading; returns the energy so far in µJ.
-    fn add(&mut self, power_mw: u32) -> u64 {
+    fn add(&mut self, power_mw: u64) -> u64 {
         let now = Instant::now();
         if let Some((then, last_mw)) = self.last {
             let seconds = now.duration_since(then).as_secs_f64();
-            self.energy_uj += (f64::from(power_mw) + f64::from(last_mw)) / 2.0 * 1000.0 * seconds;
+            self.energy_uj += (power_mw as f64 + last_mw as f64) / 2.0 * 1000.0 * seconds;
         }
         self.last = Some((now, power_mw));
         self.energy_uj as u64

@@ -13,7 +13,7 @@ use std::path::Path;
 use perf_event_open_sys::bindings::{perf_event_attr, PERF_FLAG_FD_CLOEXEC};
 
 use super::{EnergySource, Found};
-use crate::sysfs::read_to_string;
+use crate::sysfs::{parse_cpu_list, read_to_string};
 
 /// Events recorded, and the channel name of each (package index `{}`).
 const EVENTS: [(&str, &str); 3] = [
@@ -54,7 +54,11 @@ impl PerfRaplSource {
             .trim()
             .parse()
             .map_err(|_| format!("{}/type: expected an integer", pmu_dir.display()))?;
-        let cpus = parse_cpumask(&read_to_string(&pmu_dir.join("cpumask"))?)
+        let cpus: Vec<i32> = parse_cpu_list(&read_to_string(&pmu_dir.join("cpumask"))?)
+            .and_then(|ranges| {
+                let cpus = ranges.into_iter().flatten();
+                cpus.map(|cpu| i32::try_from(cpu).ok()).collect()
+            })
             .ok_or_else(|| format!("{}/cpumask: expected a CPU list", pmu_dir.display()))?;
         let mut source = PerfRaplSource {
             counters: Vec::new(),
@@ -130,18 +134,6 @@ pub fn parse_event_config(text: &str) -> Option<u64> {
     }
 }
 
-/// `0,28` or `0-1` -> the CPUs listed.
-pub fn parse_cpumask(text: &str) -> Option<Vec<i32>> {
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => cpus.extend(a.parse::<i32>().ok()?..=b.parse::<i32>().ok()?),
-            None => cpus.push(part.parse().ok()?),
-        }
-    }
-    (!cpus.is_empty()).then_some(cpus)
-}
-
 fn open_counter(pmu_type: u32, config: u64, cpu: i32) -> std::io::Result<File> {
     let mut attr = perf_event_attr {
         type_: pmu_type,
@@ -200,9 +192,6 @@ mod tests {
         assert_eq!(parse_event_config("event=0x02\n"), Some(2));
         assert_eq!(parse_event_config("event=0x0d,umask=0x00"), Some(13));
         assert_eq!(parse_event_config("umask=1"), None);
-        assert_eq!(parse_cpumask("0,28\n"), Some(vec![0, 28]));
-        assert_eq!(parse_cpumask("0-1"), Some(vec![0, 1]));
-        assert_eq!(parse_cpumask(""), None);
     }
 
     /// A PMU tree as the kernel writes it (Skylake server); the events are read from it, and
@@ -231,6 +220,15 @@ mod tests {
             err.starts_with("perf_event_open(energy-pkg on CPU 0): "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_cpumask_that_is_no_cpu_list_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("type"), "4242\n").unwrap();
+        std::fs::write(tmp.path().join("cpumask"), "0-\n").unwrap();
+        let err = PerfRaplSource::open(tmp.path()).err().unwrap();
+        assert!(err.ends_with("/cpumask: expected a CPU list"), "{err}");
     }
 
     #[test]
