@@ -142,7 +142,10 @@ fn a_users_month_in_markdown_and_html() {
     );
     assert!(md.contains("3 job(s), 1.7 node-hours"), "{md}");
     // 200 W × 1 h + 100 W × 0.5 h + 50 W × 10 min = 258.3 Wh, all CPU packages.
-    assert!(md.contains("| **total** | **258.3 Wh** | 100% |"), "{md}");
+    assert!(
+        md.contains("| **total** | **258.3 Wh** | **100%** |"),
+        "{md}"
+    );
     // Largest first.
     let order: Vec<usize> = ["| 11 |", "| 12 |", "| 13 |"]
         .iter()

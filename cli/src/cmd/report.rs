@@ -123,7 +123,16 @@ fn month_jobs(
     let ids = crate::spool::job_ids(spool)?;
     let mut jobs = Vec::new();
     for id in ids {
-        // Other users' recordings are unreadable: they are not this user's anyway.
+        // Decided on the metadata first; other users' recordings are unreadable: they are
+        // not this user's anyway.
+        let Ok(metas) = crate::spool::job_metas(spool, id) else {
+            continue;
+        };
+        let start_ms = metas.iter().map(|m| m.start_unix_ms).min();
+        let theirs = metas.first().is_some_and(|m| m.user == user);
+        if !theirs || !start_ms.is_some_and(|t| (start..end).contains(&t)) {
+            continue;
+        }
         let Ok(recordings) = crate::spool::job_recordings(spool, id) else {
             continue;
         };
@@ -228,148 +237,185 @@ fn local_time(ms: u64) -> String {
     crate::plot::local_label((ms / 1000) as i64)
 }
 
-fn markdown(m: &Month) -> String {
+/// The report's content, once, for either rendering.
+enum Block {
+    Heading(u8, String),
+    Paragraph(String),
+    /// A header, then rows; `numeric` columns are right-aligned; a `strong` row is a total.
+    Table {
+        header: Vec<&'static str>,
+        numeric: Vec<bool>,
+        rows: Vec<(Vec<String>, bool)>,
+    },
+    List(Vec<String>),
+}
+
+fn content(m: &Month) -> (String, Vec<Block>) {
     let t = totals(m);
-    let mut s = String::new();
-    let _ = writeln!(s, "# Energy of {}'s jobs, {}\n", m.user, m.label);
-    let _ = writeln!(
-        s,
-        "{} job(s), {:.1} node-hours, {:.1} CPU-hours. Energy measured by aipm (CPU packages, DRAM and GPUs, the job's share on shared nodes):\n",
-        m.jobs.len(),
-        t.node_hours,
-        t.cpu_hours
-    );
-    let _ = writeln!(s, "| | energy | share |\n|---|---:|---:|");
-    for (name, j) in [
+    let title = format!("Energy of {}'s jobs, {}", m.user, m.label);
+    let mut blocks = vec![
+        Block::Heading(1, title.clone()),
+        Block::Paragraph(format!(
+            "{} job(s), {:.1} node-hours, {:.1} CPU-hours. Energy measured by aipm (CPU packages, DRAM and GPUs, the job's share on shared nodes):",
+            m.jobs.len(),
+            t.node_hours,
+            t.cpu_hours
+        )),
+    ];
+    let mut split: Vec<(Vec<String>, bool)> = [
         ("CPU packages", t.cpu_j),
         ("DRAM", t.dram_j),
         ("GPUs", t.gpu_j),
-    ] {
-        let _ = writeln!(s, "| {name} | {} | {:.0}% |", wh(j), share(j, t.total_j));
-    }
-    let _ = writeln!(s, "| **total** | **{}** | 100% |\n", wh(t.total_j));
-    let _ = writeln!(
-        s,
-        "Emissions: about {:.0} gCO2e ({:.0} g per kWh, PUE included).\n",
+    ]
+    .into_iter()
+    .map(|(name, j)| {
+        let cells = vec![name.into(), wh(j), format!("{:.0}%", share(j, t.total_j))];
+        (cells, false)
+    })
+    .collect();
+    split.push((vec!["total".into(), wh(t.total_j), "100%".into()], true));
+    blocks.push(Block::Table {
+        header: vec!["", "energy", "share"],
+        numeric: vec![false, true, true],
+        rows: split,
+    });
+    blocks.push(Block::Paragraph(format!(
+        "Emissions: about {:.0} gCO2e ({:.0} g per kWh, PUE included).",
         t.total_j * m.grams_per_j,
         m.grams_per_j * 3.6e6
-    );
-    let _ = writeln!(
-        s,
-        "## The {} jobs that used the most energy\n",
-        m.top.min(m.jobs.len())
-    );
-    let _ = writeln!(
-        s,
-        "| job | name | started | duration | nodes | energy | CPU use | GPU use |\n|---|---|---|---:|---:|---:|---:|---:|"
-    );
-    for j in m.jobs.iter().take(m.top) {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            j.job,
-            j.name.as_deref().unwrap_or("").replace('|', "\\|"),
+    )));
+    blocks.push(Block::Heading(
+        2,
+        format!(
+            "The {} jobs that used the most energy",
+            m.top.min(m.jobs.len())
+        ),
+    ));
+    let top = m.jobs.iter().take(m.top).map(|j| {
+        let cells = vec![
+            j.job.clone(),
+            j.name.clone().unwrap_or_default(),
             local_time(j.start_ms),
             hours(j.duration_s),
-            j.nodes.len(),
+            j.nodes.len().to_string(),
             wh(j.total_j()),
             percent(j.cpu_usage_pct),
             if j.gpus > 0 {
                 percent(j.gpu_util_pct)
             } else {
                 "no GPU".into()
-            }
-        );
-    }
+            },
+        ];
+        (cells, false)
+    });
+    blocks.push(Block::Table {
+        header: vec![
+            "job", "name", "started", "duration", "nodes", "energy", "CPU use", "GPU use",
+        ],
+        numeric: vec![false, false, false, true, true, true, true, true],
+        rows: top.collect(),
+    });
+    blocks.push(Block::Heading(2, "What could be better".into()));
     let advice = advice(m);
-    let _ = writeln!(s, "\n## What could be better\n");
-    if advice.is_empty() {
-        let _ = writeln!(s, "Nothing stood out this month.");
-    }
-    for line in advice {
-        let _ = writeln!(s, "- {line}");
+    blocks.push(if advice.is_empty() {
+        Block::Paragraph("Nothing stood out this month.".into())
+    } else {
+        Block::List(advice)
+    });
+    (title, blocks)
+}
+
+fn markdown(m: &Month) -> String {
+    let cell = |text: &str| text.replace('|', "\\|");
+    let mut s = String::new();
+    for block in content(m).1 {
+        match block {
+            Block::Heading(level, text) => {
+                let _ = writeln!(s, "{} {text}\n", "#".repeat(usize::from(level)));
+            }
+            Block::Paragraph(text) => {
+                let _ = writeln!(s, "{text}\n");
+            }
+            Block::Table {
+                header,
+                numeric,
+                rows,
+            } => {
+                let _ = writeln!(s, "| {} |", header.join(" | "));
+                let rule: Vec<&str> = numeric
+                    .iter()
+                    .map(|&n| if n { "---:" } else { "---" })
+                    .collect();
+                let _ = writeln!(s, "|{}|", rule.join("|"));
+                for (cells, strong) in rows {
+                    let cells: Vec<String> = cells
+                        .iter()
+                        .map(|c| match strong {
+                            true => format!("**{}**", cell(c)),
+                            false => cell(c),
+                        })
+                        .collect();
+                    let _ = writeln!(s, "| {} |", cells.join(" | "));
+                }
+                s.push('\n');
+            }
+            Block::List(items) => {
+                for item in items {
+                    let _ = writeln!(s, "- {item}");
+                }
+            }
+        }
     }
     s
 }
 
 fn html(m: &Month) -> String {
-    let t = totals(m);
     let e = escape;
+    let (title, blocks) = content(m);
     let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Energy of {}'s jobs, {}</title>\
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em}}td.n{{text-align:right}}</style></head><body>\n",
-        e(&m.user),
-        e(&m.label)
-    );
     let _ = writeln!(
         s,
-        "<h1>Energy of {}'s jobs, {}</h1>",
-        e(&m.user),
-        e(&m.label)
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em}}td.n,th.n{{text-align:right}}</style></head><body>",
+        e(&title)
     );
-    let _ = writeln!(
-        s,
-        "<p>{} job(s), {:.1} node-hours, {:.1} CPU-hours. Energy measured by aipm (CPU packages, DRAM and GPUs, the job's share on shared nodes):</p>",
-        m.jobs.len(),
-        t.node_hours,
-        t.cpu_hours
-    );
-    let _ = writeln!(s, "<table><tr><th></th><th>energy</th><th>share</th></tr>");
-    for (name, j) in [
-        ("CPU packages", t.cpu_j),
-        ("DRAM", t.dram_j),
-        ("GPUs", t.gpu_j),
-    ] {
-        let _ = writeln!(
-            s,
-            "<tr><td>{name}</td><td class=\"n\">{}</td><td class=\"n\">{:.0}%</td></tr>",
-            wh(j),
-            share(j, t.total_j)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "<tr><th>total</th><th class=\"n\">{}</th><td class=\"n\">100%</td></tr></table>",
-        wh(t.total_j)
-    );
-    let _ = writeln!(
-        s,
-        "<p>Emissions: about {:.0} gCO2e ({:.0} g per kWh, PUE included).</p>",
-        t.total_j * m.grams_per_j,
-        m.grams_per_j * 3.6e6
-    );
-    let _ = writeln!(
-        s,
-        "<h2>The {} jobs that used the most energy</h2>",
-        m.top.min(m.jobs.len())
-    );
-    let _ = writeln!(s, "<table><tr><th>job</th><th>name</th><th>started</th><th>duration</th><th>nodes</th><th>energy</th><th>CPU use</th><th>GPU use</th></tr>");
-    for j in m.jobs.iter().take(m.top) {
-        let _ = writeln!(
-            s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            e(&j.job),
-            e(j.name.as_deref().unwrap_or("")),
-            local_time(j.start_ms),
-            hours(j.duration_s),
-            j.nodes.len(),
-            wh(j.total_j()),
-            percent(j.cpu_usage_pct),
-            if j.gpus > 0 { percent(j.gpu_util_pct) } else { "no GPU".into() }
-        );
-    }
-    let _ = writeln!(s, "</table>\n<h2>What could be better</h2>");
-    let advice = advice(m);
-    if advice.is_empty() {
-        let _ = writeln!(s, "<p>Nothing stood out this month.</p>");
-    } else {
-        let _ = writeln!(s, "<ul>");
-        for line in advice {
-            let _ = writeln!(s, "<li>{}</li>", e(&line));
+    for block in blocks {
+        match block {
+            Block::Heading(level, text) => {
+                let _ = writeln!(s, "<h{level}>{}</h{level}>", e(&text));
+            }
+            Block::Paragraph(text) => {
+                let _ = writeln!(s, "<p>{}</p>", e(&text));
+            }
+            Block::Table {
+                header,
+                numeric,
+                rows,
+            } => {
+                let _ = write!(s, "<table><tr>");
+                for h in header {
+                    let _ = write!(s, "<th>{}</th>", e(h));
+                }
+                let _ = writeln!(s, "</tr>");
+                for (cells, strong) in rows {
+                    let tag = if strong { "th" } else { "td" };
+                    let _ = write!(s, "<tr>");
+                    for (c, &n) in cells.iter().zip(&numeric) {
+                        let class = if n { " class=\"n\"" } else { "" };
+                        let _ = write!(s, "<{tag}{class}>{}</{tag}>", e(c));
+                    }
+                    let _ = writeln!(s, "</tr>");
+                }
+                let _ = writeln!(s, "</table>");
+            }
+            Block::List(items) => {
+                let _ = writeln!(s, "<ul>");
+                for item in items {
+                    let _ = writeln!(s, "<li>{}</li>", e(&item));
+                }
+                let _ = writeln!(s, "</ul>");
+            }
         }
-        let _ = writeln!(s, "</ul>");
     }
     let _ = writeln!(s, "</body></html>");
     s
