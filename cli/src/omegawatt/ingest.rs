@@ -100,19 +100,17 @@ impl Ingest {
     /// Take one line of the stream (without its newline).
     pub fn line(&mut self, line: &str) -> anyhow::Result<()> {
         self.lines += 1;
-        if let Some(at) = line.find("#timestamp") {
-            self.header = Some(line[at..].to_string());
-        } else if find_log_record(line).is_none() {
-            if let Some(second) = frame_second(line) {
-                match self.day {
-                    None => self.day = Some(self.day_of(second)?),
-                    Some((closing, end)) if second >= end => {
-                        self.close_day(closing)?;
-                        self.day = Some(self.day_of(second)?);
-                    }
-                    Some(_) => {}
+        match classify(line) {
+            RawLine::Header(header) => self.header = Some(header.to_string()),
+            RawLine::Frame(second) => match self.day {
+                None => self.day = Some(self.day_of(second)?),
+                Some((closing, end)) if second >= end => {
+                    self.close_day(closing)?;
+                    self.day = Some(self.day_of(second)?);
                 }
-            }
+                Some(_) => {}
+            },
+            RawLine::Other => {}
         }
         self.raw.write_all(line.as_bytes())?;
         self.raw.write_all(b"\n")?;
@@ -191,13 +189,33 @@ fn scan_raw(path: &Path) -> anyhow::Result<(Option<i64>, Option<String>)> {
     let (mut first, mut header) = (None, None);
     for line in std::io::BufReader::new(file).split(b'\n') {
         let line = String::from_utf8_lossy(&line?).into_owned();
-        if let Some(at) = line.find("#timestamp") {
-            header = Some(line[at..].to_string());
-        } else if first.is_none() && find_log_record(&line).is_none() {
-            first = frame_second(&line);
+        match classify(&line) {
+            RawLine::Header(text) => header = Some(text.to_string()),
+            RawLine::Frame(second) if first.is_none() => first = Some(second),
+            _ => {}
         }
     }
     Ok((first, header))
+}
+
+/// What a line of the stream is to `ingest`: the header (from `#timestamp` on, a log record
+/// may precede it on the line), a frame and its second, or anything else (log records,
+/// lines without a time).
+enum RawLine<'a> {
+    Header(&'a str),
+    Frame(i64),
+    Other,
+}
+
+/// One rule for the live stream and for a raw file read back after a crash.
+fn classify(line: &str) -> RawLine<'_> {
+    if let Some(at) = line.find("#timestamp") {
+        return RawLine::Header(&line[at..]);
+    }
+    if find_log_record(line).is_some() {
+        return RawLine::Other;
+    }
+    frame_second(line).map_or(RawLine::Other, RawLine::Frame)
 }
 
 /// Zip a closed day the way the Lab IA cron does (one member, `log_omegawatt_of_the_day`),
