@@ -43,37 +43,25 @@ pub fn jobs_between(since: i64, until: i64, user: Option<&str>) -> Accounting {
             .map(|d| d.format("%Y-%m-%dT%H:%M:%S").to_string())
             .unwrap_or_default()
     };
-    let mut cmd = Command::new("sacct");
-    cmd.args(["-X", "-n", "-P", "-o", FIELDS])
-        .args(["-S", &fmt(since), "-E", &fmt(until)])
-        // Times as Unix seconds, and -S/-E read as UTC: no time zone guesswork.
-        .env("SLURM_TIME_FORMAT", "%s")
-        .env("TZ", "UTC");
+    let (since, until) = (fmt(since), fmt(until));
+    let mut args = vec!["-X", "-n", "-P", "-o", FIELDS, "-S", &since, "-E", &until];
     match user {
-        Some(u) => cmd.args(["-u", u]),
-        None => cmd.arg("-a"),
-    };
-    let out = match cmd.output() {
-        Ok(out) => out,
-        Err(e) => return Accounting::Unavailable(format!("sacct: {e}")),
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || stdout.contains("accounting storage is disabled") {
-        let why = stderr.trim().lines().chain(stdout.lines()).next();
-        return Accounting::Unavailable(format!(
-            "sacct: {}",
-            why.unwrap_or("failed without a message")
-        ));
+        Some(u) => args.extend(["-u", u]),
+        None => args.push("-a"),
     }
-    Accounting::Jobs(parse(&stdout))
+    match sacct(&args) {
+        Ok(stdout) => Accounting::Jobs(parse(&stdout)),
+        Err(why) => Accounting::Unavailable(why),
+    }
 }
 
 /// `sacct ARGS` with Unix times: its output, or why accounting is not available.
 fn sacct(args: &[&str]) -> Result<String, String> {
     let out = Command::new("sacct")
         .args(args)
+        // Times printed as Unix seconds, and -S/-E read as UTC: no time zone guesswork.
         .env("SLURM_TIME_FORMAT", "%s")
+        .env("TZ", "UTC")
         .output()
         .map_err(|e| format!("sacct: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
