@@ -57,7 +57,8 @@ pub struct SamplerSetup {
 pub struct GpuPlan {
     /// `None`: the system's `libnvidia-ml.so.1`.
     pub lib: Option<std::path::PathBuf>,
-    /// Indices or UUIDs (`SLURM_JOB_GPUS`); `None` for every GPU of the node.
+    /// Slurm's GPU ids (`SLURM_JOB_GPUS`: device minor numbers, the N of `/dev/nvidiaN`) or
+    /// UUIDs; `None` for every GPU of the node.
     pub selectors: Option<Vec<String>>,
 }
 
@@ -85,6 +86,13 @@ fn open_gpus(setup: &mut SamplerSetup) {
                     detail.push_str(&format!(
                         "; no energy counter on {}: integrated from power",
                         integrated.join(", ")
+                    ));
+                }
+                let by_index = source.taken_by_index();
+                if !by_index.is_empty() {
+                    detail.push_str(&format!(
+                        "; no minor number from NVML, Slurm's GPU id taken as NVML's index: {}",
+                        by_index.join(", ")
                     ));
                 }
                 let unsupported = source.unsupported();

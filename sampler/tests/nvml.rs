@@ -402,3 +402,97 @@ fn the_jobs_processes_are_looked_for_only_when_a_gpu_lists_processes() {
     assert_eq!(out[3..7], split);
     assert_eq!(out[13..17], split);
 }
+
+/// `two_gpus` on a node whose device files are numbered against NVML's (PCI bus) order:
+/// `/dev/nvidia0` is the GPU at NVML index 1.
+fn two_gpus_with_swapped_minors(start_ms: u64) -> serde_json::Value {
+    let mut state = two_gpus(start_ms);
+    state["devices"][0]["minor"] = 1.into();
+    state["devices"][1]["minor"] = 0.into();
+    state
+}
+
+/// The energy (µJ) and power gauge (mW) of a source's only GPU, with the time range of the
+/// reading.
+fn energy_and_power(source: &mut NvmlSource) -> (u64, Option<u64>, u64, u64) {
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    let before = now_ms();
+    source.read(&mut out, &mut errors);
+    let after = now_ms();
+    let uj = out[0].unwrap();
+    out.clear();
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
+    assert!(errors.is_empty(), "{errors:?}");
+    (uj, out[0], before, after)
+}
+
+/// Slurm's GPU ids (`SLURM_JOB_GPUS`) are the N of `/dev/nvidiaN`, not NVML's index.
+#[test]
+fn slurms_gpu_ids_are_device_minor_numbers_not_nvml_indices() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ms();
+    let lib = standin(dir.path(), &two_gpus_with_swapped_minors(start));
+
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    assert_eq!(source.channels(), ["GPU-bbbb"]);
+    let (uj, power, before, after) = energy_and_power(&mut source);
+    let expected = |ms: u64| (9_000_000 + 250 * (ms - start)) * 1000;
+    assert!((expected(before)..=expected(after)).contains(&uj), "{uj}");
+    assert_eq!(power, Some(250_000));
+
+    let mut source = open(&lib, Some(&["1".to_string()]));
+    assert_eq!(source.channels(), ["GPU-aaaa"]);
+    let (uj, power, before, after) = energy_and_power(&mut source);
+    let expected = |ms: u64| (5_000 + 100 * (ms - start)) * 1000;
+    assert!((expected(before)..=expected(after)).contains(&uj), "{uj}");
+    assert_eq!(power, Some(100_000));
+
+    let both = ["1".to_string(), "0".to_string()];
+    assert_eq!(open(&lib, Some(&both)).channels(), ["GPU-aaaa", "GPU-bbbb"]);
+}
+
+#[test]
+fn a_gpu_id_no_device_has_as_minor_number_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    // /dev/nvidia2 and /dev/nvidia0: id 1 is no GPU, though NVML has an index 1.
+    state["devices"][0]["minor"] = 2.into();
+    state["devices"][1]["minor"] = 0.into();
+    let lib = standin(dir.path(), &state);
+    let err = NvmlSource::open(Some(&lib), Some(&["1".to_string()]))
+        .err()
+        .unwrap();
+    assert!(err.contains("minor number 1"), "{err}");
+    assert!(err.contains("2 (NVML index 0), 0 (NVML index 1)"), "{err}");
+}
+
+#[test]
+fn where_minor_numbers_follow_nvmls_order_ids_and_indices_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = standin(dir.path(), &two_gpus(now_ms()));
+    for (id, uuid) in [("0", "GPU-aaaa"), ("1", "GPU-bbbb")] {
+        assert_eq!(open(&lib, Some(&[id.to_string()])).channels(), [uuid]);
+    }
+}
+
+#[test]
+fn a_gpu_without_a_minor_number_is_taken_by_its_index_and_the_source_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetMinorNumber": "NOT_SUPPORTED" });
+    let lib = standin(dir.path(), &state);
+    let source = open(&lib, Some(&["0".to_string()]));
+    assert_eq!(source.channels(), ["GPU-aaaa"]);
+    assert_eq!(source.taken_by_index(), ["GPU-aaaa"]);
+    let source = open(&lib, Some(&["1".to_string()]));
+    assert_eq!(source.channels(), ["GPU-bbbb"]);
+    assert!(source.taken_by_index().is_empty());
+
+    // A GPU that has the minor number is the one, whatever the other's index.
+    state["devices"][1]["minor"] = 0.into();
+    write_state(dir.path(), &state);
+    let source = open(&lib, Some(&["0".to_string()]));
+    assert_eq!(source.channels(), ["GPU-bbbb"]);
+    assert!(source.taken_by_index().is_empty());
+}

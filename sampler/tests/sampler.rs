@@ -322,6 +322,16 @@ fn record_a_gpu(
     device: serde_json::Value,
     usage: Option<JobUsage>,
 ) -> (Meta, Samples, Vec<String>) {
+    record_gpus(dir, device, usage, None)
+}
+
+/// `record_a_gpu`, the GPU named by `selectors` (Slurm's ids or UUIDs).
+fn record_gpus(
+    dir: &Path,
+    device: serde_json::Value,
+    usage: Option<JobUsage>,
+    selectors: Option<Vec<String>>,
+) -> (Meta, Samples, Vec<String>) {
     let built = std::env::current_exe()
         .unwrap()
         .ancestors()
@@ -342,7 +352,7 @@ fn record_a_gpu(
     s.usage = usage;
     s.gpus = Some(GpuPlan {
         lib: Some(lib),
-        selectors: None,
+        selectors,
     });
     let sampler = Sampler::start(s).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -427,4 +437,25 @@ fn a_gpu_process_in_the_jobs_process_tree_is_the_jobs() {
     assert_eq!(column("other_procs"), vec![1; rows]);
     assert_eq!(column("job_mem_bytes"), vec![1 << 30; rows]);
     assert_eq!(column("other_mem_bytes"), vec![2 << 30; rows]);
+}
+
+#[test]
+fn a_gpu_taken_by_index_for_want_of_a_minor_number_is_named_in_the_metadata() {
+    let dir = tempdir();
+    let device = serde_json::json!({
+        "name": "Fake V100", "power_w": 100.0, "energy_start_mj": 0,
+        "errors": { "nvmlDeviceGetMinorNumber": "NOT_SUPPORTED" }
+    });
+    let (meta, samples, logged) =
+        record_gpus(dir.path(), device, None, Some(vec!["0".to_string()]));
+    assert!(logged.is_empty(), "{logged:?}");
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.status, "found");
+    assert!(
+        nvml.detail
+            .contains("no minor number from NVML, Slurm's GPU id taken as NVML's index: GPU-aaaa"),
+        "{}",
+        nvml.detail
+    );
+    assert!(samples.values("nvml:GPU-aaaa:power_mw").count() > 0);
 }

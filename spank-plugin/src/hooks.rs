@@ -140,7 +140,8 @@ fn prepare(
     let sources: Vec<Box<dyn EnergySource>> = rapl.into_iter().collect();
     let mut statuses = vec![rapl_status];
     // The job's GPUs: by UUID where its CUDA_VISIBLE_DEVICES names them (MIG slices are
-    // only named so), else by node index from SLURM_JOB_GPUS (gres/gpu). The sampler opens
+    // only named so), else by SLURM_JOB_GPUS (gres/gpu), whose ids are the numbers of the
+    // gres device files, /dev/nvidiaN: minor numbers, not NVML indices. The sampler opens
     // NVML for those only, in its own thread.
     let list = |name: &str| -> Vec<String> {
         sp.getenv(name)

@@ -33,8 +33,11 @@ pub struct NvmlSource {
 }
 
 struct Gpu {
-    /// The physical GPU's index (the parent's, for a MIG slice).
+    /// The physical GPU's NVML index (the parent's, for a MIG slice), by which it is looked
+    /// up at each sample.
     index: u32,
+    /// Named by a Slurm id but found by NVML index: NVML gives no minor number for it.
+    by_index: bool,
     mig: Option<MigSlice>,
     /// Timestamp (µs) of the newest per-process utilisation sample already counted.
     last_seen_us: Option<u64>,
@@ -118,8 +121,9 @@ pub const GAUGES: [&str; 10] = [
 
 impl NvmlSource {
     /// Open NVML (from `lib` or the system's `libnvidia-ml.so.1`) and the GPUs named by
-    /// `selectors`: indices (`SLURM_JOB_GPUS`: `0,2`) or UUIDs (`GPU-…`, `MIG-…`); every GPU
-    /// of the node when `selectors` is `None`.
+    /// `selectors`: Slurm's GPU ids (`SLURM_JOB_GPUS`: `0,2`), which are device minor
+    /// numbers (`/dev/nvidia0`, `/dev/nvidia2`), or UUIDs (`GPU-…`, `MIG-…`); every GPU of
+    /// the node when `selectors` is `None`.
     pub fn open(
         lib: Option<&Path>,
         selectors: Option<&[String]>,
@@ -138,18 +142,18 @@ impl NvmlSource {
             }
             Err(e) => return Err(format!("nvmlInit: {e}")),
         };
-        let selectors: Vec<String> = match selectors {
-            Some(list) => list.to_vec(),
-            None => {
-                let count = nvml
-                    .device_count()
-                    .map_err(|e| format!("nvmlDeviceGetCount: {e}"))?;
-                (0..count).map(|i| i.to_string()).collect()
-            }
+        let selectors: Vec<Selector> = match selectors {
+            Some(list) => list.iter().map(|s| Selector::parse(s)).collect(),
+            None => (0..device_count(&nvml)?).map(Selector::Index).collect(),
         };
         if selectors.is_empty() {
             return Ok(Found::Absent("no GPU on this node".into()));
         }
+        let device_files = if selectors.iter().any(|s| matches!(s, Selector::Minor(_))) {
+            device_files(&nvml)?
+        } else {
+            Vec::new()
+        };
         let mut source = NvmlSource {
             nvml,
             gpus: Vec::new(),
@@ -157,7 +161,7 @@ impl NvmlSource {
             gauges: Vec::new(),
         };
         for selector in selectors {
-            let (gpu, uuid) = source.open_one(&selector)?;
+            let (gpu, uuid) = source.open_one(&selector, &device_files)?;
             source
                 .gauges
                 .extend(GAUGES.iter().map(|g| format!("{uuid}:{g}")));
@@ -167,13 +171,21 @@ impl NvmlSource {
         Ok(Found::Present(source))
     }
 
-    /// A GPU by index (`SLURM_JOB_GPUS`) or UUID (`GPU-…`, `MIG-…`), and its channel name.
-    fn open_one(&self, selector: &str) -> Result<(Gpu, String), String> {
-        let device = match selector.parse::<u32>() {
-            Ok(index) => self.nvml.device_by_index(index),
-            Err(_) => self.nvml.device_by_uuid(selector),
-        }
-        .map_err(|e| format!("GPU {selector}: {e}"))?;
+    /// A GPU by `selector`, and its channel name.
+    fn open_one(
+        &self,
+        selector: &Selector,
+        device_files: &[DeviceFile],
+    ) -> Result<(Gpu, String), String> {
+        let (device, by_index) = match selector {
+            Selector::Index(index) => (self.nvml.device_by_index(*index), false),
+            Selector::Minor(minor) => {
+                let (index, by_index) = by_minor(device_files, *minor)?;
+                (self.nvml.device_by_index(index), by_index)
+            }
+            Selector::Uuid(uuid) => (self.nvml.device_by_uuid(uuid.as_str()), false),
+        };
+        let device = device.map_err(|e| format!("GPU {selector}: {e}"))?;
         let uuid = device
             .uuid()
             .map_err(|e| format!("GPU {selector}: uuid: {e}"))?;
@@ -230,6 +242,7 @@ impl NvmlSource {
         };
         let gpu = Gpu {
             index,
+            by_index,
             mig,
             last_seen_us: None,
             integrated,
@@ -264,6 +277,16 @@ impl NvmlSource {
             .collect()
     }
 
+    /// GPUs named by a Slurm id that were taken by NVML index for want of a minor number.
+    pub fn taken_by_index(&self) -> Vec<&str> {
+        self.gpus
+            .iter()
+            .zip(&self.channels)
+            .filter(|(g, _)| g.by_index)
+            .map(|(_, c)| c.as_str())
+            .collect()
+    }
+
     /// What each GPU does not support and is therefore never read (`GPU-…: utilisation`),
     /// for the metadata.
     pub fn unsupported(&self) -> Vec<String> {
@@ -277,6 +300,88 @@ impl NvmlSource {
             })
             .collect()
     }
+}
+
+/// How the job names a GPU.
+enum Selector {
+    /// NVML's index: every GPU of the node, enumerated.
+    Index(u32),
+    /// A Slurm GPU id: the minor number of the GPU's device file, `/dev/nvidia<minor>`, which
+    /// is what Slurm's gres files name (its AutoDetect=nvml writes them from
+    /// `nvmlDeviceGetMinorNumber`). NVML's index is PCI bus order and may differ.
+    Minor(u32),
+    /// `GPU-…` or `MIG-…`.
+    Uuid(String),
+}
+
+impl Selector {
+    fn parse(selector: &str) -> Selector {
+        match selector.parse() {
+            Ok(minor) => Selector::Minor(minor),
+            Err(_) => Selector::Uuid(selector.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Index(n) | Selector::Minor(n) => write!(f, "{n}"),
+            Selector::Uuid(uuid) => f.write_str(uuid),
+        }
+    }
+}
+
+fn device_count(nvml: &Nvml) -> Result<u32, String> {
+    nvml.device_count()
+        .map_err(|e| format!("nvmlDeviceGetCount: {e}"))
+}
+
+/// One GPU of the node: its NVML index and the minor number of its device file.
+struct DeviceFile {
+    index: u32,
+    minor: Result<u32, NvmlError>,
+}
+
+fn device_files(nvml: &Nvml) -> Result<Vec<DeviceFile>, String> {
+    let files = (0..device_count(nvml)?).map(|index| DeviceFile {
+        index,
+        minor: nvml.device_by_index(index).and_then(|d| d.minor_number()),
+    });
+    Ok(files.collect())
+}
+
+/// The NVML index of the GPU whose device file is `/dev/nvidia<minor>`, and whether it was
+/// taken by index instead: a GPU without a minor number is taken as numbered by its index,
+/// as Slurm's ids were read before. Minor numbers are unique, so a GPU whose minor cannot
+/// be read is not the one when another has it.
+fn by_minor(files: &[DeviceFile], minor: u32) -> Result<(u32, bool), String> {
+    if let Some(file) = files
+        .iter()
+        .find(|f| matches!(f.minor, Ok(m) if m == minor))
+    {
+        return Ok((file.index, false));
+    }
+    let no_minor = |f: &&DeviceFile| matches!(f.minor, Err(NvmlError::NotSupported));
+    if let Some(file) = files.iter().filter(no_minor).find(|f| f.index == minor) {
+        return Ok((file.index, true));
+    }
+    let found: Vec<String> = files
+        .iter()
+        .map(|f| match &f.minor {
+            Ok(m) => format!("{m} (NVML index {})", f.index),
+            Err(e) => format!("none at NVML index {} ({e})", f.index),
+        })
+        .collect();
+    Err(format!(
+        "GPU {minor}: no GPU has minor number {minor} (/dev/nvidia{minor}); minor numbers \
+         found: {}",
+        if found.is_empty() {
+            "none".to_string()
+        } else {
+            found.join(", ")
+        }
+    ))
 }
 
 /// The queries `device` answers NotSupported to, of those a sample makes (only power for a

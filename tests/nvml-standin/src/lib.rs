@@ -15,7 +15,7 @@
 //!   "devices": [ { "uuid": "GPU-0000", "name": "Fake H100", "power_w": 100.0,
 //!                  "power_instant_w": 130.0, "field_errors": { "186": "NOT_SUPPORTED" },
 //!                  "energy_start_mj": 0, "start_unix_ms": 1700000000000,
-//!                  "util_gpu": 50, "util_mem": 20, "sm_count": 98,
+//!                  "util_gpu": 50, "util_mem": 20, "sm_count": 98, "minor": 0,
 //!                  "mem_total": 1000, "mem_used": 300, "mem_reserved": 100,
 //!                  "error": "GPU_IS_LOST", "errors": { "nvmlDeviceGetPowerUsage": 3 },
 //!                  "processes": [ { "pid": 42, "used_mem": 200, "sm_util": 70,
@@ -32,6 +32,9 @@
 //! may be numbers or names, with or without the `NVML_ERROR_` prefix. A device's `"error"`
 //! applies to every per-device call except `nvmlDeviceGetHandleByIndex_v2`; an `"errors"` map
 //! (top level or per device) fails just the named functions.
+//!
+//! A device's `minor` (`nvmlDeviceGetMinorNumber`, the N of `/dev/nvidiaN`) defaults to its
+//! index; real NVML's index is PCI bus order, which need not be minor order.
 //!
 //! `nvmlDeviceGetFieldValues` answers two fields, in mW as unsigned ints:
 //! `NVML_FI_DEV_POWER_AVERAGE` (185) with `power_w`, the same as `nvmlDeviceGetPowerUsage`, and
@@ -754,6 +757,21 @@ pub unsafe extern "C" fn nvmlDeviceGetIndex(device: Device, index: *mut c_uint) 
     device_call("nvmlDeviceGetIndex", device, |gpu| {
         // SAFETY: NVML contract: `index` is null or a valid out-pointer.
         unsafe { put(index, gpu.index as c_uint) }
+    })
+}
+
+/// The N of `/dev/nvidiaN`, which Slurm's GPU ids name: `"minor"`, else the device's index.
+/// Real NVML numbers devices in PCI bus order, which need not be minor order; a state file
+/// gives `"minor"` to model a node where they differ.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMinorNumber(device: Device, minor: *mut c_uint) -> Ret {
+    device_call("nvmlDeviceGetMinorNumber", device, |gpu| {
+        let number = gpu
+            .v
+            .get("minor")
+            .map_or(gpu.index as c_uint, |_| gpu.u32("minor"));
+        // SAFETY: NVML contract: `minor` is null or a valid out-pointer.
+        unsafe { put(minor, number) }
     })
 }
 

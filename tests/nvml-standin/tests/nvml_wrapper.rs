@@ -126,6 +126,29 @@ fn enumerates_devices_by_index_and_uuid() {
 }
 
 #[test]
+fn minor_numbers_default_to_the_index_or_are_set_per_device() {
+    let (mut first, mut second) = (gpu("GPU-aaaa", 100.0), gpu("GPU-bbbb", 50.0));
+    // PCI bus order against /dev/nvidiaN order, swapped.
+    first["minor"] = json!(1);
+    second["minor"] = json!(0);
+    let swapped = Fake::new(&json!({ "devices": [first, second] }));
+    let nvml = swapped.init().unwrap();
+    let minor = |i| nvml.device_by_index(i).unwrap().minor_number().unwrap();
+    assert_eq!((minor(0), minor(1)), (1, 0));
+
+    let plain = Fake::new(&json!({ "devices": [gpu("GPU-aaaa", 100.0), gpu("GPU-bbbb", 50.0)] }));
+    let nvml = plain.init().unwrap();
+    let minor = |i| nvml.device_by_index(i).unwrap().minor_number().unwrap();
+    assert_eq!((minor(0), minor(1)), (0, 1));
+
+    // A MIG handle has no device file of its own here.
+    let mig = Fake::new(&mig_state());
+    let nvml = mig.init().unwrap();
+    let slice = nvml.device_by_uuid("MIG-0a1b").unwrap();
+    assert!(matches!(slice.minor_number(), Err(NvmlError::NotSupported)));
+}
+
+#[test]
 fn energy_advances_by_power_times_elapsed() {
     let mut dev = gpu("GPU-e", 250.0);
     dev["energy_start_mj"] = json!(5_000_000);
