@@ -58,8 +58,29 @@ pub struct GpuPlan {
     /// `None`: the system's `libnvidia-ml.so.1`.
     pub lib: Option<std::path::PathBuf>,
     /// Slurm's GPU ids (`SLURM_JOB_GPUS`: device minor numbers, the N of `/dev/nvidiaN`) or
-    /// UUIDs; `None` for every GPU of the node.
+    /// UUIDs; `None` for every GPU of the node, empty for a job without GPUs.
     pub selectors: Option<Vec<String>>,
+}
+
+/// A step that takes over a recording samples the GPUs it began with: the step's own view
+/// (`CUDA_VISIBLE_DEVICES`, its gres) may differ, and the recording's columns cannot change.
+fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
+    let Some(plan) = setup.gpus.as_mut() else {
+        return;
+    };
+    if plan.selectors.as_ref() == Some(&recording.gpus) {
+        return;
+    }
+    (setup.log)(
+        Level::Info,
+        &format!(
+            "continuing the recording with its GPUs [{}] (this step sees [{}])",
+            recording.gpus.join(","),
+            plan.selectors.as_deref().unwrap_or_default().join(",")
+        ),
+    );
+    plan.selectors = Some(recording.gpus.clone());
+    setup.meta.gpus = recording.gpus.clone();
 }
 
 /// Open the planned GPUs and record what was found in the metadata.
@@ -67,6 +88,16 @@ fn open_gpus(setup: &mut SamplerSetup) {
     let Some(plan) = setup.gpus.take() else {
         return;
     };
+    if plan.selectors.as_ref().is_some_and(Vec::is_empty) {
+        // No GPU for this job: NVML is not even loaded.
+        setup.meta.sources.push(SourceStatus {
+            name: "nvml".into(),
+            status: "absent".into(),
+            detail: "no GPU allocated to the job".into(),
+            channels: Vec::new(),
+        });
+        return;
+    }
     let (status, detail, source) =
         match NvmlSource::open(plan.lib.as_deref(), plan.selectors.as_deref()) {
             Ok(Found::Present(source)) => {
@@ -229,6 +260,10 @@ fn thread_cpu_us() -> u64 {
 impl Leader {
     /// Start or continue this node's recording.
     fn begin(setup: &mut SamplerSetup) -> Leader {
+        let previous = setup.files.read_meta();
+        if let Some(previous) = &previous {
+            follow_recording_gpus(setup, previous);
+        }
         open_gpus(setup);
         let channels: Vec<String> = setup
             .sources
@@ -262,7 +297,7 @@ impl Leader {
                 .and_then(JobCensus::new),
         };
         let now = now_unix_ms();
-        if let Some(previous) = setup.files.read_meta() {
+        if let Some(previous) = previous {
             // Another step's sampler led before: continue its recording.
             setup.meta.start_unix_ms = previous.start_unix_ms;
             setup.meta.start_utc = previous.start_utc;

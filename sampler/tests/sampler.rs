@@ -332,21 +332,9 @@ fn record_gpus(
     usage: Option<JobUsage>,
     selectors: Option<Vec<String>>,
 ) -> (Meta, Samples, Vec<String>) {
-    let built = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("libaipm_nvml_standin.so"))
-        .find(|p| p.exists())
-        .expect("libaipm_nvml_standin.so is built with the tests");
-    let lib = dir.join("libnvidia-ml.so");
-    fs::copy(built, &lib).unwrap();
     let mut device = device;
     device["uuid"] = "GPU-aaaa".into();
-    device["start_unix_ms"] = aipm_recording::time::now_unix_ms().into();
-    let state = serde_json::json!({ "devices": [device] });
-    fs::write(dir.join("libnvidia-ml.so.json"), state.to_string()).unwrap();
+    let lib = standin_nvml(dir, vec![device]);
     let messages = Messages::default();
     let mut s = setup(dir, 20, &messages);
     s.usage = usage;
@@ -360,6 +348,82 @@ fn record_gpus(
     let (meta, samples) = read(dir);
     let logged = messages.lock().unwrap().clone();
     (meta, samples, logged)
+}
+
+/// The stand-in NVML library (tests/nvml-standin) in `dir`, with these devices, counting
+/// from now; returns its path.
+fn standin_nvml(dir: &Path, devices: Vec<serde_json::Value>) -> std::path::PathBuf {
+    let built = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("libaipm_nvml_standin.so"))
+        .find(|p| p.exists())
+        .expect("libaipm_nvml_standin.so is built with the tests");
+    let lib = dir.join("libnvidia-ml.so");
+    fs::copy(built, &lib).unwrap();
+    let now = aipm_recording::time::now_unix_ms();
+    let devices: Vec<serde_json::Value> = devices
+        .into_iter()
+        .map(|mut d| {
+            d["start_unix_ms"] = now.into();
+            d
+        })
+        .collect();
+    let state = serde_json::json!({ "devices": devices });
+    fs::write(dir.join("libnvidia-ml.so.json"), state.to_string()).unwrap();
+    lib
+}
+
+/// Steps of an allocation see different GPUs (each its own gres): the step that takes over
+/// the node's recording samples the GPUs the recording began with, instead of stopping on
+/// columns that differ.
+#[test]
+fn a_step_that_sees_other_gpus_continues_the_recordings_gpus() {
+    let dir = tempdir();
+    let gpu = |uuid: &str, watts: f64| serde_json::json!({ "uuid": uuid, "name": "Fake A100", "power_w": watts, "energy_start_mj": 0 });
+    let lib = standin_nvml(
+        dir.path(),
+        vec![gpu("GPU-aaaa", 100.0), gpu("GPU-bbbb", 250.0)],
+    );
+    let messages = Messages::default();
+    let step = |gpus: &[&str]| {
+        let mut s = setup(dir.path(), 20, &messages);
+        let gpus: Vec<String> = gpus.iter().map(|g| g.to_string()).collect();
+        s.meta.gpus = gpus.clone();
+        s.gpus = Some(GpuPlan {
+            lib: Some(lib.clone()),
+            selectors: Some(gpus),
+        });
+        s
+    };
+    // Step 0 has GPU 0 and leads; step 1 (GPU 1) waits, then takes over; then a step
+    // without GPUs.
+    let first = Sampler::start(step(&["0"])).unwrap();
+    let second = Sampler::start(step(&["1"])).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    first.stop();
+    std::thread::sleep(Duration::from_millis(150));
+    let third = Sampler::start(step(&[])).unwrap();
+    second.stop();
+    std::thread::sleep(Duration::from_millis(150));
+    third.stop();
+
+    let (meta, samples) = read(dir.path());
+    assert!(messages.lock().unwrap().is_empty(), "{messages:?}");
+    assert_eq!(meta.sampler.handovers, 2);
+    assert_eq!(meta.gpus, ["0"]);
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.channels, ["GPU-aaaa"], "{nvml:?}");
+    assert_eq!(meta.sampler.samples as usize, samples.rows.len());
+    let power: Vec<u64> = samples.values("nvml:GPU-aaaa:power_mw").collect();
+    assert_eq!(
+        power,
+        vec![100_000; samples.rows.len()],
+        "every step sampled GPU 0"
+    );
+    assert!(samples.column("nvml:GPU-bbbb:power_mw").is_none());
 }
 
 fn record_a_gpu_whose_utilisation_fails(error: &str) -> (Meta, Samples, Vec<String>) {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use aipm_recording::config::PluginConfig;
 use aipm_recording::layout::NodeName;
-use aipm_recording::meta::{self, Meta, SourceStatus};
+use aipm_recording::meta::{self, Meta};
 use aipm_recording::period::format_period;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
@@ -138,7 +138,7 @@ fn prepare(
         log(LogLevel::Error, &format!("rapl: {problem}"));
     }
     let sources: Vec<Box<dyn EnergySource>> = rapl.into_iter().collect();
-    let mut statuses = vec![rapl_status];
+    let statuses = vec![rapl_status];
     // The job's GPUs: by UUID where its CUDA_VISIBLE_DEVICES names them (MIG slices are
     // only named so), else by SLURM_JOB_GPUS (gres/gpu), whose ids are the numbers of the
     // gres device files, /dev/nvidiaN: minor numbers, not NVML indices. The sampler opens
@@ -163,18 +163,12 @@ fn prepare(
     } else {
         list("SLURM_JOB_GPUS")
     };
-    let gpu_plan = (!gpus.is_empty()).then(|| GpuPlan {
+    // Always a plan, even without GPUs: a later step that takes over a recording with GPUs
+    // samples those (the sampler loads NVML only for a non-empty list).
+    let gpu_plan = Some(GpuPlan {
         lib: config.nvml_lib.clone(),
         selectors: Some(gpus.clone()),
     });
-    if gpu_plan.is_none() {
-        statuses.push(SourceStatus {
-            name: "nvml".into(),
-            status: "absent".into(),
-            detail: "no GPU allocated to the job".into(),
-            channels: Vec::new(),
-        });
-    }
     let meta = Meta {
         job_id,
         array_job_id: sp.job_array_id(),
