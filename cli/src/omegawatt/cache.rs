@@ -325,26 +325,14 @@ fn rows_of_frame(frame: &DataFrame) -> anyhow::Result<Vec<SecondRow>> {
         anyhow::bail!("a null time or channel in the cache");
     }
     // A second without a valid frame has null powers: NaN here, as `PerSecond` gives.
-    let mean = frame
-        .column("mean_w")?
-        .f64()?
-        .fill_null_with_values(f64::NAN)?;
-    let min = frame
-        .column("min_w")?
-        .f64()?
-        .fill_null_with_values(f64::NAN)?;
-    let max = frame
-        .column("max_w")?
-        .f64()?
-        .fill_null_with_values(f64::NAN)?;
-    let valid = frame
-        .column("valid_frames")?
-        .u32()?
-        .fill_null_with_values(0)?;
-    let invalid = frame
-        .column("invalid_frames")?
-        .u32()?
-        .fill_null_with_values(0)?;
+    let watts = |name: &str| -> anyhow::Result<_> {
+        Ok(frame.column(name)?.f64()?.fill_null_with_values(f64::NAN)?)
+    };
+    let frames = |name: &str| -> anyhow::Result<_> {
+        Ok(frame.column(name)?.u32()?.fill_null_with_values(0)?)
+    };
+    let (mean, min, max) = (watts("mean_w")?, watts("min_w")?, watts("max_w")?);
+    let (valid, invalid) = (frames("valid_frames")?, frames("invalid_frames")?);
     // Iterators over the arrays' values, zipped: `iter()` would make a virtual call per
     // value, and a day of a port is millions of them.
     let rows = time

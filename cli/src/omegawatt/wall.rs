@@ -78,7 +78,7 @@ pub fn node_seconds(
 }
 
 /// The node's power each second over `[from, to)` (`whole_node_seconds`), and what was read
-/// (its `rows` left empty): what a job's report needs, summed by polars for cached days.
+/// (its `rows` left empty): what a job's report needs, from two columns of the cached days.
 pub fn node_power_seconds(
     node: &str,
     entry: &NodeChannels,
