@@ -246,6 +246,10 @@ impl Samples {
     /// Read a samples file a block at a time: the text is never held whole (a day of a
     /// big node's samples is tens of megabytes), and lines are parsed as they arrive.
     pub fn read(path: &Path) -> Result<Samples, ReadError> {
+        Samples::read_in_blocks(path, READ_BLOCK)
+    }
+
+    fn read_in_blocks(path: &Path, largest_block: usize) -> Result<Samples, ReadError> {
         let io_error = |source| ReadError::Io {
             path: path.display().to_string(),
             source,
@@ -254,8 +258,10 @@ impl Samples {
         let size = file.metadata().map_err(io_error)?.len();
         let mut parser = Parser::new(usize::try_from(size).unwrap_or(0));
         // A small file in one block of its size (zeroing a whole block per file costs more
-        // than reading a month of small files).
-        let block_size = usize::try_from(size).map_or(READ_BLOCK, |n| n.clamp(1, READ_BLOCK));
+        // than reading a month of small files); a page at least, for a file that grows.
+        let block_size = usize::try_from(size)
+            .map_or(largest_block, |n| n.max(4096))
+            .min(largest_block);
         let mut block = vec![0u8; block_size];
         // Bytes of a line that a block cut, moved to the front before the next read.
         let mut kept = 0;
@@ -545,6 +551,16 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let read = Samples::read(&path).unwrap();
         assert_eq!(read, Samples::parse(&text).unwrap());
+        // Every cut of a small file's lines: blocks of 1 to 64 bytes.
+        let small = &text[..text.char_indices().nth(700).unwrap().0];
+        let path_small = dir.path().join("n2.samples.csv");
+        std::fs::write(&path_small, small).unwrap();
+        let whole = Samples::parse(small).unwrap();
+        assert!(whole.rows.len() >= 2 && whole.truncated_tail);
+        for block in 1..=64 {
+            let read = Samples::read_in_blocks(&path_small, block).unwrap();
+            assert_eq!(read, whole, "blocks of {block} bytes");
+        }
         assert_eq!(read.rows.len() as u64, t / 1_000);
         assert_eq!(read.bad_lines.len(), 1);
         assert_eq!(read.bad_lines[0].line, t as usize / 1_000 + 1);
