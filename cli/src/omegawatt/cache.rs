@@ -34,7 +34,7 @@ use polars::prelude::{
 use serde::{Deserialize, Serialize};
 
 use super::archive::read_log;
-use super::seconds::{sum_whole_seconds, PerSecond, SecondRow};
+use super::seconds::{PerSecond, SecondRow};
 use super::stream::StreamStats;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -252,11 +252,11 @@ pub fn read_seconds(
     rows_of_frame(&frame)
 }
 
-/// A node's power each second over `[from, to)` from the cached days `dates`: the seconds
-/// in which each of its `channels` (its PSUs) has frames, their means summed, in time order
-/// (as `whole_node_seconds` gives from rows). Only the two columns it needs are decoded, and
-/// no rows are built: a day of a node is 86 400 seconds per PSU.
-pub fn read_node_power(
+/// `(second, mean watts)` of each of `channels` that has frames, over `[from, to)`, from the
+/// cached days `dates`: what `sum_whole_seconds` makes a node's power of. Only the two
+/// columns it needs are decoded, and no rows are built: a day of a node is 86 400 seconds
+/// per PSU.
+pub fn read_plug_seconds(
     cache: &Path,
     port: &str,
     dates: &[NaiveDate],
@@ -267,21 +267,21 @@ pub fn read_node_power(
     if dates.is_empty() || channels.is_empty() {
         return Ok(Vec::new());
     }
+    let context = || format!("reading the cache {} for port {port}", cache.display());
     let frame = scan_days(cache, port, dates, channels, from, to)?
         .filter(col("valid_frames").gt(lit(0u32)))
         .select([col("time"), col("mean_w")])
         .collect()
-        .with_context(|| format!("reading the cache {} for port {port}", cache.display()))?;
+        .with_context(context)?;
     let time = frame.column("time")?.i64()?;
     let watts = frame.column("mean_w")?.f64()?;
     if time.null_count() + watts.null_count() > 0 {
-        anyhow::bail!("a null time or power in the cache");
+        anyhow::bail!("{}: a second with frames but no time or power", context());
     }
-    let plug_seconds = time
+    Ok(time
         .into_no_null_iter()
         .zip(watts.into_no_null_iter())
-        .collect();
-    Ok(sum_whole_seconds(plug_seconds, channels.len()))
+        .collect())
 }
 
 /// The rows of `channels` over `[from, to)` of the cached days `dates`, lazily.

@@ -149,18 +149,26 @@ pub fn whole_node_seconds<R: std::borrow::Borrow<SecondRow>>(
     rows: impl IntoIterator<Item = R>,
     plugs: &[u32],
 ) -> Vec<(i64, f64)> {
-    let plug_seconds = rows
-        .into_iter()
+    sum_whole_seconds(plug_seconds(rows, plugs), plugs.len())
+}
+
+/// `(second, mean watts)` of each of `plugs`' rows that has frames.
+pub fn plug_seconds<R: std::borrow::Borrow<SecondRow>>(
+    rows: impl IntoIterator<Item = R>,
+    plugs: &[u32],
+) -> Vec<(i64, f64)> {
+    rows.into_iter()
         .filter_map(|r| {
             let r = r.borrow();
             (plugs.contains(&r.plug) && r.valid_frames > 0).then_some((r.second, r.mean_w))
         })
-        .collect();
-    sum_whole_seconds(plug_seconds, plugs.len())
+        .collect()
 }
 
 /// From each plug's `(second, mean watts)` for the seconds it has frames (one per plug and
-/// second), the seconds that all `plugs` have, their powers summed, in order.
+/// second), the seconds that all `plugs` have, their powers summed, in order. A second with
+/// more entries than plugs (a frame in two days' files) is not counted, as it is not known
+/// which to trust.
 pub fn sum_whole_seconds(mut plug_seconds: Vec<(i64, f64)>, plugs: usize) -> Vec<(i64, f64)> {
     // Stable, so that equal seconds keep the plugs' order and sum the same way each time;
     // rows sorted by plug then time are a few runs, merged in linear time.

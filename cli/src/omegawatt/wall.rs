@@ -9,7 +9,7 @@ use super::archive::read_log;
 use super::cache;
 use super::channels::{check_header, NodeChannels};
 use super::days::{archive_dates, archive_name};
-use super::seconds::{whole_node_seconds, PerSecond, SecondRow};
+use super::seconds::{plug_seconds, sum_whole_seconds, whole_node_seconds, PerSecond, SecondRow};
 
 /// Where a node's wall data comes from: the per-second cache first, the daily archives for
 /// days the cache does not hold.
@@ -89,8 +89,8 @@ pub fn node_power_seconds(
 ) -> anyhow::Result<(Vec<(i64, f64)>, NodeSeconds)> {
     let mut read = NodeSeconds::default();
     let days = plan_days(node, entry, source, from, to, rotation_hour, &mut read)?;
-    let mut seconds = match &source.cache {
-        Some(cache_dir) => cache::read_node_power(
+    let cached = match &source.cache {
+        Some(cache_dir) => cache::read_plug_seconds(
             cache_dir,
             &entry.port,
             &days.cached,
@@ -103,13 +103,14 @@ pub fn node_power_seconds(
     for path in &days.archives {
         read_archive(path, node, entry, from, to, &mut read)?;
     }
-    if !read.rows.is_empty() {
-        seconds.extend(whole_node_seconds(
-            std::mem::take(&mut read.rows),
-            &entry.channels,
-        ));
-        seconds.sort_by_key(|(second, _)| *second);
-    }
+    // Cached and archived days summed together: a second with frames in two days' files is
+    // then seen as such (and left out), as `whole_node_seconds` does over rows.
+    let mut all = cached;
+    all.extend(plug_seconds(
+        std::mem::take(&mut read.rows),
+        &entry.channels,
+    ));
+    let seconds = sum_whole_seconds(all, entry.channels.len());
     Ok((seconds, read))
 }
 
@@ -313,7 +314,9 @@ mod tests {
             .iter()
             .map(|d| archives.join(archive_name(*d, "USB0")))
             .collect();
-        write_archive(&paths[0], from, 60);
+        // The closing day's archive has the rotation's first second too (a late rotation):
+        // a second in two days' files, counted nowhere rather than twice.
+        write_archive(&paths[0], from, 61);
         write_archive(&paths[1], rotation, 60);
         cache::index_archive(&paths[1], &cache, "USB0", dates[1]).unwrap();
         let entry = NodeChannels {
@@ -328,7 +331,8 @@ mod tests {
         let (seconds, read) = node_power_seconds("n1", &entry, &both, from, to, 7).unwrap();
         assert_eq!(read.days_cached.len(), 1);
         assert_eq!(read.archives_read, [paths[0].display().to_string()]);
-        assert_eq!(seconds.len(), 120);
+        assert_eq!(seconds.len(), 119);
+        assert!(!seconds.iter().any(|(s, _)| *s == rotation));
         // The same seconds and powers as from the archives alone, row by row.
         let archives_only = WallSource {
             cache: None,
