@@ -134,6 +134,15 @@ fn dirs_with(spool: &Path, wanted: impl Fn(&Meta) -> bool) -> anyhow::Result<Vec
     let entries =
         std::fs::read_dir(spool).with_context(|| format!("listing {}", spool.display()))?;
     for entry in entries.flatten() {
+        // Job directories only (`<id>`), not ones set aside (`<id>.previous-…`).
+        if entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_none()
+        {
+            continue;
+        }
         let Ok(files) = std::fs::read_dir(entry.path()) else {
             continue;
         };
@@ -201,6 +210,8 @@ fn read_job_metas(dir: &Path) -> anyhow::Result<Vec<(Meta, PathBuf)>> {
         let node = layout::NodeName::new(node).map_err(anyhow::Error::msg)?;
         metas.push((meta, dir.join(layout::samples_file_name(&node))));
     }
+    // By node, as the recordings are: a job's first node speaks for it (its user, its id).
+    metas.sort_by(|a, b| a.0.node.cmp(&b.0.node));
     Ok(metas)
 }
 

@@ -20,7 +20,8 @@ pub struct JobSummary {
     pub start_ms: u64,
     /// `None` while a node's recording has no end (job running, or sampler killed).
     pub end_ms: Option<u64>,
-    /// The longest of its nodes' windows (up to the last sample where a node has no end).
+    /// From the first node's start to the last node's end (up to its last sample where a
+    /// node has no end yet).
     pub duration_s: f64,
     pub cpus: Option<u32>,
     pub cpu_time_s: f64,
@@ -58,7 +59,14 @@ impl JobSummary {
             .map(|r| r.meta.end_unix_ms)
             .collect::<Option<Vec<u64>>>()
             .and_then(|ends| ends.into_iter().max());
-        let duration_s = reports.iter().map(|r| r.duration_s).fold(0.0, f64::max);
+        // From the first node's start to the last node's end (its last sample where a node
+        // has no end yet).
+        let reach_ms = recordings
+            .iter()
+            .zip(reports)
+            .map(|(r, report)| r.meta.start_unix_ms as f64 + report.duration_s * 1000.0)
+            .fold(start_ms as f64, f64::max);
+        let duration_s = (reach_ms - start_ms as f64) / 1000.0;
         let cpus = reports.iter().map(|r| r.cpus).sum::<Option<u32>>();
         let cpu_time_s = sum(|r| r.cpu_time_s.unwrap_or(0.0));
         let cpu_usage_pct = match cpus {
