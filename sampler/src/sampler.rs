@@ -65,10 +65,11 @@ pub struct GpuPlan {
 /// A step that takes over a recording samples the GPUs it began with: the step's own view
 /// (`CUDA_VISIBLE_DEVICES`, its gres) may differ, and the recording's columns cannot change.
 fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
-    let Some(plan) = setup.gpus.as_mut() else {
+    // `None` (every GPU of the node: `aipm-analyze record`) is not a step's view.
+    let Some(Some(own)) = setup.gpus.as_ref().map(|plan| plan.selectors.clone()) else {
         return;
     };
-    if plan.selectors.as_ref() == Some(&recording.gpus) {
+    if own == recording.gpus {
         return;
     }
     (setup.log)(
@@ -76,11 +77,24 @@ fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
         &format!(
             "continuing the recording with its GPUs [{}] (this step sees [{}])",
             recording.gpus.join(","),
-            plan.selectors.as_deref().unwrap_or_default().join(",")
+            own.join(",")
         ),
     );
-    plan.selectors = Some(recording.gpus.clone());
     setup.meta.gpus = recording.gpus.clone();
+    if recording.gpus.is_empty() {
+        setup.gpus = None;
+        setup.meta.sources.push(SourceStatus {
+            name: "nvml".into(),
+            status: "absent".into(),
+            detail: format!(
+                "the recording began in a step without GPUs; this step's [{}] are not sampled",
+                own.join(",")
+            ),
+            channels: Vec::new(),
+        });
+    } else if let Some(plan) = setup.gpus.as_mut() {
+        plan.selectors = Some(recording.gpus.clone());
+    }
 }
 
 /// Open the planned GPUs and record what was found in the metadata.

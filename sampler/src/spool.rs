@@ -91,13 +91,9 @@ impl JobFiles {
         give_to_user(&dir, uid, gid, 0o700).map_err(|e| err("handing over", &dir_path, e))?;
         let append = |file: String| -> Result<File, SpoolError> {
             let path = dir_path.join(&file);
-            let flags = OFlags::WRONLY
-                | OFlags::APPEND
-                | OFlags::CREATE
-                | OFlags::NOFOLLOW
-                | OFlags::CLOEXEC;
-            let fd = rfs::openat(&dir, file.as_str(), flags, Mode::from_raw_mode(0o600))
-                .map_err(|e| err("opening", &path, e))?;
+            let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE;
+            let fd =
+                open_regular(&dir, &file, flags, 0o600).map_err(|e| err("opening", &path, e))?;
             give_to_user(&fd, uid, gid, 0o600).map_err(|e| err("handing over", &path, e))?;
             Ok(File::from(fd))
         };
@@ -147,12 +143,7 @@ impl JobFiles {
     /// partial line left by a killed sampler. Only the leader calls this.
     pub fn samples_tail(&mut self) -> io::Result<(String, Option<String>)> {
         let name = layout::samples_file_name(&self.node);
-        let fd = rfs::openat(
-            &self.dir,
-            name.as_str(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = open_regular(&self.dir, &name, OFlags::RDONLY, 0)?;
         let mut file = File::from(fd);
         let len = file.seek(SeekFrom::End(0))?;
         let mut head = vec![0u8; len.min(8192) as usize];
@@ -198,9 +189,9 @@ impl JobFiles {
     pub fn write_meta(&self, meta: &Meta) -> io::Result<()> {
         let name = layout::meta_file_name(&self.node);
         let tmp = format!(".{name}.{}.tmp", std::process::id());
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rfs::openat(&self.dir, tmp.as_str(), flags, Mode::from_raw_mode(0o600))?;
+        // Emptied after the checks, not by O_TRUNC: a hard link would be cut before them.
+        let fd = open_regular(&self.dir, &tmp, OFlags::WRONLY | OFlags::CREATE, 0o600)?;
+        rfs::ftruncate(&fd, 0)?;
         give_to_user(&fd, self.uid, self.gid, 0o600)?;
         let mut file = File::from(fd);
         file.write_all(meta.to_json().as_bytes())?;
@@ -214,23 +205,49 @@ impl JobFiles {
     }
 }
 
+/// What `retire_previous` moved aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retired {
+    /// This node's files, renamed `<file>.<suffix>` in the job directory.
+    NodeFiles { suffix: String },
+    /// The whole job directory, another user's, renamed `<id>.<suffix>` in the spool.
+    Directory { suffix: String },
+}
+
 /// Move aside this node's recording of an earlier job that had the same id (Slurm's ids
 /// restart when its state is wiped). Called from the job's prolog on the node, before any
-/// of its steps runs there, so that nothing of the new job is open yet. Files become
-/// `<node>.meta.json.previous-<start ms>` and so on, which readers ignore; other nodes'
-/// files are theirs to move. Returns the suffix used, if anything was moved.
+/// of its steps runs there, so that nothing of the new job is open yet. This node's files
+/// become `<node>.meta.json.previous-<start ms>` and so on; a directory that belongs to
+/// another user than the job's (`uid`) becomes `<id>.previous-<now ms>` as a whole, or the
+/// new job could not be recorded there. Readers ignore both. Nothing is ever replaced: a
+/// name already taken gets `-2`, `-3`, … appended.
 pub fn retire_previous(
     spool: &Path,
     job_id: u32,
     node: &NodeName,
-) -> Result<Option<String>, SpoolError> {
+    uid: u32,
+) -> Result<Option<Retired>, SpoolError> {
+    let spool_fd = match rfs::openat(rfs::CWD, spool, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(err("opening spool", spool, e)),
+    };
     let name = layout::job_dir_name(job_id);
     let dir_path = spool.join(&name);
-    let dir = match rfs::openat(rfs::CWD, &dir_path, DIR_FLAGS, Mode::empty()) {
+    let dir = match rfs::openat(&spool_fd, name.as_str(), DIR_FLAGS, Mode::empty()) {
         Ok(dir) => dir,
         Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(e) => return Err(err("opening job directory", &dir_path, e)),
     };
+    let owner = rfs::fstat(&dir)
+        .map_err(|e| err("checking", &dir_path, e))?
+        .st_uid;
+    if owner != uid && owner != 0 {
+        let start = aipm_recording::time::now_unix_ms();
+        return move_aside(&spool_fd, &[name.as_str()], start)
+            .map(|suffix| Some(Retired::Directory { suffix }))
+            .map_err(|e| err("moving aside", &dir_path, e));
+    }
     let meta_name = layout::meta_file_name(node);
     let samples_name = layout::samples_file_name(node);
     let steps_name = layout::steps_file_name(node);
@@ -245,26 +262,74 @@ pub fn retire_previous(
             _ => return Ok(None),
         },
     };
-    let suffix = format!("previous-{start}");
-    for file in [&meta_name, &samples_name, &steps_name] {
-        let aside = format!("{file}.{suffix}");
-        match rfs::renameat(&dir, file.as_str(), &dir, aside.as_str()) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(err("moving aside", &dir_path.join(file), e)),
+    let names = [
+        meta_name.as_str(),
+        samples_name.as_str(),
+        steps_name.as_str(),
+    ];
+    move_aside(&dir, &names, start)
+        .map(|suffix| Some(Retired::NodeFiles { suffix }))
+        .map_err(|e| err("moving aside", &dir_path, e))
+}
+
+/// Rename each of `names` (those that exist) in `dir` to `<name>.previous-<start>`, all or
+/// none, never over an existing name: `-2`, `-3`, … are tried after. Returns the suffix.
+fn move_aside(dir: &OwnedFd, names: &[&str], start: u64) -> rustix::io::Result<String> {
+    use rustix::fs::RenameFlags;
+    for attempt in 1..=100 {
+        let suffix = match attempt {
+            1 => format!("previous-{start}"),
+            n => format!("previous-{start}-{n}"),
+        };
+        let mut moved: Vec<(&str, String)> = Vec::new();
+        let mut taken = None;
+        for &name in names {
+            let aside = format!("{name}.{suffix}");
+            match rfs::renameat_with(dir, name, dir, aside.as_str(), RenameFlags::NOREPLACE) {
+                Ok(()) => moved.push((name, aside)),
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => {
+                    taken = Some(e);
+                    break;
+                }
+            }
+        }
+        match taken {
+            None => return Ok(suffix),
+            Some(e) => {
+                // Put back what was moved: a recording is moved whole or not at all.
+                for (name, aside) in moved.iter().rev() {
+                    let _ =
+                        rfs::renameat_with(dir, aside.as_str(), dir, *name, RenameFlags::NOREPLACE);
+                }
+                if e != rustix::io::Errno::EXIST {
+                    return Err(e);
+                }
+            }
         }
     }
-    Ok(Some(suffix))
+    Err(rustix::io::Errno::EXIST)
+}
+
+/// Open `name` as root in a directory its user can write: never through a symlink, never
+/// waiting (a FIFO put there would hang the open, and the job with it), and only a regular
+/// file with one link (a hard link to a file elsewhere would be read or handed over).
+fn open_regular(dir: &OwnedFd, name: &str, flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
+    let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rfs::openat(dir, name, flags, Mode::from_raw_mode(mode))?;
+    let st = rfs::fstat(&fd)?;
+    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || st.st_nlink != 1 {
+        return Err(io::Error::other(format!(
+            "{name} is not a plain file (a pipe, a device or a hard link?)"
+        )));
+    }
+    Ok(fd)
 }
 
 /// A metadata or steps file, read as root from a directory its user can write: at most
-/// 1 MiB (real ones are a few hundred bytes), never through a symlink.
+/// 1 MiB (real ones are a few hundred bytes).
 fn read_small_file(dir: &OwnedFd, name: &str) -> io::Result<String> {
-    let fd = rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = open_regular(dir, name, OFlags::RDONLY, 0)?;
     let mut text = String::new();
     File::from(fd).take(1 << 20).read_to_string(&mut text)?;
     Ok(text)

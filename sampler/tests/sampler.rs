@@ -12,7 +12,7 @@ use aipm_recording::samples::{self, Samples};
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::powercap::PowercapSource;
 use aipm_sampler::sources::{EnergySource, Found};
-use aipm_sampler::spool::{retire_previous, ElectionLock, JobFiles};
+use aipm_sampler::spool::{retire_previous, ElectionLock, JobFiles, Retired};
 use aipm_sampler::usage::{JobUsage, ProcessTree};
 
 const JOB: u32 = 77;
@@ -221,15 +221,20 @@ fn a_new_job_with_a_reused_id_moves_the_old_recording_aside() {
 
     // Slurm's ids restarted: job 77 again, its prolog on this node.
     let (spool, node) = (dir.path().join("spool"), NodeName::new("n1").unwrap());
-    let suffix = retire_previous(&spool, JOB, &node).unwrap().unwrap();
-    assert_eq!(suffix, format!("previous-{}", old_meta.start_unix_ms));
+    let suffix = format!("previous-{}", old_meta.start_unix_ms);
     assert_eq!(
-        retire_previous(&spool, JOB, &node).unwrap(),
+        retire_previous(&spool, JOB, &node, 0).unwrap(),
+        Some(Retired::NodeFiles {
+            suffix: suffix.clone()
+        })
+    );
+    assert_eq!(
+        retire_previous(&spool, JOB, &node, 0).unwrap(),
         None,
         "nothing left to move"
     );
     assert_eq!(
-        retire_previous(&spool, JOB + 1, &node).unwrap(),
+        retire_previous(&spool, JOB + 1, &node, 0).unwrap(),
         None,
         "no directory, nothing to move"
     );
@@ -252,16 +257,70 @@ fn a_new_job_with_a_reused_id_moves_the_old_recording_aside() {
         );
     }
     // A recording cut before its metadata was written is moved aside when it has samples;
-    // empty files are left for the new job.
+    // empty files are left for the new job; a name already taken is never replaced.
     let n2 = NodeName::new("n2").unwrap();
+    let cut = |suffix: &str| {
+        Some(Retired::NodeFiles {
+            suffix: suffix.into(),
+        })
+    };
     fs::write(job_dir.join("n2.samples.csv"), "").unwrap();
-    assert_eq!(retire_previous(&spool, JOB, &n2).unwrap(), None);
+    assert_eq!(retire_previous(&spool, JOB, &n2, 0).unwrap(), None);
     fs::write(job_dir.join("n2.samples.csv"), "time_unix_ms\n1\n").unwrap();
     assert_eq!(
-        retire_previous(&spool, JOB, &n2).unwrap().as_deref(),
-        Some("previous-0")
+        retire_previous(&spool, JOB, &n2, 0).unwrap(),
+        cut("previous-0")
     );
-    assert!(job_dir.join("n2.samples.csv.previous-0").exists());
+    fs::write(job_dir.join("n2.samples.csv"), "time_unix_ms\n2\n").unwrap();
+    assert_eq!(
+        retire_previous(&spool, JOB, &n2, 0).unwrap(),
+        cut("previous-0-2")
+    );
+    assert_eq!(
+        fs::read_to_string(job_dir.join("n2.samples.csv.previous-0")).unwrap(),
+        "time_unix_ms\n1\n"
+    );
+}
+
+#[test]
+fn the_prolog_and_the_steps_never_wait_on_a_pipe_left_in_the_job_directory() {
+    let dir = tempdir();
+    let (spool, node) = (dir.path().join("spool"), NodeName::new("n1").unwrap());
+    let job_dir = spool.join(JOB.to_string());
+    fs::create_dir_all(&job_dir).unwrap();
+    for name in ["n1.meta.json", "n1.samples.csv"] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(job_dir.join(name))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    // Not a recording (the pipes are not read): left in place, nothing waits.
+    assert_eq!(retire_previous(&spool, JOB, &node, 0).unwrap(), None);
+    let refused = JobFiles::open(&spool, JOB, &node, 0, 0).unwrap_err();
+    assert!(refused.to_string().contains("n1.samples.csv"), "{refused}");
+}
+
+#[test]
+fn another_users_directory_of_a_reused_id_is_moved_aside_whole() {
+    let dir = tempdir();
+    let (spool, node) = (dir.path().join("spool"), NodeName::new("n1").unwrap());
+    let job_dir = spool.join(JOB.to_string());
+    fs::create_dir_all(&job_dir).unwrap();
+    fs::write(job_dir.join("n2.samples.csv"), "time_unix_ms\n1\n").unwrap();
+    std::os::unix::fs::chown(&job_dir, Some(4242), Some(4242)).unwrap();
+    let Some(Retired::Directory { suffix }) = retire_previous(&spool, JOB, &node, 1000).unwrap()
+    else {
+        panic!("the directory is not the new job's user's: moved whole");
+    };
+    let aside = spool.join(format!("{JOB}.{suffix}"));
+    assert!(
+        aside.join("n2.samples.csv").exists(),
+        "other nodes' files go with it"
+    );
+    assert!(!job_dir.exists());
+    // The new job's user can now be given a directory of their own.
+    JobFiles::open(&spool, JOB, &node, 1000, 1000).unwrap();
 }
 
 /// A source whose reads hang once `hang` is set (a GPU fallen off the bus, say).
@@ -401,6 +460,7 @@ fn a_step_that_sees_other_gpus_continues_the_recordings_gpus() {
     // Step 0 has GPU 0 and leads; step 1 (GPU 1) waits, then takes over; then a step
     // without GPUs.
     let first = Sampler::start(step(&["0"])).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
     let second = Sampler::start(step(&["1"])).unwrap();
     std::thread::sleep(Duration::from_millis(150));
     first.stop();
@@ -424,6 +484,38 @@ fn a_step_that_sees_other_gpus_continues_the_recordings_gpus() {
         "every step sampled GPU 0"
     );
     assert!(samples.column("nvml:GPU-bbbb:power_mw").is_none());
+
+    // A recording begun by a step without GPUs stays without: the metadata says why.
+    let dir = tempdir();
+    let lib = standin_nvml(dir.path(), vec![gpu("GPU-aaaa", 100.0)]);
+    let messages = Messages::default();
+    let step = |gpus: &[&str]| {
+        let mut s = setup(dir.path(), 20, &messages);
+        s.gpus = Some(GpuPlan {
+            lib: Some(lib.clone()),
+            selectors: Some(gpus.iter().map(|g| g.to_string()).collect()),
+        });
+        s
+    };
+    let first = Sampler::start(step(&[])).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let second = Sampler::start(step(&["0"])).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    first.stop();
+    std::thread::sleep(Duration::from_millis(100));
+    second.stop();
+    let (meta, samples) = read(dir.path());
+    assert!(messages.lock().unwrap().is_empty(), "{messages:?}");
+    assert_eq!(meta.sampler.handovers, 1);
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.status, "absent");
+    assert!(
+        nvml.detail
+            .contains("began in a step without GPUs; this step's [0]"),
+        "{}",
+        nvml.detail
+    );
+    assert!(samples.column("nvml:GPU-aaaa:power_mw").is_none());
 }
 
 fn record_a_gpu_whose_utilisation_fails(error: &str) -> (Meta, Samples, Vec<String>) {

@@ -12,6 +12,7 @@ use aipm_recording::meta::{self, Meta};
 use aipm_recording::period::format_period;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
+use aipm_sampler::spool::Retired;
 use aipm_sampler::spool::{ElectionLock, JobFiles};
 use aipm_sampler::sysfs::parse_cpu_list;
 use aipm_sampler::usage::{JobUsage, ProcessTree};
@@ -338,17 +339,23 @@ pub fn job_prolog(sp: &Spank, args: &[String]) -> Result<(), String> {
     // spank_getenv is not available in the prolog; its environment is plain.
     let node = node_name(std::env::var("SLURMD_NODENAME").ok())?;
     let config = script_context_config(args);
-    match aipm_sampler::spool::retire_previous(&config.spool, job_id, &node) {
-        Ok(Some(suffix)) => {
-            log(
-                LogLevel::Info,
-                &format!("job {job_id}: an older recording with this id was moved to *.{suffix}"),
-            );
-            Ok(())
+    let uid = sp.job_uid().ok_or("S_JOB_UID unavailable")?;
+    let retired = aipm_sampler::spool::retire_previous(&config.spool, job_id, &node, uid)
+        .map_err(|e| format!("moving an older recording of job {job_id}: {e}"))?;
+    let moved = match retired {
+        Some(Retired::NodeFiles { suffix }) => {
+            format!("this node's files were moved to *.{suffix}")
         }
-        Ok(None) => Ok(()),
-        Err(e) => Err(format!("moving an older recording of job {job_id}: {e}")),
-    }
+        Some(Retired::Directory { suffix }) => {
+            format!("it was another user's: its directory was moved to {job_id}.{suffix}")
+        }
+        None => return Ok(()),
+    };
+    log(
+        LogLevel::Info,
+        &format!("job {job_id}: an older recording with this id was found; {moved}"),
+    );
+    Ok(())
 }
 
 /// `slurm_spank_job_epilog`, as root after every step of the job has ended on the node:

@@ -700,7 +700,7 @@ fn a_reused_job_id_moves_the_older_recording_aside() {
     assert!(aside("meta.json").exists() && aside("steps").exists());
     assert!(
         cluster.slurmd_log().contains(&format!(
-            "job {id}: an older recording with this id was moved"
+            "job {id}: an older recording with this id was found; this node's files were moved to *.previous-{older_start_ms}"
         )),
         "the move is logged"
     );
