@@ -136,6 +136,10 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
     };
     let (wh, j) = (table("wh"), table("j"));
     assert!(wh.contains("Job energy    0.328 Wh"), "{wh}");
+    assert!(
+        wh.contains("Attribution   shared (CPU energy by the job's share of busy CPU time (50%), DRAM by its share of used memory)"),
+        "{wh}"
+    );
     assert!(j.contains("Job energy    1180.0 J"), "{j}");
     assert!(j.contains("40.00 W") && j.contains("node peak"), "{j}");
     for name in ["job.png", "job.svg"] {

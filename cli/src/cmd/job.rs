@@ -358,8 +358,26 @@ fn write_table(reports: &[NodeReport], units: Units, out: &mut impl Write) -> an
             writeln!(out, "  Energy        no energy source on this node")?;
         } else {
             let rule = match r.attribution {
-                "exclusive" => "the job was alone on the node: its energy is the node's",
-                _ => "CPU energy by the job's share of busy CPU time, DRAM by its share of used memory",
+                "exclusive" => "the job was alone on the node: its energy is the node's".into(),
+                _ => {
+                    // The share each rule gave, over the whole window.
+                    let share = |kind: ChannelKind| {
+                        let (job, node) = r
+                            .energy
+                            .iter()
+                            .filter(|e| channel_kind(&e.channel) == kind)
+                            .fold((0.0, 0.0), |(j, n), e| {
+                                (j + e.job_energy_j, n + e.node_energy_j)
+                            });
+                        (node > 0.0).then(|| format!("{:.0}%", 100.0 * job / node))
+                    };
+                    let (cpu, dram) = (share(ChannelKind::Package), share(ChannelKind::Dram));
+                    format!(
+                        "CPU energy by the job's share of busy CPU time{}, DRAM by its share of used memory{}",
+                        cpu.map(|p| format!(" ({p})")).unwrap_or_default(),
+                        dram.map(|p| format!(" ({p})")).unwrap_or_default()
+                    )
+                }
             };
             writeln!(out, "  Attribution   {} ({rule})", r.attribution)?;
             let width = r
