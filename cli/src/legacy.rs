@@ -128,6 +128,33 @@ fn powers(metrics: &Value) -> BTreeMap<String, f64> {
     out
 }
 
+/// The AIPowerMeter recordings at `path`: the file itself, a folder with
+/// `power_metrics.json`, or such folders anywhere in a tree (six levels down), in path order.
+pub fn find(path: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(path: &Path, depth: usize, found: &mut Vec<std::path::PathBuf>) {
+        if path.is_file() {
+            found.push(path.to_path_buf());
+        } else if path.join("power_metrics.json").is_file() {
+            found.push(path.join("power_metrics.json"));
+        } else if depth > 0 {
+            let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
+            entries.sort();
+            for entry in entries {
+                walk(&entry, depth - 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(path, 6, &mut found);
+    found
+}
+
 pub fn read(path: &Path, zone: Zone) -> anyhow::Result<LegacyReport> {
     let file = if path.is_dir() {
         path.join("power_metrics.json")

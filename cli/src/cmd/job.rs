@@ -71,7 +71,7 @@ fn parse_job_ref(text: &str) -> Result<JobRef, String> {
     text.parse()
 }
 
-fn parse_zone(text: &str) -> Result<Zone, String> {
+pub(crate) fn parse_zone(text: &str) -> Result<Zone, String> {
     text.parse()
 }
 
@@ -598,34 +598,13 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
 }
 
 /// The `power_metrics.json` files under `path` (the file itself, a folder, or a tree).
-fn legacy_files(path: &std::path::Path, depth: usize, found: &mut Vec<PathBuf>) {
-    if path.is_file() {
-        found.push(path.to_path_buf());
-    } else if path.join("power_metrics.json").is_file() {
-        found.push(path.join("power_metrics.json"));
-    } else if depth > 0 {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        entries.sort();
-        for entry in entries {
-            legacy_files(&entry, depth - 1, found);
-        }
-    }
-}
-
 fn run_legacy(
     path: &std::path::Path,
     zone: Zone,
     format: Format,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let mut files = Vec::new();
-    legacy_files(path, 6, &mut files);
+    let files = legacy::find(path);
     if files.is_empty() {
         eprintln!("aipm-analyze: no power_metrics.json in {}", path.display());
         return Ok(ExitCode::from(1));

@@ -14,7 +14,9 @@ use crate::spool::{job_metas, job_recordings};
 
 /// List a user's recorded jobs over a period, one line each, with their energy and a total.
 ///
-/// Jobs are taken from the spool (the ones that were recorded), by the time they started.
+/// Jobs are taken from the spool (the ones that were recorded), by the time they started;
+/// with `--legacy DIR`, the AIPowerMeter recordings of a tree instead (their CPU package,
+/// DRAM and GPU energy: the whole machine, as AIPowerMeter measured it).
 ///
 /// Example: `aipm-analyze jobs --user alice --from 2023-11-01 --to 2023-12-01 --format csv`
 #[derive(Debug, clap::Args)]
@@ -30,6 +32,14 @@ pub struct Args {
     pub to: Option<i64>,
     #[command(flatten)]
     pub spool: super::spool_arg::SpoolArg,
+    /// List the AIPowerMeter recordings under DIR (folders with power_metrics.json) instead
+    /// of the spool's jobs; in the Lab IA's layout (`<YYYY_MM>/<user>/<jobid>/`) the folders
+    /// name the user and the job.
+    #[arg(long, value_name = "DIR", conflicts_with = "state")]
+    pub legacy: Option<std::path::PathBuf>,
+    /// Time zone of AIPowerMeter's naive dates: local, UTC or an offset such as +01:00.
+    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = super::job::parse_zone)]
+    pub tz: crate::legacy::Zone,
     /// Only jobs in these Slurm states (COMPLETED, FAILED, TIMEOUT, CANCELLED,
     /// OUT_OF_MEMORY…; comma-separated), as Slurm's accounting (`sacct`) gives them.
     #[arg(long, value_name = "STATE,STATE", value_delimiter = ',')]
@@ -62,44 +72,14 @@ pub struct JobLine {
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let spool = args.spool.resolve();
-    let ids = crate::spool::job_ids(&spool)?;
-    let mut lines: BTreeMap<(u64, u32), JobLine> = BTreeMap::new();
-    // A month of jobs is hundreds of recordings: read on every core.
-    let line_of = |&id: &u32| -> Option<JobLine> {
-        // Decided on the metadata first; other users' jobs are unreadable: not listed.
-        let metas = job_metas(&spool, id).ok()?;
-        let start_ms = metas.iter().map(|m| m.start_unix_ms).min()?;
-        let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
-            && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);
-        if !in_window || args.user.as_deref().is_some_and(|u| u != metas[0].user) {
-            return None;
+    let (lines, source) = match &args.legacy {
+        Some(dir) => (legacy_lines(dir, &args)?, dir.display().to_string()),
+        None => {
+            let spool = args.spool.resolve();
+            (spool_lines(&spool, &args)?, spool.display().to_string())
         }
-        let recordings = job_recordings(&spool, id).ok()?;
-        let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
-        let summary = JobSummary::new(&recordings, &reports)?;
-        Some(JobLine {
-            job: summary.job.clone(),
-            job_id: id,
-            name: summary.name.clone(),
-            user: summary.user.clone(),
-            state: None, // filled below when --state asks accounting
-            nodes: summary.nodes.len(),
-            start_utc: aipm_recording::time::format_utc(summary.start_ms),
-            start_unix_ms: summary.start_ms,
-            duration_s: summary.duration_s,
-            cpu_time_s: summary.cpu_time_s,
-            cpu_j: summary.cpu_j,
-            dram_j: summary.dram_j,
-            gpu_j: summary.gpu_j,
-            total_j: summary.total_j(),
-            emissions_g_co2e: summary.total_j() * args.emissions.g_per_j(),
-        })
     };
-    for line in crate::par::map(&ids, line_of).into_iter().flatten() {
-        lines.insert((line.start_unix_ms, line.job_id), line);
-    }
-    let mut lines: Vec<JobLine> = lines.into_values().collect();
+    let mut lines = lines;
     if !args.state.is_empty() {
         let ids: Vec<u32> = lines.iter().map(|l| l.job_id).collect();
         let states = crate::export::sacct::states_of(&ids).map_err(|why| {
@@ -115,10 +95,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         });
     }
     if lines.is_empty() {
-        eprintln!(
-            "aipm-analyze: no recorded job matches in {}",
-            spool.display()
-        );
+        eprintln!("aipm-analyze: no recorded job matches in {source}");
         return Ok(ExitCode::from(1));
     }
     let total = JobLine {
@@ -207,4 +184,95 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
 fn wanted_state(wanted: &[String], state: &str) -> bool {
     let first = state.split_whitespace().next().unwrap_or("");
     wanted.iter().any(|w| w.eq_ignore_ascii_case(first))
+}
+
+/// The spool's jobs that match, by start time.
+fn spool_lines(spool: &std::path::Path, args: &Args) -> anyhow::Result<Vec<JobLine>> {
+    let ids = crate::spool::job_ids(spool)?;
+    // A month of jobs is hundreds of recordings: read on every core.
+    let line_of = |&id: &u32| -> Option<JobLine> {
+        // Decided on the metadata first; other users' jobs are unreadable: not listed.
+        let metas = job_metas(spool, id).ok()?;
+        let start_ms = metas.iter().map(|m| m.start_unix_ms).min()?;
+        let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
+            && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);
+        if !in_window || args.user.as_deref().is_some_and(|u| u != metas[0].user) {
+            return None;
+        }
+        let recordings = job_recordings(spool, id).ok()?;
+        let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
+        let summary = JobSummary::new(&recordings, &reports)?;
+        Some(JobLine {
+            job: summary.job.clone(),
+            job_id: id,
+            name: summary.name.clone(),
+            user: summary.user.clone(),
+            state: None, // filled by the caller when --state asks accounting
+            nodes: summary.nodes.len(),
+            start_utc: aipm_recording::time::format_utc(summary.start_ms),
+            start_unix_ms: summary.start_ms,
+            duration_s: summary.duration_s,
+            cpu_time_s: summary.cpu_time_s,
+            cpu_j: summary.cpu_j,
+            dram_j: summary.dram_j,
+            gpu_j: summary.gpu_j,
+            total_j: summary.total_j(),
+            emissions_g_co2e: summary.total_j() * args.emissions.g_per_j(),
+        })
+    };
+    let mut lines: BTreeMap<(u64, u32), JobLine> = BTreeMap::new();
+    for line in crate::par::map(&ids, line_of).into_iter().flatten() {
+        lines.insert((line.start_unix_ms, line.job_id), line);
+    }
+    Ok(lines.into_values().collect())
+}
+
+/// The AIPowerMeter recordings under `dir` that match, by start time. In the Lab IA's layout
+/// (`…/<user>/<jobid>/power_metrics.json`) the folders name the user and the job; elsewhere
+/// the folder's path (relative to `dir`) stands for the job.
+fn legacy_lines(dir: &std::path::Path, args: &Args) -> anyhow::Result<Vec<JobLine>> {
+    let mut lines = Vec::new();
+    for file in crate::legacy::find(dir) {
+        let folder = file.parent().unwrap_or(&file);
+        let relative = folder.strip_prefix(dir).unwrap_or(folder);
+        let parts: Vec<String> = relative
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let (job, user) = match parts.as_slice() {
+            [.., user, id] if id.parse::<u32>().is_ok() => (id.clone(), user.clone()),
+            _ if parts.is_empty() => (folder.display().to_string(), String::new()),
+            _ => (relative.display().to_string(), String::new()),
+        };
+        if args.user.as_deref().is_some_and(|u| u != user) {
+            continue;
+        }
+        let r = crate::legacy::read(&file, args.tz)?;
+        let start_ms = r.start_unix_s.map_or(0, |t| (t * 1000.0) as u64);
+        let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
+            && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);
+        if !in_window {
+            continue;
+        }
+        let energy = |series: &str| r.energy_j.get(series).copied().unwrap_or(0.0);
+        let (cpu_j, dram_j, gpu_j) = (energy("cpu_package"), energy("dram"), energy("gpu"));
+        let total_j = cpu_j + dram_j + gpu_j;
+        lines.push(JobLine {
+            job_id: job.parse().unwrap_or(0),
+            job,
+            user,
+            nodes: 1,
+            start_utc: aipm_recording::time::format_utc(start_ms),
+            start_unix_ms: start_ms,
+            duration_s: r.duration_s,
+            cpu_j,
+            dram_j,
+            gpu_j,
+            total_j,
+            emissions_g_co2e: total_j * args.emissions.g_per_j(),
+            ..JobLine::default()
+        });
+    }
+    lines.sort_by(|a, b| (a.start_unix_ms, &a.job).cmp(&(b.start_unix_ms, &b.job)));
+    Ok(lines)
 }
