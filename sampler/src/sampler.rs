@@ -97,12 +97,17 @@ fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
     }
 }
 
-/// Open the planned GPUs and record what was found in the metadata.
-fn open_gpus(setup: &mut SamplerSetup) {
+/// Open the planned GPUs, or those of the recording this sampler continues (`previous`),
+/// and record what was found in the metadata.
+fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>) {
     let Some(plan) = setup.gpus.take() else {
         return;
     };
-    if plan.selectors.as_ref().is_some_and(Vec::is_empty) {
+    let recorded = previous
+        .and_then(|meta| meta.sources.iter().find(|s| s.name == "nvml"))
+        .map(|nvml| &nvml.channels)
+        .filter(|channels| !channels.is_empty());
+    if recorded.is_none() && plan.selectors.as_ref().is_some_and(Vec::is_empty) {
         // No GPU for this job: NVML is not even loaded.
         setup.meta.sources.push(SourceStatus {
             name: "nvml".into(),
@@ -112,49 +117,68 @@ fn open_gpus(setup: &mut SamplerSetup) {
         });
         return;
     }
-    let (status, detail, source) =
-        match NvmlSource::open(plan.lib.as_deref(), plan.selectors.as_deref()) {
-            Ok(Found::Present(source)) => {
-                let mut detail = match &plan.lib {
-                    Some(lib) => format!("NVML from {}", lib.display()),
-                    None => "NVML".to_string(),
-                };
-                let slices = source.mig_slices();
-                if !slices.is_empty() {
-                    detail.push_str(&format!(
-                        "; MIG slices get their share of the GPU's SMs: {}",
-                        slices.join(", ")
-                    ));
-                }
-                let integrated = source.integrated_channels();
-                if !integrated.is_empty() {
-                    detail.push_str(&format!(
-                        "; no energy counter on {}: integrated from power",
-                        integrated.join(", ")
-                    ));
-                }
-                let by_index = source.taken_by_index();
-                if !by_index.is_empty() {
-                    detail.push_str(&format!(
-                        "; no minor number from NVML, Slurm's GPU id taken as NVML's index: {}",
-                        by_index.join(", ")
-                    ));
-                }
-                let unsupported = source.unsupported();
-                if !unsupported.is_empty() {
-                    detail.push_str(&format!(
-                        "; not supported, left empty: {}",
-                        unsupported.join("; ")
-                    ));
-                }
-                ("found", detail, Some(source))
+    let opened = match recorded {
+        // The recording's GPUs by their UUIDs, each a column of the recording whether or
+        // not it can be opened now: its columns cannot change.
+        Some(uuids) => Ok(Found::Present(NvmlSource::reopen(
+            plan.lib.as_deref(),
+            uuids,
+        ))),
+        None => NvmlSource::open(plan.lib.as_deref(), plan.selectors.as_deref()),
+    };
+    let (status, detail, source) = match opened {
+        Ok(Found::Present(source)) => {
+            let mut detail = match &plan.lib {
+                Some(lib) => format!("NVML from {}", lib.display()),
+                None => "NVML".to_string(),
+            };
+            let slices = source.mig_slices();
+            if !slices.is_empty() {
+                detail.push_str(&format!(
+                    "; MIG slices get their share of the GPU's SMs: {}",
+                    slices.join(", ")
+                ));
             }
-            Ok(Found::Absent(why)) => ("absent", why, None),
-            Err(e) => {
-                (setup.log)(Level::Error, &format!("nvml: {e}"));
-                ("failed", e, None)
+            let integrated = source.integrated_channels();
+            if !integrated.is_empty() {
+                detail.push_str(&format!(
+                    "; no energy counter on {}: integrated from power",
+                    integrated.join(", ")
+                ));
             }
-        };
+            let by_index = source.taken_by_index();
+            if !by_index.is_empty() {
+                detail.push_str(&format!(
+                    "; no minor number from NVML, Slurm's GPU id taken as NVML's index: {}",
+                    by_index.join(", ")
+                ));
+            }
+            let unsupported = source.unsupported();
+            if !unsupported.is_empty() {
+                detail.push_str(&format!(
+                    "; not supported, left empty: {}",
+                    unsupported.join("; ")
+                ));
+            }
+            let unopened = source.unopened();
+            if !unopened.is_empty() {
+                detail.push_str(&format!(
+                    "; not opened when this sampler took over, left empty: {}",
+                    unopened.join("; ")
+                ));
+            }
+            let status = match unopened.len() == source.channels().len() {
+                true => "failed",
+                false => "found",
+            };
+            (status, detail, Some(source))
+        }
+        Ok(Found::Absent(why)) => ("absent", why, None),
+        Err(e) => {
+            (setup.log)(Level::Error, &format!("nvml: {e}"));
+            ("failed", e, None)
+        }
+    };
     let status = SourceStatus {
         name: "nvml".into(),
         status: status.into(),
@@ -278,7 +302,7 @@ impl Leader {
         if let Some(previous) = &previous {
             follow_recording_gpus(setup, previous);
         }
-        open_gpus(setup);
+        open_gpus(setup, previous.as_ref());
         let channels: Vec<String> = setup
             .sources
             .iter()
