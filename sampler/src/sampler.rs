@@ -62,8 +62,9 @@ pub struct GpuPlan {
     pub selectors: Option<Vec<String>>,
 }
 
-/// A step that takes over a recording samples the GPUs it began with: the step's own view
-/// (`CUDA_VISIBLE_DEVICES`, its gres) may differ, and the recording's columns cannot change.
+/// A step that takes over a recording samples the GPUs it began with (`open_gpus` reopens
+/// them): the step's own view (`CUDA_VISIBLE_DEVICES`, its gres) may differ, and the
+/// recording's columns cannot change.
 fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
     // `None` (every GPU of the node: `aipm-analyze record`) is not a step's view.
     let Some(Some(own)) = setup.gpus.as_ref().map(|plan| plan.selectors.clone()) else {
@@ -92,8 +93,6 @@ fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
             ),
             channels: Vec::new(),
         });
-    } else if let Some(plan) = setup.gpus.as_mut() {
-        plan.selectors = Some(recording.gpus.clone());
     }
 }
 
@@ -103,27 +102,37 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>) {
     let Some(plan) = setup.gpus.take() else {
         return;
     };
-    let recorded = previous
-        .and_then(|meta| meta.sources.iter().find(|s| s.name == "nvml"))
-        .map(|nvml| &nvml.channels)
-        .filter(|channels| !channels.is_empty());
-    if recorded.is_none() && plan.selectors.as_ref().is_some_and(Vec::is_empty) {
-        // No GPU for this job: NVML is not even loaded.
-        setup.meta.sources.push(SourceStatus {
-            name: "nvml".into(),
-            status: "absent".into(),
-            detail: "no GPU allocated to the job".into(),
-            channels: Vec::new(),
-        });
-        return;
-    }
-    let opened = match recorded {
-        // The recording's GPUs by their UUIDs, each a column of the recording whether or
-        // not it can be opened now: its columns cannot change.
-        Some(uuids) => Ok(Found::Present(NvmlSource::reopen(
-            plan.lib.as_deref(),
-            uuids,
-        ))),
+    let opened = match previous {
+        Some(previous) => {
+            let recorded = previous.sources.iter().find(|s| s.name == "nvml");
+            match recorded {
+                // The recording's GPUs by their UUIDs, each a column of the recording whether
+                // or not it can be opened now: its columns cannot change.
+                Some(nvml) if !nvml.channels.is_empty() => Ok(Found::Present(NvmlSource::reopen(
+                    plan.lib.as_deref(),
+                    &nvml.channels,
+                ))),
+                // Begun without GPU columns (NVML absent or failed), it cannot gain any: it
+                // goes on as begun, and its status says why.
+                _ => {
+                    if let Some(nvml) = recorded {
+                        setup.meta.sources.retain(|s| s.name != "nvml");
+                        setup.meta.sources.push(nvml.clone());
+                    }
+                    return;
+                }
+            }
+        }
+        None if plan.selectors.as_ref().is_some_and(Vec::is_empty) => {
+            // No GPU for this job: NVML is not even loaded.
+            setup.meta.sources.push(SourceStatus {
+                name: "nvml".into(),
+                status: "absent".into(),
+                detail: "no GPU allocated to the job".into(),
+                channels: Vec::new(),
+            });
+            return;
+        }
         None => NvmlSource::open(plan.lib.as_deref(), plan.selectors.as_deref()),
     };
     let (status, detail, source) = match opened {

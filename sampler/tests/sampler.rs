@@ -720,3 +720,46 @@ fn a_gpu_lost_before_a_takeover_keeps_its_columns_empty_and_the_rest_is_recorded
         "{logged:?}"
     );
 }
+
+/// A recording begun while NVML could not be loaded has no GPU columns; a step that takes
+/// over once the driver is back cannot add them: the recording goes on without, as begun.
+#[test]
+fn a_recording_begun_without_nvml_is_continued_without_gpus() {
+    let dir = tempdir();
+    let gpu = serde_json::json!({ "uuid": "GPU-aaaa", "name": "Fake A100", "power_w": 100.0, "energy_start_mj": 0 });
+    let lib = standin_nvml(dir.path(), vec![gpu]);
+    let state = dir.path().join("libnvidia-ml.so.json");
+    let loaded = fs::read_to_string(&state).unwrap();
+    // The stand-in's driver is "not loaded" while it has no state file.
+    fs::remove_file(&state).unwrap();
+    let messages = Messages::default();
+    let step = || {
+        let mut s = setup(dir.path(), 20, &messages);
+        s.meta.gpus = vec!["0".into()];
+        s.gpus = Some(GpuPlan {
+            lib: Some(lib.clone()),
+            selectors: Some(s.meta.gpus.clone()),
+        });
+        s
+    };
+    let first = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let second = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    fs::write(dir.path().join("state.tmp"), loaded).unwrap();
+    fs::rename(dir.path().join("state.tmp"), &state).unwrap();
+    first.stop();
+    std::thread::sleep(Duration::from_millis(150));
+    second.stop();
+
+    let (meta, samples) = read(dir.path());
+    assert!(messages.lock().unwrap().is_empty(), "{messages:?}");
+    assert_eq!(meta.sampler.handovers, 1);
+    assert_eq!(meta.sampler.samples as usize, samples.rows.len());
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.status, "absent");
+    assert!(nvml.detail.contains("driver not loaded"), "{}", nvml.detail);
+    assert!(nvml.channels.is_empty());
+    assert!(samples.column("nvml:GPU-aaaa:power_mw").is_none());
+    assert_eq!(energy(&samples).len(), samples.rows.len());
+}
