@@ -363,7 +363,8 @@ impl Leader {
             }
             Ok((existing, last)) if existing == header.trim_end() => {
                 if let Some(last) = last {
-                    leader.resume_counters(&existing, &last, &channels, &ranges);
+                    let sources = &mut setup.sources;
+                    leader.resume_counters(&existing, &last, &channels, &ranges, sources);
                 }
             }
             Ok((existing, _)) => {
@@ -390,18 +391,25 @@ impl Leader {
         last: &str,
         channels: &[String],
         ranges: &[Option<u64>],
+        sources: &mut [Box<dyn EnergySource>],
     ) {
         let Ok(parsed) = Samples::parse(&format!("{header}\n{last}\n")) else {
             return;
         };
         let Some(row) = parsed.last_row() else { return };
+        let value = |name: &str| parsed.column(name).and_then(|c| row[c]);
         for (i, channel) in channels.iter().enumerate() {
-            let value = |name: String| parsed.column(&name).and_then(|c| row[c]);
             if let (Some(total), Some(raw)) = (
-                value(samples::energy_column(channel)),
-                value(samples::raw_column(channel)),
+                value(&samples::energy_column(channel)),
+                value(&samples::raw_column(channel)),
             ) {
                 self.counters[i] = Counter::resume(ranges[i], raw, total);
+            }
+        }
+        if let Some(time) = value(samples::TIME_COLUMN) {
+            for source in sources {
+                let name = source.name();
+                source.resume(time, &|column| value(&format!("{name}:{column}")));
             }
         }
     }

@@ -763,3 +763,55 @@ fn a_recording_begun_without_nvml_is_continued_without_gpus() {
     assert!(samples.column("nvml:GPU-aaaa:power_mw").is_none());
     assert_eq!(energy(&samples).len(), samples.rows.len());
 }
+
+/// A GPU without the energy counter has its energy integrated from power: the sampler that
+/// takes over goes on from the last row's energy and power, so the handover loses nothing.
+#[test]
+fn energy_integrated_from_power_goes_on_across_a_takeover() {
+    let dir = tempdir();
+    let gpu = serde_json::json!({
+        "uuid": "GPU-aaaa", "name": "Fake P100", "power_w": 100.0, "energy_start_mj": 0,
+        "errors": { "nvmlDeviceGetTotalEnergyConsumption": "NOT_SUPPORTED" }
+    });
+    let lib = standin_nvml(dir.path(), vec![gpu]);
+    let messages = Messages::default();
+    let step = || {
+        let mut s = setup(dir.path(), 20, &messages);
+        s.meta.gpus = vec!["0".into()];
+        s.gpus = Some(GpuPlan {
+            lib: Some(lib.clone()),
+            selectors: Some(s.meta.gpus.clone()),
+        });
+        s
+    };
+    let first = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let second = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    first.stop();
+    std::thread::sleep(Duration::from_millis(150));
+    second.stop();
+
+    let (meta, samples) = read(dir.path());
+    assert!(messages.lock().unwrap().is_empty(), "{messages:?}");
+    assert_eq!(meta.sampler.handovers, 1);
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert!(
+        nvml.detail
+            .contains("no energy counter on GPU-aaaa: integrated from power"),
+        "{}",
+        nvml.detail
+    );
+    let rows = samples.rows.len();
+    let raw: Vec<u64> = samples
+        .values(&samples::raw_column("nvml:GPU-aaaa"))
+        .collect();
+    let energy: Vec<u64> = samples
+        .values(&samples::energy_column("nvml:GPU-aaaa"))
+        .collect();
+    assert_eq!((raw.len(), energy.len()), (rows, rows));
+    // The GPU draws 100 W throughout: its energy grows from each sample to the next, the
+    // two samplers' included.
+    assert!(raw.windows(2).all(|w| w[1] > w[0]), "{raw:?}");
+    assert!(energy.windows(2).all(|w| w[1] > w[0]), "{energy:?}");
+}

@@ -18,7 +18,10 @@
 //! keeps its columns, empty, since the recording's columns cannot change.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use aipm_recording::samples;
+use aipm_recording::time::now_unix_ms;
 
 use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
 use nvml_wrapper::error::NvmlError;
@@ -608,6 +611,26 @@ impl EnergySource for NvmlSource {
 
     fn gauges(&self) -> &[String] {
         &self.gauges
+    }
+
+    /// Energy integrated from power goes on from the last row: its raw value, and its power
+    /// and time as the last reading, so that the time between the two samplers is counted
+    /// as a counter would count it. A slice's row holds its share, not its GPU's energy: a
+    /// slice's integration starts afresh (one period is lost).
+    fn resume(&mut self, time_unix_ms: u64, value: &dyn Fn(&str) -> Option<u64>) {
+        let age = Duration::from_millis(now_unix_ms().saturating_sub(time_unix_ms));
+        let then = Instant::now().checked_sub(age);
+        for (slot, uuid) in self.gpus.iter_mut().zip(&self.channels) {
+            let Slot::Open(gpu) = slot else { continue };
+            let (None, Some(integrated)) = (&gpu.mig, &mut gpu.integrated) else {
+                continue;
+            };
+            let Some(raw) = value(&samples::raw_column(uuid)) else {
+                continue;
+            };
+            integrated.energy_uj = raw as f64;
+            integrated.last = then.zip(value(&format!("{uuid}:power_mw")));
+        }
     }
 
     /// The gauges taken by the last `read`; the compute processes split by the job's pids,
