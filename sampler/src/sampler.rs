@@ -62,8 +62,9 @@ pub struct GpuPlan {
     pub selectors: Option<Vec<String>>,
 }
 
-/// A step that takes over a recording samples the GPUs it began with: the step's own view
-/// (`CUDA_VISIBLE_DEVICES`, its gres) may differ, and the recording's columns cannot change.
+/// A step that takes over a recording samples the GPUs it began with (`open_gpus` reopens
+/// them): the step's own view (`CUDA_VISIBLE_DEVICES`, its gres) may differ, and the
+/// recording's columns cannot change.
 fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
     // `None` (every GPU of the node: `aipm-analyze record`) is not a step's view.
     let Some(Some(own)) = setup.gpus.as_ref().map(|plan| plan.selectors.clone()) else {
@@ -92,69 +93,101 @@ fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
             ),
             channels: Vec::new(),
         });
-    } else if let Some(plan) = setup.gpus.as_mut() {
-        plan.selectors = Some(recording.gpus.clone());
     }
 }
 
-/// Open the planned GPUs and record what was found in the metadata.
-fn open_gpus(setup: &mut SamplerSetup) {
+/// Open the planned GPUs, or those of the recording this sampler continues (`previous`),
+/// and record what was found in the metadata.
+fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>) {
     let Some(plan) = setup.gpus.take() else {
         return;
     };
-    if plan.selectors.as_ref().is_some_and(Vec::is_empty) {
-        // No GPU for this job: NVML is not even loaded.
-        setup.meta.sources.push(SourceStatus {
-            name: "nvml".into(),
-            status: "absent".into(),
-            detail: "no GPU allocated to the job".into(),
-            channels: Vec::new(),
-        });
-        return;
-    }
-    let (status, detail, source) =
-        match NvmlSource::open(plan.lib.as_deref(), plan.selectors.as_deref()) {
-            Ok(Found::Present(source)) => {
-                let mut detail = match &plan.lib {
-                    Some(lib) => format!("NVML from {}", lib.display()),
-                    None => "NVML".to_string(),
-                };
-                let slices = source.mig_slices();
-                if !slices.is_empty() {
-                    detail.push_str(&format!(
-                        "; MIG slices get their share of the GPU's SMs: {}",
-                        slices.join(", ")
-                    ));
+    let opened = match previous {
+        Some(previous) => {
+            let recorded = previous.sources.iter().find(|s| s.name == "nvml");
+            match recorded {
+                // The recording's GPUs by their UUIDs, each a column of the recording whether
+                // or not it can be opened now: its columns cannot change.
+                Some(nvml) if !nvml.channels.is_empty() => Ok(Found::Present(NvmlSource::reopen(
+                    plan.lib.as_deref(),
+                    &nvml.channels,
+                ))),
+                // Begun without GPU columns (NVML absent or failed), it cannot gain any: it
+                // goes on as begun, and its status says why.
+                _ => {
+                    if let Some(nvml) = recorded {
+                        setup.meta.sources.retain(|s| s.name != "nvml");
+                        setup.meta.sources.push(nvml.clone());
+                    }
+                    return;
                 }
-                let integrated = source.integrated_channels();
-                if !integrated.is_empty() {
-                    detail.push_str(&format!(
-                        "; no energy counter on {}: integrated from power",
-                        integrated.join(", ")
-                    ));
-                }
-                let by_index = source.taken_by_index();
-                if !by_index.is_empty() {
-                    detail.push_str(&format!(
-                        "; no minor number from NVML, Slurm's GPU id taken as NVML's index: {}",
-                        by_index.join(", ")
-                    ));
-                }
-                let unsupported = source.unsupported();
-                if !unsupported.is_empty() {
-                    detail.push_str(&format!(
-                        "; not supported, left empty: {}",
-                        unsupported.join("; ")
-                    ));
-                }
-                ("found", detail, Some(source))
             }
-            Ok(Found::Absent(why)) => ("absent", why, None),
-            Err(e) => {
-                (setup.log)(Level::Error, &format!("nvml: {e}"));
-                ("failed", e, None)
+        }
+        None if plan.selectors.as_ref().is_some_and(Vec::is_empty) => {
+            // No GPU for this job: NVML is not even loaded.
+            setup.meta.sources.push(SourceStatus {
+                name: "nvml".into(),
+                status: "absent".into(),
+                detail: "no GPU allocated to the job".into(),
+                channels: Vec::new(),
+            });
+            return;
+        }
+        None => NvmlSource::open(plan.lib.as_deref(), plan.selectors.as_deref()),
+    };
+    let (status, detail, source) = match opened {
+        Ok(Found::Present(source)) => {
+            let mut detail = match &plan.lib {
+                Some(lib) => format!("NVML from {}", lib.display()),
+                None => "NVML".to_string(),
+            };
+            let slices = source.mig_slices();
+            if !slices.is_empty() {
+                detail.push_str(&format!(
+                    "; MIG slices get their share of the GPU's SMs: {}",
+                    slices.join(", ")
+                ));
             }
-        };
+            let integrated = source.integrated_channels();
+            if !integrated.is_empty() {
+                detail.push_str(&format!(
+                    "; no energy counter on {}: integrated from power",
+                    integrated.join(", ")
+                ));
+            }
+            let by_index = source.taken_by_index();
+            if !by_index.is_empty() {
+                detail.push_str(&format!(
+                    "; no minor number from NVML, Slurm's GPU id taken as NVML's index: {}",
+                    by_index.join(", ")
+                ));
+            }
+            let unsupported = source.unsupported();
+            if !unsupported.is_empty() {
+                detail.push_str(&format!(
+                    "; not supported, left empty: {}",
+                    unsupported.join("; ")
+                ));
+            }
+            let unopened = source.unopened();
+            if !unopened.is_empty() {
+                detail.push_str(&format!(
+                    "; not opened when this sampler took over, left empty: {}",
+                    unopened.join("; ")
+                ));
+            }
+            let status = match unopened.len() == source.channels().len() {
+                true => "failed",
+                false => "found",
+            };
+            (status, detail, Some(source))
+        }
+        Ok(Found::Absent(why)) => ("absent", why, None),
+        Err(e) => {
+            (setup.log)(Level::Error, &format!("nvml: {e}"));
+            ("failed", e, None)
+        }
+    };
     let status = SourceStatus {
         name: "nvml".into(),
         status: status.into(),
@@ -278,7 +311,7 @@ impl Leader {
         if let Some(previous) = &previous {
             follow_recording_gpus(setup, previous);
         }
-        open_gpus(setup);
+        open_gpus(setup, previous.as_ref());
         let channels: Vec<String> = setup
             .sources
             .iter()
@@ -330,7 +363,8 @@ impl Leader {
             }
             Ok((existing, last)) if existing == header.trim_end() => {
                 if let Some(last) = last {
-                    leader.resume_counters(&existing, &last, &channels, &ranges);
+                    let sources = &mut setup.sources;
+                    leader.resume_counters(&existing, &last, &channels, &ranges, sources);
                 }
             }
             Ok((existing, _)) => {
@@ -357,18 +391,25 @@ impl Leader {
         last: &str,
         channels: &[String],
         ranges: &[Option<u64>],
+        sources: &mut [Box<dyn EnergySource>],
     ) {
         let Ok(parsed) = Samples::parse(&format!("{header}\n{last}\n")) else {
             return;
         };
         let Some(row) = parsed.last_row() else { return };
+        let value = |name: &str| parsed.column(name).and_then(|c| row[c]);
         for (i, channel) in channels.iter().enumerate() {
-            let value = |name: String| parsed.column(&name).and_then(|c| row[c]);
             if let (Some(total), Some(raw)) = (
-                value(samples::energy_column(channel)),
-                value(samples::raw_column(channel)),
+                value(&samples::energy_column(channel)),
+                value(&samples::raw_column(channel)),
             ) {
                 self.counters[i] = Counter::resume(ranges[i], raw, total);
+            }
+        }
+        if let Some(time) = value(samples::TIME_COLUMN) {
+            for source in sources {
+                let name = source.name();
+                source.resume(time, &|column| value(&format!("{name}:{column}")));
             }
         }
     }

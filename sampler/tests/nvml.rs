@@ -496,3 +496,81 @@ fn a_gpu_without_a_minor_number_is_taken_by_its_index_and_the_source_says_so() {
     assert_eq!(source.channels(), ["GPU-bbbb"]);
     assert!(source.taken_by_index().is_empty());
 }
+
+/// A sampler taking over a recording reopens its GPUs by UUID, in the recording's order; one
+/// that cannot be opened keeps its columns, reads nothing and is one error per sample.
+#[test]
+fn a_recordings_gpu_that_cannot_be_reopened_keeps_its_columns_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][1]["error"] = "GPU_IS_LOST".into();
+    let lib = standin(dir.path(), &state);
+    let recorded = ["GPU-bbbb".to_string(), "GPU-aaaa".to_string()];
+    let mut source = NvmlSource::reopen(Some(&lib), &recorded);
+    assert_eq!(source.channels(), recorded);
+    assert_eq!(source.gauges().len(), 20);
+    assert_eq!(source.gauges()[0], "GPU-bbbb:power_mw");
+    let unopened = source.unopened();
+    assert_eq!(unopened.len(), 1, "{unopened:?}");
+    assert!(unopened[0].starts_with("GPU GPU-bbbb: "), "{unopened:?}");
+    for _ in 0..2 {
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        source.read(&mut out, &mut errors);
+        source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("GPU GPU-bbbb: "), "{errors:?}");
+        // Energy of both GPUs, then the gauges: GPU-bbbb's all empty, GPU-aaaa's read.
+        assert_eq!(out[0], None);
+        assert!(out[1].is_some());
+        assert!(out[2..12].iter().all(Option::is_none), "{out:?}");
+        assert_eq!(out[12], Some(100_000));
+    }
+}
+
+#[test]
+fn a_mig_slice_that_cannot_be_reopened_keeps_its_columns_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][1]["sm_count"] = 98.into();
+    state["devices"][1]["mig"] = serde_json::json!([
+        { "uuid": "MIG-1111", "sm_count": 14 },
+        { "uuid": "MIG-2222", "sm_count": 28, "error": "UNKNOWN" }
+    ]);
+    let lib = standin(dir.path(), &state);
+    let recorded = ["MIG-1111".to_string(), "MIG-2222".to_string()];
+    let mut source = NvmlSource::reopen(Some(&lib), &recorded);
+    assert_eq!(source.channels(), recorded);
+    assert_eq!(source.mig_slices(), ["MIG-1111: 0.143 of GPU-bbbb"]);
+    assert_eq!(source.unopened().len(), 1);
+    assert!(source.unopened()[0].contains("MIG-2222"));
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    assert!(out[0].is_some());
+    assert_eq!(out[1], None);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}
+
+/// Without NVML at the takeover (driver unloaded), every GPU of the recording keeps its
+/// columns, empty: the recording's other sources go on.
+#[test]
+fn without_nvml_at_a_takeover_every_gpu_keeps_its_columns_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = standin(dir.path(), &two_gpus(now_ms()));
+    fs::remove_file(dir.path().join("libnvidia-ml.so.json")).unwrap();
+    let recorded = ["GPU-aaaa".to_string(), "GPU-bbbb".to_string()];
+    let mut source = NvmlSource::reopen(Some(&lib), &recorded);
+    assert_eq!(source.channels(), recorded);
+    assert_eq!(source.gauges().len(), 20);
+    assert_eq!(
+        source.unopened(),
+        [
+            "GPU GPU-aaaa: NVIDIA driver not loaded",
+            "GPU GPU-bbbb: NVIDIA driver not loaded"
+        ]
+    );
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
+    assert_eq!(out, vec![None; 22]);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+}

@@ -615,3 +615,203 @@ fn a_gpu_taken_by_index_for_want_of_a_minor_number_is_named_in_the_metadata() {
     );
     assert!(samples.values("nvml:GPU-aaaa:power_mw").count() > 0);
 }
+
+/// Change the stand-in's state in `dir` as a GPU would change under a running job: written
+/// aside and renamed, so that a call never reads it half-written.
+fn change_standin(dir: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("libnvidia-ml.so.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut state);
+    let tmp = dir.join("state.tmp");
+    fs::write(&tmp, state.to_string()).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// A GPU that falls off the bus before another step's sampler takes over: the recording
+/// goes on with the same columns, the lost GPU's empty, instead of stopping for all.
+#[test]
+fn a_gpu_lost_before_a_takeover_keeps_its_columns_empty_and_the_rest_is_recorded() {
+    let dir = tempdir();
+    let gpu = |uuid: &str, watts: f64| serde_json::json!({ "uuid": uuid, "name": "Fake A100", "power_w": watts, "energy_start_mj": 0 });
+    let lib = standin_nvml(
+        dir.path(),
+        vec![gpu("GPU-aaaa", 100.0), gpu("GPU-bbbb", 250.0)],
+    );
+    let messages = Messages::default();
+    let step = || {
+        let mut s = setup(dir.path(), 20, &messages);
+        s.meta.gpus = vec!["0".into(), "1".into()];
+        s.gpus = Some(GpuPlan {
+            lib: Some(lib.clone()),
+            selectors: Some(s.meta.gpus.clone()),
+        });
+        s
+    };
+    let samples_file = dir.path().join("spool/77/n1.samples.csv");
+    let header = || {
+        fs::read_to_string(&samples_file)
+            .unwrap()
+            .lines()
+            .next()
+            .map(str::to_string)
+    };
+    let first = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let second = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let header_before = header();
+    change_standin(dir.path(), |state| {
+        state["devices"][1]["error"] = "GPU_IS_LOST".into();
+    });
+    first.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    second.stop();
+
+    let (meta, samples) = read(dir.path());
+    let logged = messages.lock().unwrap().clone();
+    assert!(
+        !logged.iter().any(|m| m.contains("other columns")),
+        "{logged:?}"
+    );
+    assert_eq!(header(), header_before, "the header is the recording's");
+    assert!(samples.bad_lines.is_empty(), "{:?}", samples.bad_lines);
+    assert_eq!(meta.sampler.handovers, 1);
+    assert_eq!(meta.sampler.samples as usize, samples.rows.len());
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.status, "found");
+    assert_eq!(nvml.channels, ["GPU-aaaa", "GPU-bbbb"], "{nvml:?}");
+    assert!(nvml.detail.contains("GPU GPU-bbbb"), "{}", nvml.detail);
+    assert!(!nvml.detail.contains("GPU-aaaa"), "{}", nvml.detail);
+
+    // RAPL and GPU 0 in every row, both samplers'; GPU 1 until it was lost, and none of its
+    // columns in the last row, which the second sampler took when it stopped.
+    let rows = samples.rows.len();
+    assert_eq!(energy(&samples).len(), rows);
+    let gpu0: Vec<u64> = samples.values("nvml:GPU-aaaa:power_mw").collect();
+    assert_eq!(gpu0, vec![100_000; rows]);
+    assert_eq!(
+        samples
+            .values(&samples::energy_column("nvml:GPU-aaaa"))
+            .count(),
+        rows
+    );
+    let gpu1 = samples.column("nvml:GPU-bbbb:power_mw").unwrap();
+    assert_eq!(samples.rows.get(0).unwrap().get(gpu1), Some(250_000));
+    let last = samples.rows.last().unwrap();
+    for (i, column) in samples.columns.iter().enumerate() {
+        if column.starts_with("nvml:GPU-bbbb:") {
+            assert_eq!(last.get(i), None, "{column}");
+        }
+    }
+    // One read error for each sample without GPU 1, and one line logged by each sampler:
+    // the first read it lost, the second could not open it.
+    let without_gpu1 = samples
+        .rows
+        .iter()
+        .filter(|r| r.get(gpu1).is_none())
+        .count();
+    assert!(without_gpu1 >= 1);
+    assert_eq!(meta.sampler.read_errors as usize, without_gpu1);
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert!(logged[0].contains("GPU GPU-bbbb: energy"), "{logged:?}");
+    assert!(
+        logged[1].contains("GPU GPU-bbbb") && logged[1].contains("not opened"),
+        "{logged:?}"
+    );
+}
+
+/// A recording begun while NVML could not be loaded has no GPU columns; a step that takes
+/// over once the driver is back cannot add them: the recording goes on without, as begun.
+#[test]
+fn a_recording_begun_without_nvml_is_continued_without_gpus() {
+    let dir = tempdir();
+    let gpu = serde_json::json!({ "uuid": "GPU-aaaa", "name": "Fake A100", "power_w": 100.0, "energy_start_mj": 0 });
+    let lib = standin_nvml(dir.path(), vec![gpu]);
+    let state = dir.path().join("libnvidia-ml.so.json");
+    let loaded = fs::read_to_string(&state).unwrap();
+    // The stand-in's driver is "not loaded" while it has no state file.
+    fs::remove_file(&state).unwrap();
+    let messages = Messages::default();
+    let step = || {
+        let mut s = setup(dir.path(), 20, &messages);
+        s.meta.gpus = vec!["0".into()];
+        s.gpus = Some(GpuPlan {
+            lib: Some(lib.clone()),
+            selectors: Some(s.meta.gpus.clone()),
+        });
+        s
+    };
+    let first = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let second = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    fs::write(dir.path().join("state.tmp"), loaded).unwrap();
+    fs::rename(dir.path().join("state.tmp"), &state).unwrap();
+    first.stop();
+    std::thread::sleep(Duration::from_millis(150));
+    second.stop();
+
+    let (meta, samples) = read(dir.path());
+    assert!(messages.lock().unwrap().is_empty(), "{messages:?}");
+    assert_eq!(meta.sampler.handovers, 1);
+    assert_eq!(meta.sampler.samples as usize, samples.rows.len());
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.status, "absent");
+    assert!(nvml.detail.contains("driver not loaded"), "{}", nvml.detail);
+    assert!(nvml.channels.is_empty());
+    assert!(samples.column("nvml:GPU-aaaa:power_mw").is_none());
+    assert_eq!(energy(&samples).len(), samples.rows.len());
+}
+
+/// A GPU without the energy counter has its energy integrated from power: the sampler that
+/// takes over goes on from the last row's energy and power, so the handover loses nothing.
+#[test]
+fn energy_integrated_from_power_goes_on_across_a_takeover() {
+    let dir = tempdir();
+    let gpu = serde_json::json!({
+        "uuid": "GPU-aaaa", "name": "Fake P100", "power_w": 100.0, "energy_start_mj": 0,
+        "errors": { "nvmlDeviceGetTotalEnergyConsumption": "NOT_SUPPORTED" }
+    });
+    let lib = standin_nvml(dir.path(), vec![gpu]);
+    let messages = Messages::default();
+    let step = || {
+        let mut s = setup(dir.path(), 20, &messages);
+        s.meta.gpus = vec!["0".into()];
+        s.gpus = Some(GpuPlan {
+            lib: Some(lib.clone()),
+            selectors: Some(s.meta.gpus.clone()),
+        });
+        s
+    };
+    let first = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let second = Sampler::start(step()).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    first.stop();
+    std::thread::sleep(Duration::from_millis(150));
+    second.stop();
+
+    let (meta, samples) = read(dir.path());
+    assert!(messages.lock().unwrap().is_empty(), "{messages:?}");
+    assert_eq!(meta.sampler.handovers, 1);
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert!(
+        nvml.detail
+            .contains("no energy counter on GPU-aaaa: integrated from power"),
+        "{}",
+        nvml.detail
+    );
+    let rows = samples.rows.len();
+    let raw: Vec<u64> = samples
+        .values(&samples::raw_column("nvml:GPU-aaaa"))
+        .collect();
+    let energy: Vec<u64> = samples
+        .values(&samples::energy_column("nvml:GPU-aaaa"))
+        .collect();
+    assert_eq!((raw.len(), energy.len()), (rows, rows));
+    // The GPU draws 100 W throughout: its energy grows from each sample to the next, the
+    // two samplers' included.
+    assert!(raw.windows(2).all(|w| w[1] > w[0]), "{raw:?}");
+    assert!(energy.windows(2).all(|w| w[1] > w[0]), "{energy:?}");
+}

@@ -29,6 +29,11 @@ pub trait EnergySource: Send {
         _job_pids: &mut JobPids,
     ) {
     }
+
+    /// Go on from the last row of the recording that this source's sampler takes over: its
+    /// time, and `value` of one of this source's columns, named without the source
+    /// (`GPU-…:raw`). The sampler resumes the counters; this is for a source's own state.
+    fn resume(&mut self, _time_unix_ms: u64, _value: &dyn Fn(&str) -> Option<u64>) {}
 }
 
 /// The job's processes for one sample, looked for only when a source has processes to

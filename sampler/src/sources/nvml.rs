@@ -12,9 +12,16 @@
 //! in NVML; it is given its parent GPU's energy times its share of the GPU's streaming
 //! multiprocessors (a 1g slice of an A100 gets 14/98), as CEEMS does.
 //! See: docs.nvidia.com/deploy/nvml-api (nvmlDeviceGetTotalEnergyConsumption).
+//!
+//! A sampler that takes over a recording reopens the recording's GPUs by the UUIDs it
+//! recorded ([`NvmlSource::reopen`]): a GPU that cannot be opened then (fallen off the bus)
+//! keeps its columns, empty, since the recording's columns cannot change.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use aipm_recording::samples;
+use aipm_recording::time::now_unix_ms;
 
 use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
 use nvml_wrapper::error::NvmlError;
@@ -26,10 +33,20 @@ use nvml_wrapper::Nvml;
 use super::{EnergySource, Found, JobPids};
 
 pub struct NvmlSource {
-    nvml: Nvml,
-    gpus: Vec<Gpu>,
+    /// `None` only for a recording continued while NVML cannot be loaded: every GPU is then
+    /// a placeholder.
+    nvml: Option<Nvml>,
+    gpus: Vec<Slot>,
     channels: Vec<String>,
     gauges: Vec<String>,
+}
+
+/// One GPU of the source, by channel.
+enum Slot {
+    Open(Gpu),
+    /// A GPU of a continued recording that could not be opened: why, naming it. It reads
+    /// nothing, and counts a read error at each sample, as a GPU lost later does.
+    Unopened(String),
 }
 
 struct Gpu {
@@ -61,6 +78,16 @@ struct Taken {
     sm: Option<Vec<(u32, u64)>>,
     power_instant_mw: Option<u64>,
 }
+
+/// The gauges of a GPU that is not read.
+const NOTHING_TAKEN: Taken = Taken {
+    power_mw: None,
+    util_pct: None,
+    mem_used_bytes: None,
+    processes: None,
+    sm: None,
+    power_instant_mw: None,
+};
 
 /// What a sample asks NVML of each GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,19 +155,9 @@ impl NvmlSource {
         lib: Option<&Path>,
         selectors: Option<&[String]>,
     ) -> Result<Found<NvmlSource>, String> {
-        let mut builder = Nvml::builder();
-        if let Some(lib) = lib {
-            builder.lib_path(lib.as_os_str());
-        }
-        let nvml = match builder.init() {
-            Ok(nvml) => nvml,
-            Err(NvmlError::LibloadingError(e)) => {
-                return Ok(Found::Absent(format!("no NVML library ({e})")))
-            }
-            Err(NvmlError::DriverNotLoaded) => {
-                return Ok(Found::Absent("NVIDIA driver not loaded".into()))
-            }
-            Err(e) => return Err(format!("nvmlInit: {e}")),
+        let nvml = match init(lib)? {
+            Found::Present(nvml) => nvml,
+            Found::Absent(why) => return Ok(Found::Absent(why)),
         };
         let selectors: Vec<Selector> = match selectors {
             Some(list) => list.iter().map(|s| Selector::parse(s)).collect(),
@@ -154,36 +171,83 @@ impl NvmlSource {
         } else {
             Vec::new()
         };
-        let mut source = NvmlSource {
-            nvml,
-            gpus: Vec::new(),
-            channels: Vec::new(),
-            gauges: Vec::new(),
-        };
+        let (mut gpus, mut uuids) = (Vec::new(), Vec::new());
         for selector in selectors {
-            let (gpu, uuid) = source.open_one(&selector, &device_files)?;
-            source
-                .gauges
-                .extend(GAUGES.iter().map(|g| format!("{uuid}:{g}")));
-            source.channels.push(uuid);
-            source.gpus.push(gpu);
+            let (gpu, uuid) = Self::open_one(&nvml, &selector, &device_files)?;
+            gpus.push(Slot::Open(gpu));
+            uuids.push(uuid);
         }
-        Ok(Found::Present(source))
+        Ok(Found::Present(NvmlSource::new(Some(nvml), gpus, uuids)))
+    }
+
+    /// Reopen the GPUs of a recording that another sampler began, by the UUIDs (`GPU-…`,
+    /// `MIG-…`) it recorded as channels, in its order. A GPU that cannot be opened now, or
+    /// every GPU when NVML cannot be loaded, becomes a placeholder with the same columns:
+    /// the recording's columns cannot change, and the other sources and GPUs go on.
+    pub fn reopen(lib: Option<&Path>, uuids: &[String]) -> NvmlSource {
+        let nvml = match init(lib) {
+            Ok(Found::Present(nvml)) => Ok(nvml),
+            Ok(Found::Absent(why)) | Err(why) => Err(why),
+        };
+        let gpus = uuids
+            .iter()
+            .map(|uuid| match &nvml {
+                Ok(nvml) => match Self::open_one(nvml, &Selector::Uuid(uuid.clone()), &[]) {
+                    Ok((gpu, _)) => Slot::Open(gpu),
+                    Err(why) => Slot::Unopened(why),
+                },
+                Err(why) => Slot::Unopened(format!("GPU {uuid}: {why}")),
+            })
+            .collect();
+        NvmlSource::new(nvml.ok(), gpus, uuids.to_vec())
+    }
+
+    fn new(nvml: Option<Nvml>, gpus: Vec<Slot>, channels: Vec<String>) -> NvmlSource {
+        let gauges = channels
+            .iter()
+            .flat_map(|uuid| GAUGES.iter().map(move |g| format!("{uuid}:{g}")))
+            .collect();
+        NvmlSource {
+            nvml,
+            gpus,
+            channels,
+            gauges,
+        }
+    }
+
+    /// The GPUs opened, with their channels.
+    fn opened(&self) -> impl Iterator<Item = (&Gpu, &String)> {
+        let gpus = self.gpus.iter().zip(&self.channels);
+        gpus.filter_map(|(slot, uuid)| match slot {
+            Slot::Open(gpu) => Some((gpu, uuid)),
+            Slot::Unopened(_) => None,
+        })
+    }
+
+    /// Why each GPU of a continued recording that could not be reopened was not (each
+    /// naming its GPU), for the metadata.
+    pub fn unopened(&self) -> Vec<&str> {
+        let gpus = self.gpus.iter();
+        gpus.filter_map(|slot| match slot {
+            Slot::Open(_) => None,
+            Slot::Unopened(why) => Some(why.as_str()),
+        })
+        .collect()
     }
 
     /// A GPU by `selector`, and its channel name.
     fn open_one(
-        &self,
+        nvml: &Nvml,
         selector: &Selector,
         device_files: &[DeviceFile],
     ) -> Result<(Gpu, String), String> {
         let (device, by_index) = match selector {
-            Selector::Index(index) => (self.nvml.device_by_index(*index), false),
+            Selector::Index(index) => (nvml.device_by_index(*index), false),
             Selector::Minor(minor) => {
                 let (index, by_index) = by_minor(device_files, *minor)?;
-                (self.nvml.device_by_index(index), by_index)
+                (nvml.device_by_index(index), by_index)
             }
-            Selector::Uuid(uuid) => (self.nvml.device_by_uuid(uuid.as_str()), false),
+            Selector::Uuid(uuid) => (nvml.device_by_uuid(uuid.as_str()), false),
         };
         let device = device.map_err(|e| format!("GPU {selector}: {e}"))?;
         let uuid = device
@@ -223,8 +287,7 @@ impl NvmlSource {
             (index, None)
         };
         // What is read at each sample is read from the physical GPU (a slice's parent).
-        let gpu_device = self
-            .nvml
+        let gpu_device = nvml
             .device_by_index(index)
             .map_err(|e| format!("GPU {uuid}: {e}"))?;
         let mut unsupported = probe(&gpu_device, mig.is_some());
@@ -254,9 +317,7 @@ impl NvmlSource {
 
     /// MIG slices and the share of their GPU each is given, for the metadata.
     pub fn mig_slices(&self) -> Vec<String> {
-        self.gpus
-            .iter()
-            .zip(&self.channels)
+        self.opened()
             .filter_map(|(g, uuid)| {
                 let mig = g.mig.as_ref()?;
                 Some(format!(
@@ -269,9 +330,7 @@ impl NvmlSource {
 
     /// GPUs whose energy is integrated from power because they lack the counter.
     pub fn integrated_channels(&self) -> Vec<&str> {
-        self.gpus
-            .iter()
-            .zip(&self.channels)
+        self.opened()
             .filter(|(g, _)| g.integrated.is_some())
             .map(|(_, c)| c.as_str())
             .collect()
@@ -279,9 +338,7 @@ impl NvmlSource {
 
     /// GPUs named by a Slurm id that were taken by NVML index for want of a minor number.
     pub fn taken_by_index(&self) -> Vec<&str> {
-        self.gpus
-            .iter()
-            .zip(&self.channels)
+        self.opened()
             .filter(|(g, _)| g.by_index)
             .map(|(_, c)| c.as_str())
             .collect()
@@ -290,15 +347,28 @@ impl NvmlSource {
     /// What each GPU does not support and is therefore never read (`GPU-…: utilisation`),
     /// for the metadata.
     pub fn unsupported(&self) -> Vec<String> {
-        self.gpus
-            .iter()
-            .zip(&self.channels)
+        self.opened()
             .filter(|(g, _)| !g.unsupported.is_empty())
             .map(|(g, uuid)| {
                 let names: Vec<&str> = g.unsupported.iter().map(|q| q.name()).collect();
                 format!("{uuid}: {}", names.join(", "))
             })
             .collect()
+    }
+}
+
+/// NVML, loaded from `lib` or the system's `libnvidia-ml.so.1`; absent where there is no
+/// library or no driver.
+fn init(lib: Option<&Path>) -> Result<Found<Nvml>, String> {
+    let mut builder = Nvml::builder();
+    if let Some(lib) = lib {
+        builder.lib_path(lib.as_os_str());
+    }
+    match builder.init() {
+        Ok(nvml) => Ok(Found::Present(nvml)),
+        Err(NvmlError::LibloadingError(e)) => Ok(Found::Absent(format!("no NVML library ({e})"))),
+        Err(NvmlError::DriverNotLoaded) => Ok(Found::Absent("NVIDIA driver not loaded".into())),
+        Err(e) => Err(format!("nvmlInit: {e}")),
     }
 }
 
@@ -516,8 +586,18 @@ impl EnergySource for NvmlSource {
     /// Energy and every gauge at once: one device lookup per GPU and sample, and gauges
     /// of the same moment as the energy.
     fn read(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
-        for (gpu, uuid) in self.gpus.iter_mut().zip(&self.channels) {
-            let energy_uj = match self.nvml.device_by_index(gpu.index) {
+        for (slot, uuid) in self.gpus.iter_mut().zip(&self.channels) {
+            let gpu = match slot {
+                Slot::Open(gpu) => gpu,
+                Slot::Unopened(why) => {
+                    errors.push(format!("{why} (not opened when this sampler took over)"));
+                    out.push(None);
+                    continue;
+                }
+            };
+            // Without NVML every slot is a placeholder: never `Uninitialized` here.
+            let device = self.nvml.as_ref().ok_or(NvmlError::Uninitialized);
+            let energy_uj = match device.and_then(|nvml| nvml.device_by_index(gpu.index)) {
                 Ok(device) => gpu.take(&device, uuid, errors),
                 Err(e) => {
                     errors.push(format!("GPU {uuid}: {e}"));
@@ -533,6 +613,26 @@ impl EnergySource for NvmlSource {
         &self.gauges
     }
 
+    /// Energy integrated from power goes on from the last row: its raw value, and its power
+    /// and time as the last reading, so that the time between the two samplers is counted
+    /// as a counter would count it. A slice's row holds its share, not its GPU's energy: a
+    /// slice's integration starts afresh (one period is lost).
+    fn resume(&mut self, time_unix_ms: u64, value: &dyn Fn(&str) -> Option<u64>) {
+        let age = Duration::from_millis(now_unix_ms().saturating_sub(time_unix_ms));
+        let then = Instant::now().checked_sub(age);
+        for (slot, uuid) in self.gpus.iter_mut().zip(&self.channels) {
+            let Slot::Open(gpu) = slot else { continue };
+            let (None, Some(integrated)) = (&gpu.mig, &mut gpu.integrated) else {
+                continue;
+            };
+            let Some(raw) = value(&samples::raw_column(uuid)) else {
+                continue;
+            };
+            integrated.energy_uj = raw as f64;
+            integrated.last = then.zip(value(&format!("{uuid}:power_mw")));
+        }
+    }
+
     /// The gauges taken by the last `read`; the compute processes split by the job's pids,
     /// which are looked for only if some GPU lists a process.
     fn read_gauges(
@@ -541,8 +641,11 @@ impl EnergySource for NvmlSource {
         _errors: &mut Vec<String>,
         job_pids: &mut JobPids,
     ) {
-        for gpu in &self.gpus {
-            let taken = &gpu.taken;
+        for slot in &self.gpus {
+            let taken = match slot {
+                Slot::Open(gpu) => &gpu.taken,
+                Slot::Unopened(_) => &NOTHING_TAKEN,
+            };
             out.extend([taken.power_mw, taken.util_pct, taken.mem_used_bytes]);
             match split(taken.processes.as_deref(), job_pids) {
                 Some((job, other)) => out.extend([job.0, other.0, job.1, other.1].map(Some)),
