@@ -375,6 +375,13 @@ impl ElectionLock {
         rfs::flock(&self.file, rfs::FlockOperation::NonBlockingLockExclusive).is_ok()
     }
 
+    /// Whether a step of the job has recorded on this node: the lock file is made by the
+    /// first recorded step and removed by the job's epilog.
+    pub fn exists(lockdir: &Path, job_id: u32) -> bool {
+        std::fs::symlink_metadata(lockdir.join(layout::lock_file_name(job_id)))
+            .is_ok_and(|m| m.file_type().is_file())
+    }
+
     /// Remove the lock file once every step of the job has ended on the node (epilog).
     pub fn remove(lockdir: &Path, job_id: u32) -> io::Result<()> {
         match std::fs::remove_file(lockdir.join(layout::lock_file_name(job_id))) {

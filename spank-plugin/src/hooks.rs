@@ -17,7 +17,7 @@ use aipm_sampler::spool::{ElectionLock, JobFiles};
 use aipm_sampler::sysfs::parse_cpu_list;
 use aipm_sampler::usage::{JobUsage, ProcessTree};
 
-use crate::options::{decide, parse_request, Request};
+use crate::options::{decide, parse_request, step_period, Request, INHERITED_VARIABLE};
 use crate::spank::{context, log, Context, LogLevel, Spank};
 
 /// The plugin's state in one process (sbatch, srun, or one slurmstepd).
@@ -59,27 +59,36 @@ pub fn init(sp: &Spank, args: &[String]) -> Result<(), String> {
     sp.register_option(&crate::export::ENERGY_PROFILE)
 }
 
-/// The option callback: at submission (`remote == false`) a bad value refuses the job;
-/// in slurmstepd it is taken as given, once per step (it may be called twice).
+/// The option callback. Only a value the user typed (sbatch, srun or salloc's command line
+/// or `#SBATCH` line) is refused when malformed, as for any bad flag. Everywhere else (in
+/// slurmstepd, or read back from the job's environment by an `srun` inside the job) a value
+/// is taken as given, and a malformed one means the default period: it never fails a step.
 pub fn on_option(value: Option<&str>, remote: bool) -> Result<(), String> {
+    let typed = !remote && !is_inherited(value);
     with_plugin(|p| match parse_request(value, &p.config) {
         Ok(request) => {
             p.request = Some(request);
             Ok(())
         }
-        Err(e) if !remote => {
+        Err(e) if typed => {
             log(LogLevel::Error, &e);
             Err(e)
         }
         Err(e) => {
             log(
-                LogLevel::Error,
+                problem_level(),
                 &format!("{e}; recording with the default period"),
             );
             p.request = Some(Request::Record(p.config.period));
             Ok(())
         }
     })
+}
+
+/// Whether a value given to the callback outside slurmstepd was read back from the job's
+/// environment (Slurm passes those through the same callback before the command line).
+fn is_inherited(value: Option<&str>) -> bool {
+    value.is_some() && std::env::var(INHERITED_VARIABLE).ok().as_deref() == value
 }
 
 /// `slurm_spank_init_post_opt`: in slurmstepd, while still root, open everything the
@@ -97,13 +106,24 @@ pub fn init_post_opt(sp: &Spank) -> Result<(), String> {
             }
             return Ok(());
         }
-        let Some(period) = decide(request, &p.config) else {
-            return Ok(());
-        };
         let step = sp.job_stepid().ok_or("S_JOB_STEPID unavailable")?;
         if step == meta::SLURM_EXTERN_CONT {
             // The option is invisible in the extern step; the job's other steps record it.
             return Ok(());
+        }
+        let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
+        let submitted = sp.getenv(INHERITED_VARIABLE).map(|v| {
+            parse_request(Some(&v), &p.config).unwrap_or(Request::Record(p.config.period))
+        });
+        let recorded_here = ElectionLock::exists(&p.config.lockdir, job_id);
+        let Some(period) = step_period(request, submitted, recorded_here, &p.config) else {
+            return Ok(());
+        };
+        if request == Request::Off {
+            log(
+                LogLevel::Info,
+                &format!("job {job_id} is recorded: --energy-profile=off on one of its steps is ignored (a step cannot leave its job's recording)"),
+            );
         }
         let setup = prepare(sp, &p.config, period, step)?;
         p.job_id = setup.meta.job_id;
@@ -172,8 +192,8 @@ fn prepare(
     });
     let meta = Meta {
         job_id,
-        array_job_id: sp.job_array_id(),
-        array_task_id: sp.job_array_id().and(sp.job_array_task_id()),
+        array_job_id: sp.job_array().map(|(array, _)| array),
+        array_task_id: sp.job_array().map(|(_, task)| task),
         // Completed from the task's environment in task_post_fork; slurmstepd has not set
         // SLURM_JOB_USER yet when init_post_opt runs.
         user: crate::spank::user_name(uid).unwrap_or_else(|| uid.to_string()),

@@ -17,11 +17,18 @@ pub enum Request {
     Off,
 }
 
-/// Parse the option's value: `None` or `""` (a flag without value; slurmstepd passes `""`)
-/// means the configured period.
+/// The variable through which sbatch, salloc and srun hand the option to the job's steps and
+/// to the commands run inside the job (an `srun` in a batch script reads it back as if typed).
+pub const INHERITED_VARIABLE: &str = "SLURM_SPANK__SLURM_SPANK_OPTION_aipm_energy_profile";
+
+/// What Slurm writes into [`INHERITED_VARIABLE`] for the flag given without a value.
+const BARE_FLAG_AS_EXPORTED: &str = "(null)";
+
+/// Parse the option's value: `None`, `""` (slurmstepd's form of a flag without value) and
+/// `(null)` (the form sbatch exports it in) mean the configured period.
 pub fn parse_request(value: Option<&str>, config: &PluginConfig) -> Result<Request, String> {
     match value.map(str::trim) {
-        None | Some("") => Ok(Request::Record(config.period)),
+        None | Some("") | Some(BARE_FLAG_AS_EXPORTED) => Ok(Request::Record(config.period)),
         Some("off") => Ok(Request::Off),
         Some(text) => parse_bounded_period(text, config.min_period)
             .map(Request::Record)
@@ -46,6 +53,23 @@ pub fn decide(request: Request, config: &PluginConfig) -> Option<Duration> {
     }
 }
 
+/// The period a step in slurmstepd records with, or `None` when it records nothing. A job is
+/// recorded on a node from its first step there that asks for it until the job ends, and
+/// every step of a recorded job is in its recording: the energy is measured for the whole
+/// job (its cgroup), so a step cannot leave it with `=off`. `own` is the step's value (its
+/// srun's, typed or inherited), `submitted` the job's as its environment carries it, and
+/// `recorded_here` says that an earlier step of the job recorded on this node.
+pub fn step_period(
+    own: Request,
+    submitted: Option<Request>,
+    recorded_here: bool,
+    config: &PluginConfig,
+) -> Option<Duration> {
+    decide(own, config)
+        .or_else(|| submitted.and_then(|job| decide(job, config)))
+        .or_else(|| recorded_here.then_some(config.period))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +89,11 @@ mod tests {
         assert_eq!(
             parse_request(Some("200ms"), &config),
             Ok(Request::Record(ms(200)))
+        );
+        assert_eq!(
+            parse_request(Some("(null)"), &config),
+            Ok(Request::Record(ms(1000))),
+            "the bare flag as sbatch exports it to the job"
         );
         assert_eq!(parse_request(Some("off"), &config), Ok(Request::Off));
         let err = parse_request(Some("banana"), &config).unwrap_err();
@@ -89,5 +118,35 @@ mod tests {
         assert_eq!(decide(Request::Off, &config), None);
         config.allow_opt_out = false;
         assert_eq!(decide(Request::Off, &config), Some(ms(1000)));
+    }
+
+    #[test]
+    fn a_step_records_when_it_or_its_job_asks_and_never_leaves_a_recorded_job() {
+        let config = PluginConfig::default();
+        let job = Some(Request::Record(ms(250)));
+        // A step of a recorded job, whatever its own value.
+        assert_eq!(
+            step_period(Request::Record(ms(250)), job, false, &config),
+            Some(ms(250))
+        );
+        assert_eq!(
+            step_period(Request::Off, job, false, &config),
+            Some(ms(250))
+        );
+        assert_eq!(
+            step_period(Request::Off, None, true, &config),
+            Some(ms(1000))
+        );
+        // A step that asks for itself in a job that did not.
+        assert_eq!(
+            step_period(Request::Record(ms(200)), Some(Request::Off), false, &config),
+            Some(ms(200))
+        );
+        // Nobody asked.
+        assert_eq!(
+            step_period(Request::Off, Some(Request::Off), false, &config),
+            None
+        );
+        assert_eq!(step_period(Request::Unset, None, false, &config), None);
     }
 }

@@ -56,12 +56,14 @@ impl Spank {
         }
     }
 
+    /// A 32-bit item, `None` when Slurm has none or answers with one of its sentinels
+    /// (NO_VAL, INFINITE), which never stand for a real id or count.
     fn item_u32(&self, item: sys::spank_item) -> Option<u32> {
         let mut value: u32 = 0;
         // SAFETY: every item read through here takes one `uint32_t *` (or `uid_t *`/`gid_t *`,
         // also 32 bits) per spank.h; `value` lives across the call and the handle is valid.
         let rc = unsafe { sys::spank_get_item(self.raw, item, &mut value as *mut u32) };
-        (rc == sys::ESPANK_SUCCESS).then_some(value)
+        (rc == sys::ESPANK_SUCCESS && !is_sentinel_u32(value)).then_some(value)
     }
 
     /// Memory allocated to the job on this node, in MB (Slurm's MiB), when Slurm tracks it.
@@ -76,7 +78,7 @@ impl Spank {
                 &mut value as *mut u64,
             )
         };
-        (rc == sys::ESPANK_SUCCESS && value > 0).then_some(value)
+        (rc == sys::ESPANK_SUCCESS && value > 0 && !is_sentinel_u64(value)).then_some(value)
     }
 
     pub fn job_id(&self) -> Option<u32> {
@@ -99,14 +101,14 @@ impl Spank {
         self.item_u32(sys::spank_item::S_JOB_LOCAL_TASK_COUNT)
     }
 
-    /// The array job id, or `None` when the job is not an array task (Slurm gives 0).
-    pub fn job_array_id(&self) -> Option<u32> {
-        self.item_u32(sys::spank_item::S_JOB_ARRAY_ID)
-            .filter(|&id| id != 0)
-    }
-
-    pub fn job_array_task_id(&self) -> Option<u32> {
-        self.item_u32(sys::spank_item::S_JOB_ARRAY_TASK_ID)
+    /// The array job id and task id, or `None` when the job is not an array task: Slurm
+    /// gives an array id of 0, or a task id of NO_VAL (jobs started by srun or salloc).
+    pub fn job_array(&self) -> Option<(u32, u32)> {
+        let array_id = self
+            .item_u32(sys::spank_item::S_JOB_ARRAY_ID)
+            .filter(|&id| id != 0)?;
+        let task_id = self.item_u32(sys::spank_item::S_JOB_ARRAY_TASK_ID)?;
+        Some((array_id, task_id))
     }
 
     /// The cores allocated to the job on this node, in Slurm's list format (`0-3,8`).
@@ -177,6 +179,20 @@ impl Spank {
 }
 
 /// The login name of `uid` through the system's name service (files, LDAP, ...).
+/// Slurm's NO_VAL and INFINITE (slurm.h): "not set" and "unlimited", never a value.
+const NO_VAL: u32 = 0xffff_fffe;
+const INFINITE: u32 = 0xffff_ffff;
+const NO_VAL64: u64 = 0xffff_ffff_ffff_fffe;
+const INFINITE64: u64 = 0xffff_ffff_ffff_ffff;
+
+fn is_sentinel_u32(value: u32) -> bool {
+    value == NO_VAL || value == INFINITE
+}
+
+fn is_sentinel_u64(value: u64) -> bool {
+    value == NO_VAL64 || value == INFINITE64
+}
+
 pub fn user_name(uid: u32) -> Option<String> {
     let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
     let mut buf = vec![0 as c_char; 16 * 1024];
