@@ -119,7 +119,23 @@ impl Meta {
     }
 
     pub fn from_json(text: &str) -> Result<Meta, serde_json::Error> {
-        serde_json::from_str(text)
+        let mut meta: Meta = serde_json::from_str(text)?;
+        meta.drop_slurm_sentinels();
+        Ok(meta)
+    }
+
+    /// Recordings made before the plugin filtered them hold Slurm's NO_VAL (4294967294) as
+    /// the array task id of jobs that are not array tasks: such a job is no array task.
+    fn drop_slurm_sentinels(&mut self) {
+        const NO_VAL: u32 = 0xffff_fffe;
+        const INFINITE: u32 = 0xffff_ffff;
+        let real = |id: Option<u32>| id.filter(|&v| v != NO_VAL && v != INFINITE);
+        match (real(self.array_job_id), real(self.array_task_id)) {
+            (Some(array), Some(task)) => {
+                (self.array_job_id, self.array_task_id) = (Some(array), Some(task))
+            }
+            _ => (self.array_job_id, self.array_task_id) = (None, None),
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -132,6 +148,22 @@ impl Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slurms_no_val_as_an_array_task_id_reads_as_no_array() {
+        let mut meta = Meta {
+            job_id: 8,
+            array_job_id: Some(8),
+            array_task_id: Some(4294967294),
+            ..Meta::default()
+        };
+        let read = Meta::from_json(&meta.to_json()).unwrap();
+        assert_eq!((read.array_job_id, read.array_task_id), (None, None));
+        assert_eq!(read.display_id(), "8");
+        meta.array_task_id = Some(3);
+        let read = Meta::from_json(&meta.to_json()).unwrap();
+        assert_eq!(read.display_id(), "8_3");
+    }
 
     #[test]
     fn step_names_follow_slurm() {
