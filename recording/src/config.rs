@@ -100,6 +100,42 @@ impl PluginConfig {
         Ok(())
     }
 
+    /// The paths with slurm.conf's `%n` (the node's Slurm name), `%h` (the host's name) and
+    /// `%%` replaced, as for `SlurmdSpoolDir`: several slurmd on one host (each a node) need
+    /// their own lock directory, and a test host its own simulated sensors per node.
+    pub fn for_node(&self, node: &str, host: &str) -> PluginConfig {
+        let expand = |path: &Path| -> PathBuf {
+            let text = path.to_string_lossy();
+            if !text.contains('%') {
+                return path.to_path_buf();
+            }
+            let mut out = String::with_capacity(text.len());
+            let mut chars = text.chars();
+            while let Some(c) = chars.next() {
+                match (c, chars.clone().next()) {
+                    ('%', Some('n')) => out.push_str(node),
+                    ('%', Some('h')) => out.push_str(host),
+                    ('%', Some('%')) => out.push('%'),
+                    _ => {
+                        out.push(c);
+                        continue;
+                    }
+                }
+                chars.next();
+            }
+            PathBuf::from(out)
+        };
+        PluginConfig {
+            spool: expand(&self.spool),
+            lockdir: expand(&self.lockdir),
+            powercap_root: expand(&self.powercap_root),
+            cgroup_root: expand(&self.cgroup_root),
+            proc_root: expand(&self.proc_root),
+            nvml_lib: self.nvml_lib.as_deref().map(expand),
+            ..self.clone()
+        }
+    }
+
     /// The configuration of the aipm line in an admin's `plugstack.conf.d/`, if there is one.
     pub fn from_plugstack_dir(dir: &Path) -> Option<PluginConfig> {
         let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().collect();
@@ -157,6 +193,28 @@ fn admin_period(value: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_n_and_h_in_paths_name_the_node_and_the_host() {
+        let (config, problems) = PluginConfig::from_args(&[
+            "lockdir=/run/aipm/%n",
+            "powercap_root=/sim/%h/%n/powercap",
+            "nvml_lib=/sim/%n/lib%%nvml.so",
+            "spool=/var/spool/aipm",
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let node = config.for_node("n2", "vm");
+        assert_eq!(node.lockdir, PathBuf::from("/run/aipm/n2"));
+        assert_eq!(node.powercap_root, PathBuf::from("/sim/vm/n2/powercap"));
+        assert_eq!(node.nvml_lib, Some(PathBuf::from("/sim/n2/lib%nvml.so")));
+        assert_eq!(node.spool, PathBuf::from("/var/spool/aipm"));
+        assert_eq!(node.period, config.period);
+        // A % before another letter is kept as written.
+        let odd = PluginConfig::from_args(&["lockdir=/run/%x%"])
+            .0
+            .for_node("n1", "h");
+        assert_eq!(odd.lockdir, PathBuf::from("/run/%x%"));
+    }
 
     #[test]
     fn defaults_without_arguments() {

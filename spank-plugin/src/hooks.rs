@@ -112,6 +112,9 @@ pub fn init_post_opt(sp: &Spank) -> Result<(), String> {
             return Ok(());
         }
         let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
+        let node = stepd_node(&p.config, job_id, step);
+        // From here on, every path is this node's (`%n`, `%h` in the plugstack line).
+        p.config = p.config.for_node(node.as_str(), &crate::node::host_name());
         let submitted = sp.getenv(INHERITED_VARIABLE).map(|v| {
             parse_request(Some(&v), &p.config).unwrap_or(Request::Record(p.config.period))
         });
@@ -125,7 +128,7 @@ pub fn init_post_opt(sp: &Spank) -> Result<(), String> {
                 &format!("job {job_id} is recorded: --energy-profile=off on one of its steps is ignored (a step cannot leave its job's recording)"),
             );
         }
-        let setup = prepare(sp, &p.config, period, step)?;
+        let setup = prepare(sp, &p.config, period, step, node)?;
         p.job_id = setup.meta.job_id;
         p.local_tasks = sp.job_local_task_count().unwrap_or(1).max(1);
         p.prepared = Some(setup);
@@ -139,11 +142,11 @@ fn prepare(
     config: &PluginConfig,
     period: std::time::Duration,
     step: u32,
+    node: NodeName,
 ) -> Result<SamplerSetup, String> {
     let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
     let uid = sp.job_uid().ok_or("S_JOB_UID unavailable")?;
     let gid = sp.job_gid().ok_or("S_JOB_GID unavailable")?;
-    let node = node_name(sp.getenv("SLURMD_NODENAME"))?;
     let lock = ElectionLock::open(&config.lockdir, job_id).map_err(|e| e.to_string())?;
     let mut files =
         JobFiles::open(&config.spool, job_id, &node, uid, gid).map_err(|e| e.to_string())?;
@@ -333,21 +336,37 @@ fn stop(p: &mut Plugin) {
     }
 }
 
-/// This node's name as Slurm knows it (`SLURMD_NODENAME`), else the host's.
-fn node_name(slurmd_nodename: Option<String>) -> Result<NodeName, String> {
-    let text = slurmd_nodename.unwrap_or_else(|| {
-        rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned()
-    });
-    NodeName::new(&text)
+/// The Slurm node of this slurmstepd (see [`crate::node`]); the host's name, logged, in the
+/// unlikely case slurmstepd's socket cannot be found. Never the job's `SLURMD_NODENAME`.
+fn stepd_node(config: &PluginConfig, job_id: u32, step: u32) -> NodeName {
+    crate::node::of_slurmstepd(&config.proc_root, job_id, step).unwrap_or_else(|e| {
+        let host = crate::node::host_name();
+        log(
+            LogLevel::Error,
+            &format!(
+                "job {job_id}: this node's Slurm name is unknown ({e}); using the host name {host}"
+            ),
+        );
+        NodeName::new(&host).unwrap_or_else(|_| NodeName::new("unknown").expect("a valid name"))
+    })
 }
 
-/// The configuration in the prolog and epilog: `slurm_spank_init` is not called in that
-/// process, so the plugstack arguments are read here (problems were logged at init).
-fn script_context_config(args: &[String]) -> PluginConfig {
-    PluginConfig::from_args(args).0
+/// The node of the prolog or epilog (slurmd's `SLURMD_NODENAME`), else the host's.
+fn script_node() -> NodeName {
+    crate::node::of_script_environment().unwrap_or_else(|e| {
+        let host = crate::node::host_name();
+        log(LogLevel::Error, &format!("{e}; using the host name {host}"));
+        NodeName::new(&host).unwrap_or_else(|_| NodeName::new("unknown").expect("a valid name"))
+    })
+}
+
+/// The configuration in the prolog and epilog, with this node's paths: `slurm_spank_init`
+/// is not called in that process, so the plugstack arguments are read here (problems were
+/// logged at init).
+fn script_context_config(args: &[String], node: &NodeName) -> PluginConfig {
+    PluginConfig::from_args(args)
+        .0
+        .for_node(node.as_str(), &crate::node::host_name())
 }
 
 /// `slurm_spank_job_prolog`, as root on each node before any step of the job runs there:
@@ -356,9 +375,8 @@ fn script_context_config(args: &[String]) -> PluginConfig {
 /// as the other. Done here and not in a step, because steps may start together.
 pub fn job_prolog(sp: &Spank, args: &[String]) -> Result<(), String> {
     let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
-    // spank_getenv is not available in the prolog; its environment is plain.
-    let node = node_name(std::env::var("SLURMD_NODENAME").ok())?;
-    let config = script_context_config(args);
+    let node = script_node();
+    let config = script_context_config(args, &node);
     let uid = sp.job_uid().ok_or("S_JOB_UID unavailable")?;
     let retired = aipm_sampler::spool::retire_previous(&config.spool, job_id, &node, uid)
         .map_err(|e| format!("moving an older recording of job {job_id}: {e}"))?;
@@ -382,7 +400,7 @@ pub fn job_prolog(sp: &Spank, args: &[String]) -> Result<(), String> {
 /// remove the election lock file (never earlier, or a late step could elect a second leader).
 pub fn job_epilog(sp: &Spank, args: &[String]) -> Result<(), String> {
     let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
-    let lockdir = script_context_config(args).lockdir;
+    let lockdir = script_context_config(args, &script_node()).lockdir;
     aipm_sampler::spool::ElectionLock::remove(&lockdir, job_id).map_err(|e| {
         format!(
             "removing the lock of job {job_id} in {}: {e}",

@@ -4,6 +4,7 @@
 
 pub mod export;
 mod hooks;
+mod node;
 mod options;
 mod spank;
 mod sys;

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# A real single-node Slurm on this machine, with the aipm plugin and simulated sensors,
-# for the tests and the demo. Debian 12, as root, without systemd (daemons started by hand).
+# A real Slurm on this machine, with the aipm plugin and simulated sensors, for the tests
+# and the demo. Debian 12, as root, without systemd (daemons started by hand).
 #
-#   tests/slurm/cluster.sh start    install what is missing, configure, start everything
-#   tests/slurm/cluster.sh stop     stop everything this script started, by pid file
+#   tests/slurm/cluster.sh start [--nodes N]   install what is missing, configure, start
+#   tests/slurm/cluster.sh stop                stop everything this script started, by pid file
 #   tests/slurm/cluster.sh status
+#
+# One node (the default) is named after the host. With --nodes N (N >= 2) there are N nodes
+# n1..nN, each its own slurmd on this host (Debian's Slurm is built for several slurmd per
+# host: `slurmd -N nK`, cgroups in slurm_nK), each with its own port, spool and log (`%n`
+# in slurm.conf), its own simulated RAPL tree (node K: package (30+10K) W, DRAM 6 W) and its
+# own two stand-in GPUs (GPU 0 of node K: (200+100K) W), found by the plugin through `%n` in
+# its plugstack paths, and its own lock directory.
 #
 # Knobs (environment):
 #   AIPM_PLUGIN=/abs/libaipm_spank.so   plugin to install (default: the build in $CARGO_TARGET_DIR)
@@ -35,6 +42,7 @@ NVML_DIR=$SLURM_DIR/nvml
 GPU0_W=${AIPM_SIM_GPU0_WATTS:-300}
 PLUGIN_DEST=/usr/local/lib/aipm/libaipm_spank.so
 TEST_USERS="aipmtest aipmtest2"
+NODES=${AIPM_NODES:-1}
 DB_DIR=$SLURM_DIR/mysql
 DB_SOCKET=/run/mysqld/mysqld.sock
 DB_PID=/run/mysqld/aipm-mariadb.pid
@@ -42,6 +50,17 @@ EPILOG=$SLURM_DIR/epilog-slurmctld.sh
 CONTRIB=$here/../../contrib
 
 log() { echo "[cluster] $*" >&2; }
+
+# The Slurm names of the nodes: the host's for one node, n1..nN for several.
+node_names() {
+	if [ "$NODES" -eq 1 ]; then hostname -s; else seq -f 'n%g' 1 "$NODES"; fi
+}
+
+slurmd_spool() { if [ "$NODES" -eq 1 ]; then echo "$SLURM_DIR/d"; else echo "$SLURM_DIR/d-$1"; fi; }
+
+# Per-node paths of the simulated sensors: the plugin finds them through %n.
+sim_root() { if [ "$NODES" -eq 1 ]; then echo "$SIM_ROOT"; else echo "$SLURM_DIR/sim-$1/powercap"; fi; }
+nvml_dir() { if [ "$NODES" -eq 1 ]; then echo "$NVML_DIR"; else echo "$NVML_DIR/$1"; fi; }
 
 wait_for() { # wait_for SECONDS CMD...
 	local end=$(( $(date +%s) + $1 )); shift
@@ -91,7 +110,8 @@ write_config() {
 	else
 		proctrack=proctrack/linuxproc; task=task/none; gather=jobacct_gather/linux
 	fi
-	mkdir -p "$SLURM_DIR"/{ctld,d} "$LOG" /etc/slurm/plugstack.conf.d
+	mkdir -p "$SLURM_DIR"/ctld "$LOG" /etc/slurm/plugstack.conf.d
+	for node in $(node_names); do mkdir -p "$(slurmd_spool "$node")"; done
 	cat > /etc/slurm/slurm.conf <<CONF
 ClusterName=aipm
 SlurmctldHost=$host(127.0.0.1)
@@ -99,11 +119,8 @@ SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
 StateSaveLocation=$SLURM_DIR/ctld
-SlurmdSpoolDir=$SLURM_DIR/d
 SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
-SlurmdPidFile=$SLURM_DIR/slurmd.pid
 SlurmctldLogFile=$LOG/slurmctld.log
-SlurmdLogFile=$LOG/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=$proctrack
@@ -125,12 +142,30 @@ MpiDefault=none
 KillWait=2
 MinJobAge=600
 GresTypes=gpu
+CONF
+	if [ "$NODES" -eq 1 ]; then
+		cat >> /etc/slurm/slurm.conf <<CONF
+SlurmdSpoolDir=$SLURM_DIR/d
+SlurmdPidFile=$SLURM_DIR/slurmd.pid
+SlurmdLogFile=$LOG/slurmd.log
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
-	# Two simulated GPUs: device files for Slurm's gres (no driver behind them: nothing
-	# opens them) and the stand-in NVML library that the plugin loads with nvml_lib=.
-	echo "NodeName=$host Name=gpu File=/dev/nvidia[0-1]" > /etc/slurm/gres.conf
+	else
+		cat >> /etc/slurm/slurm.conf <<CONF
+SlurmdSpoolDir=$SLURM_DIR/d-%n
+SlurmdPidFile=$SLURM_DIR/slurmd-%n.pid
+SlurmdLogFile=$LOG/slurmd-%n.log
+NodeName=n[1-$NODES] NodeHostname=$host NodeAddr=127.0.0.1 Port=[6821-$(( 6820 + NODES ))] CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN
+PartitionName=debug Nodes=n[1-$NODES] Default=YES MaxTime=INFINITE State=UP
+CONF
+	fi
+	# Two simulated GPUs per node: device files for Slurm's gres (no driver behind them:
+	# nothing opens them) and the stand-in NVML library that the plugin loads with nvml_lib=.
+	: > /etc/slurm/gres.conf
+	for node in $(node_names); do
+		echo "NodeName=$node Name=gpu File=/dev/nvidia[0-1]" >> /etc/slurm/gres.conf
+	done
 	cat > /etc/slurm/cgroup.conf <<'CONF'
 CgroupPlugin=autodetect
 ConstrainCores=no
@@ -161,7 +196,7 @@ CONF
 AIPM_ANALYZE=$ANALYZE AIPM_EPILOG_LOG=$LOG/epilog-slurmctld.log exec $CONTRIB/aipm-epilog-slurmctld.sh
 SH
 	chmod 0755 "$EPILOG"
-	log "node=$host cpus=$cpus mem=${mem}M $proctrack"
+	log "nodes=$(node_names | tr '\n' ' ')cpus=$cpus mem=${mem}M $proctrack"
 }
 
 install_plugin() {
@@ -170,36 +205,55 @@ install_plugin() {
 	install -D -m 0755 "$PLUGIN" "$PLUGIN_DEST"
 	install -d -o root -g root -m 0755 "$SPOOL"
 	# required: a broken plugin fails submissions loudly in tests.
-	echo "required $PLUGIN_DEST spool=$SPOOL powercap_root=$SIM_ROOT nvml_lib=$NVML_DIR/libnvidia-ml.so min_period=100ms ${AIPM_PLUGIN_ARGS:-}" \
+	local per_node=""
+	[ "$NODES" -gt 1 ] && per_node="lockdir=/run/aipm/%n"
+	echo "required $PLUGIN_DEST spool=$SPOOL powercap_root=$(sim_root %n) nvml_lib=$(nvml_dir %n)/libnvidia-ml.so min_period=100ms $per_node ${AIPM_PLUGIN_ARGS:-}" \
 		> /etc/slurm/plugstack.conf.d/aipm.conf
 	log "plugstack: $(cat /etc/slurm/plugstack.conf.d/aipm.conf)"
 }
 
 start_gpus() {
-	local i
+	local i k=0 node dir gpu0_w tag now
 	for i in 0 1; do [ -e /dev/nvidia$i ] || mknod -m 0666 /dev/nvidia$i c 195 $i; done
 	[ -f "$STANDIN" ] || { log "no stand-in NVML at $STANDIN: run cargo build --workspace first"; exit 1; }
-	install -D -m 0755 "$STANDIN" "$NVML_DIR/libnvidia-ml.so"
-	cat > "$NVML_DIR/libnvidia-ml.so.json.tmp" <<JSON
+	for node in $(node_names); do
+		k=$(( k + 1 ))
+		dir=$(nvml_dir "$node")
+		# One node keeps the documented 300 W; node K of several draws (200+100K) W.
+		gpu0_w=$GPU0_W tag=0
+		[ "$NODES" -gt 1 ] && gpu0_w=$(( 200 + 100 * k )) tag=$k
+		now=$(date +%s%3N)
+		install -D -m 0755 "$STANDIN" "$dir/libnvidia-ml.so"
+		cat > "$dir/libnvidia-ml.so.json.tmp" <<JSON
 { "driver_version": "550.54.15", "devices": [
-  { "uuid": "GPU-5a1e0000-0000-0000-0000-000000000000", "name": "Simulated GPU 0", "power_w": $GPU0_W,
-    "energy_start_mj": 123456789, "start_unix_ms": $(date +%s%3N), "util_gpu": 90, "util_mem": 30,
+  { "uuid": "GPU-5a1e0000-0000-0000-0000-00000000000$tag", "name": "Simulated GPU 0", "power_w": $gpu0_w,
+    "energy_start_mj": 123456789, "start_unix_ms": $now, "util_gpu": 90, "util_mem": 30,
     "mem_total": 42949672960, "mem_used": 21474836480, "mem_reserved": 0 },
-  { "uuid": "GPU-5a1e0001-0000-0000-0000-000000000000", "name": "Simulated GPU 1", "power_w": 55,
-    "energy_start_mj": 0, "start_unix_ms": $(date +%s%3N), "util_gpu": 0, "util_mem": 0,
+  { "uuid": "GPU-5a1e0001-0000-0000-0000-00000000000$tag", "name": "Simulated GPU 1", "power_w": 55,
+    "energy_start_mj": 0, "start_unix_ms": $now, "util_gpu": 0, "util_mem": 0,
     "mem_total": 42949672960, "mem_used": 0, "mem_reserved": 0 } ] }
 JSON
-	mv "$NVML_DIR/libnvidia-ml.so.json.tmp" "$NVML_DIR/libnvidia-ml.so.json"
+		mv "$dir/libnvidia-ml.so.json.tmp" "$dir/libnvidia-ml.so.json"
+	done
 }
 
 start_simulator() {
-	stop_pidfile simulator "$SLURM_DIR/sim.pid"
-	local args=()
-	for w in $SIM_WATTS; do args+=(--zone "$w"); done
-	setsid "$ANALYZE" simulate rapl --root "$SIM_ROOT" "${args[@]}" \
-		</dev/null >>"$LOG/simulator.log" 2>&1 &
-	echo $! > "$SLURM_DIR/sim.pid"
-	wait_for 10 test -s "$SIM_ROOT/intel-rapl:0/energy_uj" || { log "simulator did not start"; cat "$LOG/simulator.log"; exit 1; }
+	local k=0 node root watts pidfile
+	for pidfile in "$SLURM_DIR"/sim*.pid; do stop_pidfile simulator "$pidfile"; done
+	for node in $(node_names); do
+		k=$(( k + 1 ))
+		root=$(sim_root "$node")
+		watts=$SIM_WATTS
+		[ "$NODES" -gt 1 ] && watts="package-0=$(( 30 + 10 * k )) package-0/dram=6"
+		local args=()
+		for w in $watts; do args+=(--zone "$w"); done
+		pidfile=$SLURM_DIR/sim.pid
+		[ "$NODES" -gt 1 ] && pidfile=$SLURM_DIR/sim-$node.pid
+		setsid "$ANALYZE" simulate rapl --root "$root" "${args[@]}" \
+			</dev/null >>"$LOG/simulator.log" 2>&1 &
+		echo $! > "$pidfile"
+		wait_for 10 test -s "$root/intel-rapl:0/energy_uj" || { log "simulator did not start"; cat "$LOG/simulator.log"; exit 1; }
+	done
 }
 
 start_munge() {
@@ -256,32 +310,40 @@ do_start() {
 	log "slurmdbd up at $(( SECONDS - t0 ))s"
 	slurmctld
 	wait_for 30 scontrol ping || { log "slurmctld not up"; tail "$LOG/slurmctld.log"; exit 1; }
-	slurmd
-	wait_for 30 sh -c 'sinfo -h -o %T | grep -qE "^idle"' || { log "node not idle"; sinfo; tail "$LOG/slurmd.log"; exit 1; }
+	if [ "$NODES" -eq 1 ]; then
+		slurmd
+	else
+		for node in $(node_names); do slurmd -N "$node"; done
+	fi
+	wait_for 30 sh -c "[ \$(sinfo -h -N -o %T | grep -c '^idle') -eq $NODES ]" || { log "nodes not idle"; sinfo -N; tail "$LOG"/slurmd*.log; exit 1; }
 	log "cluster up in $(( SECONDS - t0 ))s"
 }
 
 stop_daemons() {
-	stop_pidfile slurmd "$SLURM_DIR/slurmd.pid"
+	local pidfile
+	for pidfile in "$SLURM_DIR"/slurmd*.pid; do stop_pidfile slurmd "$pidfile"; done
 	stop_pidfile slurmctld "$SLURM_DIR/slurmctld.pid"
 	stop_pidfile slurmdbd "$SLURM_DIR/slurmdbd.pid"
 }
 
 do_stop() {
 	stop_daemons
-	stop_pidfile simulator "$SLURM_DIR/sim.pid"
+	for pidfile in "$SLURM_DIR"/sim*.pid; do stop_pidfile simulator "$pidfile"; done
 	stop_pidfile mariadb "$DB_PID"
 	stop_pidfile munged /run/munge/munged.pid
 	rm -f /etc/slurm/plugstack.conf.d/aipm.conf
 }
 
 case "${1:-}" in
-	start) do_start ;;
+	start)
+		if [ "${2:-}" = --nodes ]; then NODES=${3:?"--nodes needs a number"}; fi
+		case "$NODES" in ''|*[!0-9]*|0) echo "--nodes: expected a number of nodes, got '$NODES'" >&2; exit 2 ;; esac
+		do_start ;;
 	stop) do_stop ;;
 	status)
 		for f in "$SLURM_DIR"/*.pid /run/munge/munged.pid; do
 			[ -f "$f" ] && echo "$f: $(cat "$f")"
 		done
 		sinfo 2>/dev/null || true ;;
-	*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+	*) echo "usage: $0 start [--nodes N]|stop|status" >&2; exit 2 ;;
 esac

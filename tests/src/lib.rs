@@ -23,6 +23,8 @@ pub struct Cluster {
     pub spool: PathBuf,
     pub slurm_dir: PathBuf,
     pub plugstack_line: String,
+    /// Slurm's names of the nodes.
+    pub nodes: Vec<String>,
 }
 
 /// Tests that change the cluster's configuration take this for writing; all others for
@@ -39,10 +41,17 @@ pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
 
 const PLUGSTACK: &str = "/etc/slurm/plugstack.conf.d/aipm.conf";
 
-/// The cluster, started on first use with the plugin and `aipm-analyze` of this build.
+/// The single-node cluster, started on first use with the plugin and `aipm-analyze` of
+/// this build.
 pub fn cluster() -> &'static Cluster {
+    cluster_of(1)
+}
+
+/// The cluster of `nodes` nodes (`n1`..`nN` when more than one: several slurmd on this
+/// host), started on first use. A test binary uses one size: its tests share the cluster.
+pub fn cluster_of(nodes: usize) -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
+    let cluster = CLUSTER.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
         // target/debug/deps/e2e-HASH -> target/debug
         let bin_dir = exe
@@ -54,7 +63,7 @@ pub fn cluster() -> &'static Cluster {
         let spool = PathBuf::from("/var/spool/aipm-test");
         let slurm_dir = PathBuf::from("/var/tmp/aipm-slurm");
         let out = Command::new(&script)
-            .arg("start")
+            .args(["start", "--nodes", &nodes.to_string()])
             .env("AIPM_PLUGIN", bin_dir.join("libaipm_spank.so"))
             .env("AIPM_ANALYZE", bin_dir.join("aipm-analyze"))
             .env("AIPM_SPOOL", &spool)
@@ -71,18 +80,36 @@ pub fn cluster() -> &'static Cluster {
             .expect("plugstack written")
             .trim()
             .to_string();
+        let nodes = if nodes == 1 {
+            vec![node_name()]
+        } else {
+            (1..=nodes).map(|k| format!("n{k}")).collect()
+        };
         Cluster {
             bin_dir,
             spool,
             slurm_dir,
             plugstack_line,
+            nodes,
         }
-    })
+    });
+    assert_eq!(
+        cluster.nodes.len(),
+        nodes,
+        "one test binary, one size of cluster"
+    );
+    cluster
 }
 
 impl Cluster {
     pub fn slurmd_log(&self) -> String {
         std::fs::read_to_string(self.slurm_dir.join("log/slurmd.log")).unwrap_or_default()
+    }
+
+    /// The log of node `node`'s slurmd on a cluster of several nodes.
+    pub fn node_log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.slurm_dir.join(format!("log/slurmd-{node}.log")))
+            .unwrap_or_default()
     }
 
     /// Run with extra plugstack arguments (hold [`exclusive`]); restored on drop.

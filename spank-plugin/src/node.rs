@@ -1,0 +1,159 @@
+//! Which Slurm node this process serves, from the system and never from the job's
+//! environment (which the user writes: every `srun` step inherits the batch script's
+//! `SLURMD_NODENAME`, the first node's).
+//!
+//! - In a step's slurmstepd: SPANK 22.05 has no node-name item, and slurmstepd's own
+//!   environment is cleared. But every slurmstepd listens on a Unix socket that it creates in
+//!   slurmd's spool directory, named `<NodeName>_<job id>.<step id>` (with `.<component>` for
+//!   a heterogeneous job's component), before any plugin hook runs: `scontrol listpids` and
+//!   `sattach` find steps by that name. The kernel lists the socket's path with its inode in
+//!   `/proc/net/unix`; the inode is one of this process's open descriptors.
+//! - In the job prolog and epilog: slurmd builds their environment, and its
+//!   `SLURMD_NODENAME` is slurmd's own node.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use aipm_recording::layout::NodeName;
+
+/// The node of the step `job_id`.`step_id` whose slurmstepd this process is, from its
+/// listening socket (see the module's comment); `proc_root` is `/proc` outside tests.
+pub fn of_slurmstepd(proc_root: &Path, job_id: u32, step_id: u32) -> Result<NodeName, String> {
+    let fd_dir = proc_root.join("self/fd");
+    let entries =
+        fs::read_dir(&fd_dir).map_err(|e| format!("listing {}: {e}", fd_dir.display()))?;
+    let inodes: HashSet<u64> = entries
+        .flatten()
+        .filter_map(|entry| fs::read_link(entry.path()).ok())
+        .filter_map(|target| socket_inode(&target.to_string_lossy()))
+        .collect();
+    let table_path = proc_root.join("net/unix");
+    let table = fs::read_to_string(&table_path)
+        .map_err(|e| format!("reading {}: {e}", table_path.display()))?;
+    let suffix = format!("_{job_id}.{step_id}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(parse_unix_line)
+        .filter(|(inode, _)| inodes.contains(inode))
+        .find_map(|(_, path)| node_of_socket(path, &suffix))
+        .ok_or_else(|| {
+            format!("no socket *{suffix} of slurmstepd among this process's descriptors")
+        })?
+}
+
+/// The node named by a slurmd's prolog or epilog environment.
+pub fn of_script_environment() -> Result<NodeName, String> {
+    let name = std::env::var("SLURMD_NODENAME")
+        .map_err(|_| "SLURMD_NODENAME is not set by slurmd".to_string())?;
+    NodeName::new(&name)
+}
+
+/// This host's name, short (as `hostname -s`): the node name where Slurm's is unknown.
+pub fn host_name() -> String {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    match name.split_once('.') {
+        Some((short, _)) => short.to_string(),
+        None => name,
+    }
+}
+
+/// `socket:[12345]`, as `/proc/self/fd` links show a socket, to its inode.
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// A line of `/proc/net/unix` (`Num RefCount Protocol Flags Type St Inode Path`) to its inode
+/// and path; unnamed sockets have no path.
+fn parse_unix_line(line: &str) -> Option<(u64, &str)> {
+    let mut fields = line.split_whitespace();
+    let inode = fields.nth(6)?.parse().ok()?;
+    Some((inode, fields.next()?))
+}
+
+/// The node name of slurmstepd's socket path `<dir>/<node>_<job>.<step>[.<component>]`.
+fn node_of_socket(path: &str, suffix: &str) -> Option<Result<NodeName, String>> {
+    let file = path.rsplit('/').next()?;
+    let at = file.rfind(suffix)?;
+    let rest = &file[at + suffix.len()..];
+    let component_ok = rest.is_empty()
+        || rest
+            .strip_prefix('.')
+            .is_some_and(|c| c.bytes().all(|b| b.is_ascii_digit()) && !c.is_empty());
+    component_ok.then(|| NodeName::new(&file[..at]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A fake `/proc` with this process's descriptors and the kernel's socket table.
+    fn fake_proc(fds: &[&str], table: &[&str]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let fd_dir = root.path().join("self/fd");
+        fs::create_dir_all(&fd_dir).unwrap();
+        for (i, target) in fds.iter().enumerate() {
+            symlink(target, fd_dir.join(i.to_string())).unwrap();
+        }
+        fs::create_dir_all(root.path().join("net")).unwrap();
+        let mut text = String::from("Num       RefCount Protocol Flags    Type St Inode Path\n");
+        for line in table {
+            text.push_str(line);
+            text.push('\n');
+        }
+        fs::write(root.path().join("net/unix"), text).unwrap();
+        root
+    }
+
+    const BATCH: u32 = 4294967291;
+
+    #[test]
+    fn the_node_is_read_from_this_stepds_own_socket() {
+        let proc = fake_proc(
+            &["/dev/null", "socket:[31801]", "pipe:[31800]", "socket:[40]"],
+            &[
+                // Another step's socket, not ours, and an unnamed one of ours.
+                "0000: 00000002 00000000 00010000 0001 01 31790 /var/spool/slurmd/d-n3/n3_7.0",
+                "0000: 00000002 00000000 00010000 0001 01 40",
+                "0000: 00000002 00000000 00010000 0001 01 31801 /var/spool/slurmd/d-n2/n2_7.4294967291",
+            ],
+        );
+        let node = of_slurmstepd(proc.path(), 7, BATCH).unwrap();
+        assert_eq!(node.as_str(), "n2");
+    }
+
+    #[test]
+    fn names_with_underscores_and_a_heterogeneous_component_are_kept_whole() {
+        let proc = fake_proc(
+            &["socket:[9]"],
+            &["0000: 00000002 00000000 00010000 0001 01 9 /var/spool/slurmd/gpu_node_12_1234.0.1"],
+        );
+        let node = of_slurmstepd(proc.path(), 1234, 0).unwrap();
+        assert_eq!(node.as_str(), "gpu_node_12");
+    }
+
+    #[test]
+    fn without_its_socket_the_node_is_unknown_not_guessed() {
+        // The socket exists, but it is another process's: not among our descriptors.
+        let proc = fake_proc(
+            &["socket:[5]"],
+            &["0000: 00000002 00000000 00010000 0001 01 6 /var/spool/slurmd/n1_7.0"],
+        );
+        let err = of_slurmstepd(proc.path(), 7, 0).unwrap_err();
+        assert!(err.contains("no socket *_7.0"), "{err}");
+        // A longer job id that ends like ours is not ours.
+        let proc = fake_proc(
+            &["socket:[6]"],
+            &["0000: 00000002 00000000 00010000 0001 01 6 /var/spool/slurmd/n1_7.01"],
+        );
+        assert!(of_slurmstepd(proc.path(), 7, 0).is_err());
+    }
+}
