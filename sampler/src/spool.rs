@@ -11,6 +11,7 @@ use std::path::Path;
 
 use aipm_recording::layout::{self, NodeName};
 use aipm_recording::meta::Meta;
+use aipm_recording::untrusted;
 use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::process::{Gid, Uid};
 
@@ -315,24 +316,16 @@ fn move_aside(dir: &OwnedFd, names: &[&str], start: u64) -> rustix::io::Result<S
 /// waiting (a FIFO put there would hang the open, and the job with it), and only a regular
 /// file with one link (a hard link to a file elsewhere would be read or handed over).
 fn open_regular(dir: &OwnedFd, name: &str, flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
-    let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let fd = rfs::openat(dir, name, flags, Mode::from_raw_mode(mode))?;
-    let st = rfs::fstat(&fd)?;
-    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || st.st_nlink != 1 {
-        return Err(io::Error::other(format!(
-            "{name} is not a plain file (a pipe, a device or a hard link?)"
-        )));
-    }
-    Ok(fd)
+    untrusted::open_regular(dir, name, flags, mode)
+        .map(|(fd, _)| fd)
+        .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))
 }
 
 /// A metadata or steps file, read as root from a directory its user can write: at most
 /// 1 MiB (real ones are a few hundred bytes).
 fn read_small_file(dir: &OwnedFd, name: &str) -> io::Result<String> {
-    let fd = open_regular(dir, name, OFlags::RDONLY, 0)?;
-    let mut text = String::new();
-    File::from(fd).take(1 << 20).read_to_string(&mut text)?;
-    Ok(text)
+    let data = untrusted::read_small(dir, name, untrusted::STEPS_MAX_BYTES)?;
+    String::from_utf8(data).map_err(|_| io::Error::other(format!("{name}: not UTF-8 text")))
 }
 
 /// Make a file the job user's, readable by nobody else. When slurmstepd runs with the
