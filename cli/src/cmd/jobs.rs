@@ -130,11 +130,12 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 "emissions_g_co2e",
             ])?;
             for l in lines.iter().chain([&total]) {
+                let text = |t: &str| crate::output::spreadsheet_text(t);
                 w.write_record([
                     l.job.clone(),
-                    l.name.clone().unwrap_or_default(),
-                    l.user.clone(),
-                    l.state.clone().unwrap_or_default(),
+                    text(l.name.as_deref().unwrap_or_default()),
+                    text(&l.user),
+                    text(l.state.as_deref().unwrap_or_default()),
                     l.nodes.to_string(),
                     l.start_utc.clone(),
                     format!("{:.3}", l.duration_s),
