@@ -297,6 +297,10 @@ impl Samples {
         let mut block = vec![0u8; block_size];
         // Bytes of a line that a block cut, moved to the front before the next read.
         let mut kept = 0;
+        let bad_header = |found| ReadError::BadHeader {
+            path: path.display().to_string(),
+            found,
+        };
         // Inside a line longer than LINE_MAX_BYTES: its bytes are dropped up to its end.
         let mut skipping = false;
         loop {
@@ -322,12 +326,7 @@ impl Samples {
                 match block[kept..kept + read].iter().position(|&b| b == b'\n') {
                     None => continue,
                     Some(end) => {
-                        parser
-                            .too_long_line()
-                            .map_err(|found| ReadError::BadHeader {
-                                path: path.display().to_string(),
-                                found,
-                            })?;
+                        parser.too_long_line().map_err(bad_header)?;
                         skipping = false;
                         start = kept + end + 1;
                     }
@@ -338,23 +337,13 @@ impl Samples {
                 Some(end) => start + end + 1,
                 None => start,
             };
-            parser
-                .lines(&block[start..complete])
-                .map_err(|found| ReadError::BadHeader {
-                    path: path.display().to_string(),
-                    found,
-                })?;
+            parser.lines(&block[start..complete]).map_err(bad_header)?;
             block.copy_within(complete..filled, 0);
             kept = filled - complete;
         }
         if skipping && parser.lines_seen == 0 {
             // Not even a header: no samples file.
-            parser
-                .too_long_line()
-                .map_err(|found| ReadError::BadHeader {
-                    path: path.display().to_string(),
-                    found,
-                })?;
+            parser.too_long_line().map_err(bad_header)?;
         }
         Ok(parser.finish(kept > 0 || skipping))
     }

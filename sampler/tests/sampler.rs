@@ -438,25 +438,33 @@ fn standin_nvml(dir: &Path, devices: Vec<serde_json::Value>) -> std::path::PathB
 /// Steps of an allocation see different GPUs (each its own gres): the step that takes over
 /// the node's recording samples the GPUs the recording began with, instead of stopping on
 /// columns that differ.
+/// A stand-in GPU drawing `watts`.
+fn fake_a100(uuid: &str, watts: f64) -> serde_json::Value {
+    serde_json::json!({ "uuid": uuid, "name": "Fake A100", "power_w": watts, "energy_start_mj": 0 })
+}
+
+/// A step's sampler setup in `dir` with Slurm's GPU ids `gpus`, through the stand-in `lib`.
+fn gpu_step(dir: &Path, lib: &Path, messages: &Messages, gpus: &[&str]) -> SamplerSetup {
+    let mut s = setup(dir, 20, messages);
+    let gpus: Vec<String> = gpus.iter().map(|g| g.to_string()).collect();
+    s.meta.gpus = gpus.clone();
+    s.gpus = Some(GpuPlan {
+        lib: Some(lib.to_path_buf()),
+        selectors: Some(gpus),
+    });
+    s
+}
+
 #[test]
 fn a_step_that_sees_other_gpus_continues_the_recordings_gpus() {
     let dir = tempdir();
-    let gpu = |uuid: &str, watts: f64| serde_json::json!({ "uuid": uuid, "name": "Fake A100", "power_w": watts, "energy_start_mj": 0 });
+    let gpu = fake_a100;
     let lib = standin_nvml(
         dir.path(),
         vec![gpu("GPU-aaaa", 100.0), gpu("GPU-bbbb", 250.0)],
     );
     let messages = Messages::default();
-    let step = |gpus: &[&str]| {
-        let mut s = setup(dir.path(), 20, &messages);
-        let gpus: Vec<String> = gpus.iter().map(|g| g.to_string()).collect();
-        s.meta.gpus = gpus.clone();
-        s.gpus = Some(GpuPlan {
-            lib: Some(lib.clone()),
-            selectors: Some(gpus),
-        });
-        s
-    };
+    let step = |gpus: &[&str]| gpu_step(dir.path(), &lib, &messages, gpus);
     // Step 0 has GPU 0 and leads; step 1 (GPU 1) waits, then takes over; then a step
     // without GPUs.
     let first = Sampler::start(step(&["0"])).unwrap();
@@ -524,22 +532,10 @@ fn a_step_that_sees_other_gpus_continues_the_recordings_gpus() {
 #[test]
 fn a_takeover_opens_the_gpus_kept_by_the_first_sampler_not_the_metadatas() {
     let dir = tempdir();
-    let gpu = |uuid: &str, watts: f64| serde_json::json!({ "uuid": uuid, "name": "Fake A100", "power_w": watts, "energy_start_mj": 0 });
-    let lib = standin_nvml(
-        dir.path(),
-        vec![gpu("GPU-aaaa", 100.0), gpu("GPU-bbbb", 250.0)],
-    );
+    let gpus = vec![fake_a100("GPU-aaaa", 100.0), fake_a100("GPU-bbbb", 250.0)];
+    let lib = standin_nvml(dir.path(), gpus);
     let messages = Messages::default();
-    let step = |gpus: &[&str]| {
-        let mut s = setup(dir.path(), 20, &messages);
-        let gpus: Vec<String> = gpus.iter().map(|g| g.to_string()).collect();
-        s.meta.gpus = gpus.clone();
-        s.gpus = Some(GpuPlan {
-            lib: Some(lib.clone()),
-            selectors: Some(gpus),
-        });
-        s
-    };
+    let step = |gpus: &[&str]| gpu_step(dir.path(), &lib, &messages, gpus);
     let first = Sampler::start(step(&["0"])).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     first.stop();
