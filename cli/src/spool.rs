@@ -79,6 +79,27 @@ pub struct NodeRecording {
     pub claims: Vec<String>,
 }
 
+/// A job directory this user may not read: another user's recording (not an error for
+/// commands that list what they can read).
+#[derive(Debug)]
+pub struct OthersRecording(pub String);
+
+impl fmt::Display for OthersRecording {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: the recording belongs to another user", self.0)
+    }
+}
+
+impl std::error::Error for OthersRecording {}
+
+/// For commands that list what they can read: a recording that cannot be read is named on
+/// stderr and left out, unless it is another user's (which is no one's error).
+pub fn warn_unless_others(e: &anyhow::Error) {
+    if e.downcast_ref::<OthersRecording>().is_none() {
+        eprintln!("aipm-analyze: warning: {e:#}");
+    }
+}
+
 #[derive(Debug)]
 pub enum Lookup {
     Found(Vec<NodeRecording>),
@@ -103,9 +124,7 @@ impl OpenJob {
         let dir = match JobDir::open(spool, id) {
             Ok(Some(dir)) => dir,
             Ok(None) => return Ok(None),
-            Err(e) if e.is_permission_denied() => {
-                anyhow::bail!("{}: the recording belongs to another user", e.path)
-            }
+            Err(e) if e.is_permission_denied() => return Err(OthersRecording(e.path).into()),
             Err(e) => return Err(e.into()),
         };
         let owner = crate::system_user::by_uid(dir.owner_uid());
@@ -298,9 +317,7 @@ pub fn node_recordings(
             Ok(Some(job)) => job,
             Ok(None) => continue,
             Err(e) => {
-                if !format!("{e:#}").contains("belongs to another user") {
-                    eprintln!("aipm-analyze: warning: {e:#}");
-                }
+                warn_unless_others(&e);
                 continue;
             }
         };

@@ -205,6 +205,9 @@ fn a_fifo_for_metadata_or_samples_is_named_and_holds_up_no_one() {
             took < Duration::from_secs(10) && out.status.success(),
             "{out:?}"
         );
+        // Her metadata is read to see whose job it is (her samples are not: not alice's).
+        let warned = stderr(&out).contains(&format!("20/{name}: a FIFO"));
+        assert_eq!(warned, name.ends_with(".meta.json"), "{out:?}");
     }
 }
 

@@ -28,6 +28,9 @@ pub const STEPS_MAX_BYTES: u64 = 1 << 20;
 /// No node's samples file is read past this, whatever its metadata says: 2 GiB is weeks
 /// of samples every 100 ms with GPUs; it is also what reading one may cost in memory.
 pub const SAMPLES_MAX_BYTES: u64 = 2 << 30;
+/// More nodes than any job has; a spool shared by a cluster holds one metadata file per
+/// node of a job.
+pub const MAX_NODES: usize = 65_536;
 /// Bytes allowed per expected sample in [`samples_limit`]: a line with 50 GPUs' columns.
 const ROW_BYTES_BOUND: u64 = 32 * 1024;
 /// Samples allowed beyond those the job's span and period give (clock steps, handovers).
@@ -203,7 +206,8 @@ impl JobDir {
     }
 
     /// The nodes that have a metadata file here (`<node>.meta.json`), sorted; names that
-    /// are not node names (hidden temporary files, odd characters) are not nodes.
+    /// are not node names (hidden temporary files, odd characters) are not nodes. More
+    /// than [`MAX_NODES`] is refused: no job runs on so many, and each costs a read.
     pub fn nodes(&self) -> Result<Vec<NodeName>, FileError> {
         let dir =
             rfs::Dir::read_from(&self.fd).map_err(|e| FileError::new(&self.path, e.into()))?;
@@ -216,6 +220,10 @@ impl JobDir {
             if let Some(node) = layout::node_of_meta_file(name).and_then(|n| NodeName::new(n).ok())
             {
                 nodes.push(node);
+            }
+            if nodes.len() > MAX_NODES {
+                let why = format!("more than {MAX_NODES} metadata files, so many nodes");
+                return Err(FileError::new(&self.path, refused(&why)));
             }
         }
         nodes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -268,7 +276,21 @@ pub(crate) fn read_samples_in(
     let (fd, st) = open_regular(dir, name, OFlags::RDONLY, 0).map_err(io_error)?;
     let size = st.st_size.max(0) as u64;
     check_size(size, limit, "a samples file of this recording").map_err(io_error)?;
+    check_not_sparse(size, st.st_blocks.max(0) as u64 * 512).map_err(io_error)?;
     Samples::read_file(File::from(fd), size, path)
+}
+
+/// A samples file is written a line at a time, never sparse: one of gigabytes with next to
+/// nothing on disk (`truncate -s`) would cost its reader the time to read its zeros, for
+/// free. The bound leaves room for a file system's compression (CSV digits shrink about
+/// tenfold at most).
+fn check_not_sparse(size: u64, on_disk: u64) -> io::Result<()> {
+    if size > 1 << 20 && on_disk.saturating_mul(100) < size {
+        return Err(refused(&format!(
+            "a sparse file ({size} bytes, {on_disk} on disk), which no sampler writes"
+        )));
+    }
+    Ok(())
 }
 
 /// Who and what a node's recording is, from the file system: the job from the
@@ -423,6 +445,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("n1.samples.csv: 4398046511104 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_sparse_samples_file_under_the_bound_is_refused_too() {
+        let (spool, dir) = spool_with_job(7);
+        std::fs::write(dir.join("n1.samples.csv"), "time_unix_ms\n").unwrap();
+        let sparse = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("n1.samples.csv"))
+            .unwrap();
+        sparse.set_len(1 << 30).unwrap();
+        let job = JobDir::open(spool.path(), 7).unwrap().unwrap();
+        let err = job
+            .read_samples(&node("n1"), SAMPLES_MAX_BYTES)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("n1.samples.csv: a sparse file (1073741824 bytes"),
+            "{err}"
+        );
+        assert!(
+            check_not_sparse(2 << 20, (2 << 20) / 20).is_ok(),
+            "compressed"
+        );
+        assert!(check_not_sparse(1000, 0).is_ok(), "small");
     }
 
     #[test]

@@ -306,7 +306,7 @@ fn candidates(
         let metas = match crate::spool::job_metas(spool, id) {
             Ok(metas) => metas,
             // Another user's: root reads every one, a user only theirs.
-            Err(e) if format!("{e}").contains("belongs to another user") => continue,
+            Err(e) if e.is::<crate::spool::OthersRecording>() => continue,
             Err(e) => {
                 eprintln!("aipm-analyze: job {id}: {e:#}");
                 *failed = true;

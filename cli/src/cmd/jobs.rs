@@ -193,14 +193,18 @@ fn spool_lines(spool: &std::path::Path, args: &Args) -> anyhow::Result<Vec<JobLi
     // A month of jobs is hundreds of recordings: read on every core.
     let line_of = |&id: &u32| -> Option<JobLine> {
         // Decided on the metadata first; other users' jobs are unreadable: not listed.
-        let metas = job_metas(spool, id).ok()?;
+        let metas = job_metas(spool, id)
+            .map_err(|e| crate::spool::warn_unless_others(&e))
+            .ok()?;
         let start_ms = metas.iter().map(|m| m.start_unix_ms).min()?;
         let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
             && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);
         if !in_window || args.user.as_deref().is_some_and(|u| u != metas[0].user) {
             return None;
         }
-        let recordings = job_recordings(spool, id).ok()?;
+        let recordings = job_recordings(spool, id)
+            .map_err(|e| crate::spool::warn_unless_others(&e))
+            .ok()?;
         let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
         let summary = JobSummary::new(&recordings, &reports)?;
         Some(JobLine {
