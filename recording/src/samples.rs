@@ -498,10 +498,10 @@ fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
     for (i, field) in line.split(',').enumerate() {
         row.push(match field {
             "" if i > 0 => None,
-            f => Some(
-                parse_u64(f)
-                    .ok_or_else(|| format!("field {}: expected an integer, found {f:?}", i + 1))?,
-            ),
+            f => Some(parse_u64(f).ok_or_else(|| {
+                let found = crate::untrusted::cut(f, 80);
+                format!("field {}: expected an integer, found {found:?}", i + 1)
+            })?),
         });
     }
     Ok(row)
@@ -601,6 +601,15 @@ mod tests {
         assert!(samples.bad_lines[1]
             .reason
             .contains("field 2: expected an integer"));
+    }
+
+    #[test]
+    fn a_bad_field_is_quoted_80_characters_at_most() {
+        let mut text = header_line(&channels(), &gauges());
+        text.push_str(&format!("1000,{},,,,,,,,,,,\n", "x".repeat(100_000)));
+        let samples = Samples::parse(&text).unwrap();
+        let reason = &samples.bad_lines[0].reason;
+        assert!(reason.starts_with("field 2: expected an integer") && reason.len() < 150);
     }
 
     #[test]
