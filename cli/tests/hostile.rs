@@ -404,6 +404,25 @@ fn a_lock_held_on_a_users_export_file_skips_that_user_alone() {
 }
 
 #[test]
+fn a_sparse_export_file_of_ones_own_is_refused_and_holds_up_no_one() {
+    let scene = Scene::new();
+    let (out, _) = scene.export();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(scene.out().join("mallory.csv"))
+        .unwrap();
+    file.set_len(900 << 20).unwrap();
+    job(&scene.spool(), 12, "alice", DAY + 3000);
+    let err = failed_quickly(&scene.export());
+    assert!(
+        err.contains("mallory.csv: a sparse file (943718400 bytes"),
+        "{err}"
+    );
+    assert_eq!(scene.exported("alice"), ["10", "12"]);
+}
+
+#[test]
 fn a_users_file_owned_by_someone_else_is_refused_not_taken() {
     let scene = Scene::new();
     std::fs::create_dir(scene.out()).unwrap();

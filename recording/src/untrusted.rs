@@ -280,11 +280,11 @@ pub(crate) fn read_samples_in(
     Samples::read_file(File::from(fd), size, path)
 }
 
-/// A samples file is written a line at a time, never sparse: one of gigabytes with next to
-/// nothing on disk (`truncate -s`) would cost its reader the time to read its zeros, for
-/// free. The bound leaves room for a file system's compression (CSV digits shrink about
+/// A file written a line at a time (samples, an export's CSV) is never sparse: one of
+/// gigabytes with next to nothing on disk (`truncate -s`) would cost its reader the time
+/// to read its zeros, for free. The bound leaves room for a file system's compression (CSV digits shrink about
 /// tenfold at most).
-fn check_not_sparse(size: u64, on_disk: u64) -> io::Result<()> {
+pub fn check_not_sparse(size: u64, on_disk: u64) -> io::Result<()> {
     if size > 1 << 20 && on_disk.saturating_mul(100) < size {
         return Err(refused(&format!(
             "a sparse file ({size} bytes, {on_disk} on disk), which no sampler writes"

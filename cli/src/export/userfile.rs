@@ -108,6 +108,8 @@ impl ExportDir {
                 path.display()
             );
         }
+        untrusted::check_not_sparse(size, st.st_blocks.max(0) as u64 * 512)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         // Never waited for: a user holding a lock on their file would hold up everyone's.
         match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
