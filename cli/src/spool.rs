@@ -245,7 +245,8 @@ fn jobs_with(spool: &Path, wanted: impl Fn(&OpenJob) -> bool) -> anyhow::Result<
 }
 
 /// The job id of an array task: Slurm's accounting says which it is where it exists;
-/// without it, the task's metadata is searched (and its claim reported as such).
+/// without it, the metadata is searched, the only word there is (the job found is shown
+/// with its directory's owner, whoever its metadata names).
 fn find_array_task(spool: &Path, array_job_id: u32, task_id: u32) -> anyhow::Result<Option<u32>> {
     let name = format!("{array_job_id}_{task_id}");
     if let Ok(Some(accounted)) = crate::export::sacct::one_job(&name) {

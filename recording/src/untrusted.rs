@@ -110,7 +110,7 @@ pub fn samples_limit(meta: &Meta, now_unix_ms: u64) -> u64 {
     // A running job's file grows until now.
     let end = meta.end_unix_ms.unwrap_or(now_unix_ms);
     let span_ms = end.saturating_sub(meta.start_unix_ms);
-    let rows = span_ms / meta.period_ms.max(1) + ROWS_SLACK;
+    let rows = (span_ms / meta.period_ms.max(1)).saturating_add(ROWS_SLACK);
     rows.saturating_mul(ROW_BYTES_BOUND).min(SAMPLES_MAX_BYTES)
 }
 
@@ -129,10 +129,6 @@ impl FileError {
             path: path.display().to_string(),
             source,
         }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        self.source.kind() == io::ErrorKind::NotFound
     }
 
     pub fn is_permission_denied(&self) -> bool {
@@ -282,12 +278,12 @@ pub(crate) fn read_samples_in(
 
 /// A file written a line at a time (samples, an export's CSV) is never sparse: one of
 /// gigabytes with next to nothing on disk (`truncate -s`) would cost its reader the time
-/// to read its zeros, for free. The bound leaves room for a file system's compression (CSV digits shrink about
-/// tenfold at most).
+/// to read its zeros, for free. The bound leaves room for a file system's compression
+/// (CSV digits shrink about tenfold at most).
 pub fn check_not_sparse(size: u64, on_disk: u64) -> io::Result<()> {
     if size > 1 << 20 && on_disk.saturating_mul(100) < size {
         return Err(refused(&format!(
-            "a sparse file ({size} bytes, {on_disk} on disk), which no sampler writes"
+            "a sparse file ({size} bytes, {on_disk} on disk), which aipm never writes"
         )));
     }
     Ok(())
@@ -483,6 +479,11 @@ mod tests {
             ..m.clone()
         };
         assert_eq!(samples_limit(&forged, 0), SAMPLES_MAX_BYTES);
+        let forever = Meta {
+            end_unix_ms: Some(u64::MAX),
+            ..forged
+        };
+        assert_eq!(samples_limit(&forever, 0), SAMPLES_MAX_BYTES);
         // A clock stepped back: the slack only.
         let back = Meta {
             end_unix_ms: Some(1),
