@@ -12,6 +12,7 @@ pub mod plot;
 pub mod power;
 pub mod report;
 pub mod spool;
+pub mod system_user;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,18 @@ pub enum Format {
     Csv,
 }
 
+/// A text cell of a CSV that a spreadsheet will not run: a cell starting with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return is a formula to Excel and LibreOffice (a job name
+/// `=HYPERLINK(…)`), so it gets a leading `'`, as OWASP's CSV-injection guidance says.
+/// For text only: numbers are written by aipm, and `-1.5` must stay a number.
+pub fn spreadsheet_text(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
 /// One pretty JSON document and a newline: the `--format json` of every subcommand.
 pub fn write_json(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;

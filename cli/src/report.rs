@@ -218,7 +218,8 @@ fn notes(
 ) -> Vec<String> {
     let m = &rec.meta;
     let st = &m.sampler;
-    let mut notes = Vec::new();
+    // What the metadata file claimed against the file system: a forged or copied file.
+    let mut notes = rec.claims.clone();
     // Far less memory used than allocated: memory others could have had.
     if let (Some(alloc), Some(peak)) = (m.mem_alloc_bytes, peak) {
         if memory_mostly_unused(peak, alloc) {
@@ -236,8 +237,10 @@ fn notes(
         .values(TIME_COLUMN)
         .zip(rec.samples.values(TIME_COLUMN).skip(1))
         .map(|(a, b)| b.saturating_sub(a))
-        .filter(|d| m.period_ms > 0 && *d > 3 * m.period_ms)
-        .fold((0, 0), |(n, ms), d| (n + 1, ms + d - m.period_ms));
+        .filter(|d| m.period_ms > 0 && *d > m.period_ms.saturating_mul(3))
+        .fold((0, 0u64), |(n, ms), d| {
+            (n + 1, ms.saturating_add(d - m.period_ms))
+        });
     if gaps > 0 {
         notes.push(format!(
             "{gaps} gap(s) in the samples, {:.1} s in all: energy is counted across them, but the power curve is not known there",
@@ -311,7 +314,9 @@ fn notes(
             if let (Some(t0), Some(t1), Some(p0), Some(p1)) =
                 (a.get(t), b.get(t), a.get(p), b.get(p))
             {
-                integrated_j += (p0 + p1) as f64 / 2.0 / 1000.0 * (t1 - t0) as f64 / 1000.0;
+                // A clock stepped back gives a period of none, not of 584 million years.
+                let period_s = t1.saturating_sub(t0) as f64 / 1000.0;
+                integrated_j += (p0 as f64 + p1 as f64) / 2.0 / 1000.0 * period_s;
             }
         }
         let counter_j = c.node_uj / 1e6;
@@ -353,6 +358,7 @@ mod tests {
             },
             samples: Samples::parse(&text).unwrap(),
             samples_path: "n.samples.csv".into(),
+            claims: Vec::new(),
         }
     }
 
@@ -389,12 +395,63 @@ mod tests {
             },
             samples: Samples::parse(&text).unwrap(),
             samples_path: "n.samples.csv".into(),
+            claims: Vec::new(),
         };
         let notes = NodeReport::from_recording(&rec).notes;
         assert_eq!(
             notes,
             ["GPU-1: idle most of the job (mean utilisation 2%): does the job need this GPU?"]
         );
+    }
+
+    #[test]
+    fn a_clock_stepped_back_or_absurd_values_do_not_overflow() {
+        // Time goes back 5 s between two samples (NTP stepping the clock); a user's
+        // samples file with the largest values and a metadata period of u64::MAX.
+        let mut text = header_line(&["nvml:GPU-1".into()], &["nvml:GPU-1:power_mw".into()]);
+        for (t, p) in [
+            (10_000, 1000),
+            (5_000, 1000),
+            (6_000, u64::MAX - 1),
+            (7_000, u64::MAX - 1),
+        ] {
+            SampleRow {
+                time_unix_ms: t,
+                energy: vec![Some(EnergyValue {
+                    energy_uj: t,
+                    raw: 0,
+                })],
+                gauges: vec![Some(p)],
+                ..SampleRow::default()
+            }
+            .format_into(&mut text);
+        }
+        let mut rec = NodeRecording {
+            meta: Meta {
+                end_unix_ms: Some(7_000),
+                start_unix_ms: 10_000,
+                ..Meta::default()
+            },
+            samples: Samples::parse(&text).unwrap(),
+            samples_path: "n.samples.csv".into(),
+            claims: Vec::new(),
+        };
+        let report = NodeReport::from_recording(&rec);
+        assert_eq!(report.duration_s, 0.0);
+        rec.meta.period_ms = u64::MAX;
+        NodeReport::from_recording(&rec);
+        rec.meta.period_ms = 100;
+        let report = NodeReport::from_recording(&rec);
+        // The step back is no gap; the two 1 s periods are, of 0.9 s each.
+        assert!(report.notes[0].starts_with("2 gap(s) in the samples, 1.8 s"));
+    }
+
+    #[test]
+    fn what_a_metadata_file_claimed_is_noted() {
+        let mut rec = gpu_recording(300, 300);
+        rec.claims = vec!["/s/7/n1.meta.json: claims user \"bob\"".into()];
+        let report = NodeReport::from_recording(&rec);
+        assert!(report.notes.contains(&rec.claims[0]), "{:?}", report.notes);
     }
 
     #[test]

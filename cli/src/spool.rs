@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use aipm_recording::config::{PluginConfig, DEFAULT_PLUGSTACK_DIR, DEFAULT_SPOOL};
-use aipm_recording::layout;
+use aipm_recording::layout::{self, NodeName};
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::Samples;
+use aipm_recording::untrusted::{self, vouch_for, Identity, JobDir};
 use anyhow::Context as _;
 
 /// A job as Slurm names it: `1234`, or `1234_5` for task 5 of array job 1234.
@@ -66,18 +67,111 @@ pub fn resolve_spool(flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL))
 }
 
-/// One node's recording of a job.
+/// One node's recording of a job. Its metadata's job, node, user and uid are the file
+/// system's (the directory's name and owner, the file's name), whatever the file says.
 #[derive(Debug, Clone)]
 pub struct NodeRecording {
     pub meta: Meta,
     pub samples: Samples,
     pub samples_path: PathBuf,
+    /// What the metadata file claimed that the file system contradicts, naming the file:
+    /// shown as notes, never trusted.
+    pub claims: Vec<String>,
+}
+
+/// A job directory this user may not read: another user's recording (not an error for
+/// commands that list what they can read).
+#[derive(Debug)]
+pub struct OthersRecording(pub String);
+
+impl fmt::Display for OthersRecording {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: the recording belongs to another user", self.0)
+    }
+}
+
+impl std::error::Error for OthersRecording {}
+
+/// For commands that list what they can read: a recording that cannot be read is named on
+/// stderr and left out, unless it is another user's (which is no one's error).
+pub fn warn_unless_others(e: &anyhow::Error) {
+    if e.downcast_ref::<OthersRecording>().is_none() {
+        eprintln!("aipm-analyze: warning: {e:#}");
+    }
 }
 
 #[derive(Debug)]
 pub enum Lookup {
     Found(Vec<NodeRecording>),
     NotFound(String),
+}
+
+/// A job directory held open, with each node's metadata, checked.
+struct OpenJob {
+    dir: JobDir,
+    nodes: Vec<NodeMeta>,
+}
+
+struct NodeMeta {
+    node: NodeName,
+    meta: Meta,
+    claims: Vec<String>,
+}
+
+impl OpenJob {
+    /// `spool/<id>` and its metadata files; `Ok(None)` when the job has no directory.
+    fn open(spool: &Path, id: u32) -> anyhow::Result<Option<OpenJob>> {
+        let dir = match JobDir::open(spool, id) {
+            Ok(Some(dir)) => dir,
+            Ok(None) => return Ok(None),
+            Err(e) if e.is_permission_denied() => return Err(OthersRecording(e.path).into()),
+            Err(e) => return Err(e.into()),
+        };
+        let owner = crate::system_user::by_uid(dir.owner_uid());
+        let mut nodes = Vec::new();
+        for node in dir.nodes()? {
+            let mut meta = dir.read_meta(&node)?;
+            let identity = Identity {
+                job_id: dir.job_id(),
+                node: node.clone(),
+                uid: dir.owner_uid(),
+                gid: owner.as_ref().map_or(dir.owner_gid(), |u| u.gid),
+                user: owner
+                    .as_ref()
+                    .map_or_else(|| dir.owner_uid().to_string(), |u| u.name.clone()),
+            };
+            let file = dir.path().join(layout::meta_file_name(&node));
+            let claims = vouch_for(&mut meta, &identity, &file);
+            nodes.push(NodeMeta { node, meta, claims });
+        }
+        Ok(Some(OpenJob { dir, nodes }))
+    }
+
+    /// Each node's samples, read in parallel (a long job's are tens of MB per node).
+    fn read(&self) -> anyhow::Result<Vec<NodeRecording>> {
+        crate::par::map(&self.nodes, |n| self.read_node(n))
+            .into_iter()
+            .collect()
+    }
+
+    fn read_node(&self, n: &NodeMeta) -> anyhow::Result<NodeRecording> {
+        let limit = untrusted::samples_limit(&n.meta, aipm_recording::time::now_unix_ms());
+        let samples = match self.dir.read_samples(&n.node, limit) {
+            Ok(samples) => samples,
+            Err(aipm_recording::samples::ReadError::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                Samples::default()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(NodeRecording {
+            meta: n.meta.clone(),
+            samples,
+            samples_path: self.dir.path().join(layout::samples_file_name(&n.node)),
+            claims: n.claims.clone(),
+        })
+    }
 }
 
 /// The recordings of one job, one per node, sorted by node.
@@ -88,8 +182,8 @@ pub fn find_job(spool: &Path, job: JobRef) -> anyhow::Result<Lookup> {
             spool.display()
         );
     }
-    let dir = match job {
-        JobRef::Job(id) => Some(layout::job_dir(spool, id)),
+    let id = match job {
+        JobRef::Job(id) => Some(id),
         JobRef::ArrayTask {
             array_job_id,
             task_id,
@@ -101,22 +195,31 @@ pub fn find_job(spool: &Path, job: JobRef) -> anyhow::Result<Lookup> {
             spool.display()
         ))
     };
-    let Some(dir) = dir.filter(|d| d.exists()) else {
+    let Some(first) = id.map(|id| OpenJob::open(spool, id)).transpose()?.flatten() else {
         return Ok(missing());
     };
     // Decided on the metadata before any samples are read.
-    let mut metas = read_job_metas(&dir)?;
+    let mut jobs = vec![first];
     // `1234` where 1234 is a job array: every task of it (Slurm gives the array's id to one
-    // of its tasks).
+    // of its tasks) that belongs to the same user: another user's metadata claiming to be
+    // a task of this array is not one.
     if let JobRef::Job(id) = job {
-        if metas.iter().any(|(m, _)| m.array_job_id == Some(id)) {
-            metas = Vec::new();
-            for task_dir in dirs_with(spool, |m| m.array_job_id == Some(id))? {
-                metas.extend(read_job_metas(&task_dir)?);
-            }
+        let owner = jobs[0].dir.owner_uid();
+        if jobs[0]
+            .nodes
+            .iter()
+            .any(|n| n.meta.array_job_id == Some(id))
+        {
+            jobs = jobs_with(spool, |j| {
+                j.dir.owner_uid() == owner
+                    && j.nodes.iter().any(|n| n.meta.array_job_id == Some(id))
+            })?;
         }
     }
-    let mut recordings = read_recordings(&metas)?;
+    let mut recordings = Vec::new();
+    for job in &jobs {
+        recordings.extend(job.read()?);
+    }
     recordings.sort_by(|a, b| {
         (a.meta.array_task_id, &a.meta.node).cmp(&(b.meta.array_task_id, &b.meta.node))
     });
@@ -127,133 +230,58 @@ pub fn find_job(spool: &Path, job: JobRef) -> anyhow::Result<Lookup> {
     })
 }
 
-/// The job directories of the spool holding a node's metadata that `wanted` accepts, in the
-/// spool's order. Directories of other users are unreadable and skipped.
-fn dirs_with(spool: &Path, wanted: impl Fn(&Meta) -> bool) -> anyhow::Result<Vec<PathBuf>> {
-    let mut dirs = Vec::new();
-    let entries =
-        std::fs::read_dir(spool).with_context(|| format!("listing {}", spool.display()))?;
-    for entry in entries.flatten() {
-        // Job directories only (`<id>`), not ones set aside (`<id>.previous-…`).
-        if entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-            .is_none()
-        {
-            continue;
-        }
-        let Ok(files) = std::fs::read_dir(entry.path()) else {
-            continue;
-        };
-        let matches = files.flatten().any(|f| {
-            let name = f.file_name();
-            layout::node_of_meta_file(&name.to_string_lossy()).is_some()
-                && std::fs::read_to_string(f.path())
-                    .ok()
-                    .and_then(|t| Meta::from_json(&t).ok())
-                    .is_some_and(|m| wanted(&m))
-        });
-        if matches {
-            dirs.push(entry.path());
+/// The job directories of the spool that `wanted` accepts, in the spool's order.
+/// Directories that cannot be read (other users', broken ones) are skipped.
+fn jobs_with(spool: &Path, wanted: impl Fn(&OpenJob) -> bool) -> anyhow::Result<Vec<OpenJob>> {
+    let mut jobs = Vec::new();
+    for id in job_ids(spool)? {
+        if let Ok(Some(job)) = OpenJob::open(spool, id) {
+            if wanted(&job) {
+                jobs.push(job);
+            }
         }
     }
-    Ok(dirs)
+    Ok(jobs)
 }
 
-/// The job directory of an array task: its job id differs from the array's, so the
-/// metadata is searched.
-fn find_array_task(
-    spool: &Path,
-    array_job_id: u32,
-    task_id: u32,
-) -> anyhow::Result<Option<PathBuf>> {
-    let task = |m: &Meta| m.array_job_id == Some(array_job_id) && m.array_task_id == Some(task_id);
-    Ok(dirs_with(spool, task)?.into_iter().next())
-}
-
-/// The samples of each node, read in parallel (a long job's are tens of MB per node).
-fn read_recordings(metas: &[(Meta, PathBuf)]) -> anyhow::Result<Vec<NodeRecording>> {
-    crate::par::map(metas, read_recording).into_iter().collect()
-}
-
-fn read_job_dir(dir: &Path) -> anyhow::Result<Vec<NodeRecording>> {
-    let mut recordings = read_recordings(&read_job_metas(dir)?)?;
-    recordings.sort_by(|a, b| a.meta.node.cmp(&b.meta.node));
-    Ok(recordings)
-}
-
-/// The metadata of each node of a job directory, with the path of its samples: small files,
-/// for deciding whether the samples are worth reading.
-fn read_job_metas(dir: &Path) -> anyhow::Result<Vec<(Meta, PathBuf)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        if e.kind() == io::ErrorKind::PermissionDenied {
-            anyhow::anyhow!("{}: the recording belongs to another user", dir.display())
-        } else {
-            anyhow::Error::new(e).context(format!("listing {}", dir.display()))
+/// The job id of an array task: Slurm's accounting says which it is where it exists;
+/// without it, the metadata is searched, the only word there is (the job found is shown
+/// with its directory's owner, whoever its metadata names).
+fn find_array_task(spool: &Path, array_job_id: u32, task_id: u32) -> anyhow::Result<Option<u32>> {
+    let name = format!("{array_job_id}_{task_id}");
+    if let Ok(Some(accounted)) = crate::export::sacct::one_job(&name) {
+        if accounted.job.job == name {
+            return Ok(Some(accounted.job.job_id));
         }
-    })?;
-    let mut metas = Vec::new();
-    for entry in entries.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(node) = layout::node_of_meta_file(&file_name) else {
-            continue;
-        };
-        if file_name.starts_with('.') {
-            continue;
-        }
-        let meta_path = entry.path();
-        let text = std::fs::read_to_string(&meta_path)
-            .with_context(|| format!("reading {}", meta_path.display()))?;
-        let meta = Meta::from_json(&text)
-            .with_context(|| format!("{}: not an aipm metadata file", meta_path.display()))?;
-        let node = layout::NodeName::new(node).map_err(anyhow::Error::msg)?;
-        metas.push((meta, dir.join(layout::samples_file_name(&node))));
     }
-    // By node, as the recordings are: a job's first node speaks for it (its user, its id).
-    metas.sort_by(|a, b| a.0.node.cmp(&b.0.node));
-    Ok(metas)
-}
-
-/// The metadata of exactly job `id`, one per node, without its samples. Empty when the job
-/// has no directory.
-pub fn job_metas(spool: &Path, id: u32) -> anyhow::Result<Vec<Meta>> {
-    let dir = layout::job_dir(spool, id);
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    Ok(read_job_metas(&dir)?.into_iter().map(|(m, _)| m).collect())
-}
-
-fn read_recording((meta, samples_path): &(Meta, PathBuf)) -> anyhow::Result<NodeRecording> {
-    let samples = match Samples::read(samples_path) {
-        Ok(samples) => samples,
-        Err(aipm_recording::samples::ReadError::Io { source, .. })
-            if source.kind() == io::ErrorKind::NotFound =>
-        {
-            Samples::default()
-        }
-        Err(e) => return Err(e.into()),
+    let task = |j: &OpenJob| {
+        j.nodes.iter().any(|n| {
+            n.meta.array_job_id == Some(array_job_id) && n.meta.array_task_id == Some(task_id)
+        })
     };
-    Ok(NodeRecording {
-        meta: meta.clone(),
-        samples,
-        samples_path: samples_path.clone(),
-    })
+    Ok(jobs_with(spool, task)?.first().map(|j| j.dir.job_id()))
+}
+
+/// The metadata of exactly job `id`, one per node (sorted by node: a job's first node
+/// speaks for it), without its samples. Empty when the job has no directory.
+pub fn job_metas(spool: &Path, id: u32) -> anyhow::Result<Vec<Meta>> {
+    Ok(OpenJob::open(spool, id)?
+        .map(|job| job.nodes.into_iter().map(|n| n.meta).collect())
+        .unwrap_or_default())
 }
 
 /// The recordings of exactly job `id` (an array's own id gives its own task only, not the
 /// whole array as `find_job` does): what the listing commands read, one directory each.
 /// Empty when the job has no directory.
 pub fn job_recordings(spool: &Path, id: u32) -> anyhow::Result<Vec<NodeRecording>> {
-    let dir = layout::job_dir(spool, id);
-    if !dir.is_dir() {
-        return Ok(Vec::new());
+    match OpenJob::open(spool, id)? {
+        Some(job) => job.read(),
+        None => Ok(Vec::new()),
     }
-    read_job_dir(&dir)
 }
 
-/// The job ids of the spool's directories, in order.
+/// The job ids of the spool's directories, in order (not those set aside:
+/// `<id>.previous-…`).
 pub fn job_ids(spool: &Path) -> anyhow::Result<Vec<u32>> {
     let mut ids: Vec<u32> = std::fs::read_dir(spool)
         .with_context(|| {
@@ -263,7 +291,12 @@ pub fn job_ids(spool: &Path) -> anyhow::Result<Vec<u32>> {
             )
         })?
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter_map(|e| {
+            let name = e.file_name();
+            let id: u32 = name.to_str()?.parse().ok()?;
+            // Exactly the digits Slurm writes: `+5` or `05` is not job 5's directory.
+            (name.to_str()? == id.to_string()).then_some(id)
+        })
         .collect();
     ids.sort_unstable();
     Ok(ids)
@@ -271,43 +304,36 @@ pub fn job_ids(spool: &Path) -> anyhow::Result<Vec<u32>> {
 
 /// Every recording of `node` in the spool that overlaps `[from_ms, to_ms)`, readable by this
 /// user (others' are skipped: `compare` is an admin's view, run as root), by start time.
+/// A recording that cannot be read is named on stderr and left out.
 pub fn node_recordings(
     spool: &Path,
     node: &str,
     from_ms: u64,
     to_ms: u64,
 ) -> anyhow::Result<Vec<NodeRecording>> {
-    let node_name = layout::NodeName::new(node).map_err(anyhow::Error::msg)?;
-    let entries = std::fs::read_dir(spool).with_context(|| {
-        format!(
-            "listing {}; pass --spool DIR or set AIPM_SPOOL",
-            spool.display()
-        )
-    })?;
+    let node_name = NodeName::new(node).map_err(anyhow::Error::msg)?;
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let dir = entry.path();
-        let meta_path = dir.join(layout::meta_file_name(&node_name));
-        let Ok(text) = std::fs::read_to_string(&meta_path) else {
-            continue;
+    for id in job_ids(spool)? {
+        let job = match OpenJob::open(spool, id) {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
+            Err(e) => {
+                warn_unless_others(&e);
+                continue;
+            }
         };
-        let Ok(meta) = Meta::from_json(&text) else {
+        let Some(n) = job.nodes.iter().find(|n| n.node == node_name) else {
             continue;
         };
         // A recording without an end may still run, or ended with its node: read it to see.
-        let ends_before = meta.end_unix_ms.is_some_and(|end| end < from_ms);
-        if meta.start_unix_ms >= to_ms || ends_before {
+        let ends_before = n.meta.end_unix_ms.is_some_and(|end| end < from_ms);
+        if n.meta.start_unix_ms >= to_ms || ends_before {
             continue;
         }
-        let samples_path = dir.join(layout::samples_file_name(&node_name));
-        let Ok(samples) = Samples::read(&samples_path) else {
-            continue;
-        };
-        found.push(NodeRecording {
-            meta,
-            samples,
-            samples_path,
-        });
+        match job.read_node(n) {
+            Ok(recording) => found.push(recording),
+            Err(e) => eprintln!("aipm-analyze: warning: {e:#}"),
+        }
     }
     found.sort_by_key(|r| (r.meta.start_unix_ms, r.meta.job_id));
     Ok(found)

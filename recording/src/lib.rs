@@ -11,3 +11,4 @@ pub mod meta;
 pub mod period;
 pub mod samples;
 pub mod time;
+pub mod untrusted;

@@ -11,7 +11,8 @@
 //! could not be read in that sample.
 
 use std::fmt::Write as _;
-use std::io::Read as _;
+use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use crate::fast_row::{self, ABSENT};
@@ -244,19 +245,50 @@ pub enum ReadError {
 
 impl Samples {
     /// Read a samples file a block at a time: the text is never held whole (a day of a
-    /// big node's samples is tens of megabytes), and lines are parsed as they arrive.
+    /// big node's samples is tens of megabytes), and lines are parsed as they arrive. The
+    /// file is opened as in a user's directory ([`crate::untrusted`]) and read only up to
+    /// [`crate::untrusted::SAMPLES_MAX_BYTES`].
     pub fn read(path: &Path) -> Result<Samples, ReadError> {
-        Samples::read_in_blocks(path, READ_BLOCK)
-    }
-
-    fn read_in_blocks(path: &Path, largest_block: usize) -> Result<Samples, ReadError> {
         let io_error = |source| ReadError::Io {
             path: path.display().to_string(),
             source,
         };
-        let mut file = std::fs::File::open(path).map_err(io_error)?;
-        let size = file.metadata().map_err(io_error)?.len();
-        let mut parser = Parser::new(usize::try_from(size).unwrap_or(0));
+        let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+            (Some(dir), Some(name)) => (dir, name),
+            _ => return Err(io_error(std::io::ErrorKind::NotFound.into())),
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let flags = rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::CLOEXEC;
+        let dir_fd = rustix::fs::openat(rustix::fs::CWD, dir, flags, rustix::fs::Mode::empty())
+            .map_err(|e| io_error(e.into()))?;
+        crate::untrusted::read_samples_in(&dir_fd, path, name, crate::untrusted::SAMPLES_MAX_BYTES)
+    }
+
+    /// Read `size` bytes of an open samples file (what `fstat` saw: a file that grows
+    /// while read is read up to there).
+    pub(crate) fn read_file(file: File, size: u64, path: &Path) -> Result<Samples, ReadError> {
+        Samples::read_in_blocks(file.take(size), size, path, READ_BLOCK)
+    }
+
+    fn read_in_blocks(
+        mut file: impl Read,
+        size: u64,
+        path: &Path,
+        largest_block: usize,
+    ) -> Result<Samples, ReadError> {
+        let io_error = |source| ReadError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        // The rows' buffer is sized from the file, up to a bound: past it, it grows.
+        let hint = usize::try_from(size.min(RESERVE_MAX_BYTES)).unwrap_or(0);
+        let mut parser = Parser::new(hint);
         // A small file in one block of its size (zeroing a whole block per file costs more
         // than reading a month of small files); a page at least, for a file that grows.
         let block_size = usize::try_from(size)
@@ -265,10 +297,23 @@ impl Samples {
         let mut block = vec![0u8; block_size];
         // Bytes of a line that a block cut, moved to the front before the next read.
         let mut kept = 0;
+        let bad_header = |found| ReadError::BadHeader {
+            path: path.display().to_string(),
+            found,
+        };
+        // Inside a line longer than LINE_MAX_BYTES: its bytes are dropped up to its end.
+        let mut skipping = false;
         loop {
             if kept == block.len() {
-                // A line longer than the block: grow it rather than cut the line.
-                block.resize(block.len() * 2, 0);
+                if block.len() >= LINE_MAX_BYTES {
+                    // A line no sampler writes (a file of zeros, a user's junk): it is
+                    // named as a bad line and skipped, never held whole.
+                    skipping = true;
+                    kept = 0;
+                } else {
+                    // A line longer than the block: grow it rather than cut the line.
+                    block.resize((block.len() * 2).min(LINE_MAX_BYTES), 0);
+                }
             }
             let read = match file.read(&mut block[kept..]) {
                 Ok(0) => break,
@@ -276,21 +321,31 @@ impl Samples {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io_error(e)),
             };
+            let mut start = 0;
+            if skipping {
+                match block[kept..kept + read].iter().position(|&b| b == b'\n') {
+                    None => continue,
+                    Some(end) => {
+                        parser.too_long_line().map_err(bad_header)?;
+                        skipping = false;
+                        start = kept + end + 1;
+                    }
+                }
+            }
             let filled = kept + read;
-            let complete = match memchr_last_newline(&block[..filled]) {
-                Some(end) => end + 1,
-                None => 0,
+            let complete = match memchr_last_newline(&block[start..filled]) {
+                Some(end) => start + end + 1,
+                None => start,
             };
-            parser
-                .lines(&block[..complete])
-                .map_err(|found| ReadError::BadHeader {
-                    path: path.display().to_string(),
-                    found,
-                })?;
+            parser.lines(&block[start..complete]).map_err(bad_header)?;
             block.copy_within(complete..filled, 0);
             kept = filled - complete;
         }
-        Ok(parser.finish(kept > 0))
+        if skipping && parser.lines_seen == 0 {
+            // Not even a header: no samples file.
+            parser.too_long_line().map_err(bad_header)?;
+        }
+        Ok(parser.finish(kept > 0 || skipping))
     }
 
     /// Parse the text of a samples file; `Err` carries the header line when it is not one.
@@ -321,6 +376,13 @@ impl Samples {
 /// How much of a samples file is read at once: large enough that system calls cost
 /// nothing, small enough to stay in the CPU's cache while its lines are parsed.
 const READ_BLOCK: usize = 256 * 1024;
+
+/// The longest line read as a line; longer ones are skipped as bad lines. A sampler's
+/// lines are a few hundred bytes, a few kilobytes with many GPUs.
+const LINE_MAX_BYTES: usize = 1 << 20;
+
+/// The most the rows' buffer is sized up front from a file's size.
+const RESERVE_MAX_BYTES: u64 = 256 << 20;
 
 fn memchr_last_newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().rposition(|&b| b == b'\n')
@@ -373,6 +435,20 @@ impl Parser {
         Ok(())
     }
 
+    /// A line longer than [`LINE_MAX_BYTES`] was skipped: a bad line, or a header that
+    /// is not one.
+    fn too_long_line(&mut self) -> Result<(), String> {
+        self.lines_seen += 1;
+        if self.lines_seen == 1 {
+            return Err(format!("a line of more than {LINE_MAX_BYTES} bytes"));
+        }
+        self.samples.bad_lines.push(BadLine {
+            line: self.lines_seen,
+            reason: format!("more than {LINE_MAX_BYTES} bytes: skipped"),
+        });
+        Ok(())
+    }
+
     fn header(&mut self, line: &[u8]) -> Result<(), String> {
         let header = String::from_utf8_lossy(line);
         if !header.starts_with(TIME_COLUMN) {
@@ -422,10 +498,10 @@ fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
     for (i, field) in line.split(',').enumerate() {
         row.push(match field {
             "" if i > 0 => None,
-            f => Some(
-                parse_u64(f)
-                    .ok_or_else(|| format!("field {}: expected an integer, found {f:?}", i + 1))?,
-            ),
+            f => Some(parse_u64(f).ok_or_else(|| {
+                let found = crate::untrusted::cut(f, 80);
+                format!("field {}: expected an integer, found {found:?}", i + 1)
+            })?),
         });
     }
     Ok(row)
@@ -528,9 +604,43 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_field_is_quoted_80_characters_at_most() {
+        let mut text = header_line(&channels(), &gauges());
+        text.push_str(&format!("1000,{},,,,,,,,,,,\n", "x".repeat(100_000)));
+        let samples = Samples::parse(&text).unwrap();
+        let reason = &samples.bad_lines[0].reason;
+        assert!(reason.starts_with("field 2: expected an integer") && reason.len() < 150);
+    }
+
+    #[test]
     fn a_file_that_is_not_a_samples_file_is_refused() {
         assert!(Samples::parse("name,age\n1,2\n").is_err());
         assert_eq!(Samples::parse("").unwrap().rows.len(), 0);
+    }
+
+    #[test]
+    fn a_line_longer_than_any_sampler_writes_is_skipped_not_held() {
+        let mut text = header_line(&channels(), &gauges());
+        row(1000).format_into(&mut text);
+        text.push_str(&"\0".repeat(3 * LINE_MAX_BYTES));
+        text.push('\n');
+        row(2000).format_into(&mut text);
+        text.push_str(&"9".repeat(2 * LINE_MAX_BYTES));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.samples.csv");
+        std::fs::write(&path, &text).unwrap();
+        let read = Samples::read(&path).unwrap();
+        assert_eq!(read.rows.len(), 2);
+        assert_eq!(read.bad_lines.len(), 1);
+        assert_eq!(read.bad_lines[0].line, 3);
+        assert!(read.bad_lines[0].reason.contains("more than 1048576 bytes"));
+        assert!(read.truncated_tail);
+        std::fs::write(&path, "\0".repeat(2 * LINE_MAX_BYTES)).unwrap();
+        let err = Samples::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("n1.samples.csv: line 1") && err.len() < 300,
+            "{err}"
+        );
     }
 
     #[test]
@@ -558,7 +668,9 @@ mod tests {
         let whole = Samples::parse(small).unwrap();
         assert!(whole.rows.len() >= 2 && whole.truncated_tail);
         for block in 1..=64 {
-            let read = Samples::read_in_blocks(&path_small, block).unwrap();
+            let file = File::open(&path_small).unwrap();
+            let size = small.len() as u64;
+            let read = Samples::read_in_blocks(file, size, &path_small, block).unwrap();
             assert_eq!(read, whole, "blocks of {block} bytes");
         }
         assert_eq!(read.rows.len() as u64, t / 1_000);

@@ -19,7 +19,7 @@ use crate::counter::Counter;
 use crate::node::{JobCensus, NodeStats};
 use crate::sources::nvml::NvmlSource;
 use crate::sources::{EnergySource, Found, JobPids};
-use crate::spool::{ElectionLock, JobFiles};
+use crate::spool::{ElectionLock, JobFiles, RecordedGpus};
 use crate::usage::JobUsage;
 
 /// How often a follower checks whether the leader is gone, at most.
@@ -94,6 +94,59 @@ fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
             channels: Vec::new(),
         });
     }
+}
+
+/// The GPUs of the recording this sampler continues, as its first sampler kept them beside
+/// the election lock (root's): never the metadata's, which the job's user can write (a
+/// takeover would open another job's GPUs, or thousands of copies of one). Only the
+/// metadata's NVML status is taken, for a recording begun without GPU columns, to say why.
+/// `None` when nothing was kept (a recording begun by an older aipm): this step's own GPUs
+/// are opened, and the samples file's header decides whether they can continue it.
+fn recorded_gpus(setup: &SamplerSetup, previous: &Meta) -> Option<Meta> {
+    let Some(kept) = setup.lock.kept_gpus() else {
+        (setup.log)(
+            Level::Info,
+            "continuing a recording whose first sampler's GPUs are not kept beside the lock: this step's own GPUs",
+        );
+        return None;
+    };
+    let status = previous
+        .sources
+        .iter()
+        .find(|s| s.name == "nvml")
+        .filter(|_| kept.channels.is_empty());
+    Some(Meta {
+        gpus: kept.ids,
+        sources: vec![SourceStatus {
+            name: "nvml".into(),
+            status: status.map_or("absent".into(), |s| cut(&s.status, 16)),
+            detail: status.map_or_else(
+                || "the recording began without GPU columns".into(),
+                |s| cut(&s.detail, 500),
+            ),
+            channels: kept.channels,
+        }],
+        ..Meta::default()
+    })
+}
+
+/// Keep the GPUs this sampler begins the recording with, for those that take over.
+fn keep_gpus(setup: &SamplerSetup) {
+    let channels = setup
+        .meta
+        .sources
+        .iter()
+        .find(|s| s.name == "nvml")
+        .map(|s| s.channels.clone())
+        .unwrap_or_default();
+    let kept = RecordedGpus::new(&setup.meta.gpus, &channels);
+    if let Err(e) = setup.lock.keep_gpus(&kept) {
+        (setup.log)(Level::Error, &format!("keeping the recording's GPUs: {e}"));
+    }
+}
+
+fn cut(text: &str, max: usize) -> String {
+    aipm_recording::untrusted::cut(text, max)
 }
 
 /// Open the planned GPUs, or those of the recording this sampler continues (`previous`),
@@ -308,10 +361,16 @@ impl Leader {
     /// Start or continue this node's recording.
     fn begin(setup: &mut SamplerSetup) -> Leader {
         let previous = setup.files.read_meta();
-        if let Some(previous) = &previous {
-            follow_recording_gpus(setup, previous);
+        let gpus_of_recording = previous
+            .as_ref()
+            .and_then(|previous| recorded_gpus(setup, previous));
+        if let Some(recording) = &gpus_of_recording {
+            follow_recording_gpus(setup, recording);
         }
-        open_gpus(setup, previous.as_ref());
+        open_gpus(setup, gpus_of_recording.as_ref());
+        if gpus_of_recording.is_none() {
+            keep_gpus(setup);
+        }
         let channels: Vec<String> = setup
             .sources
             .iter()

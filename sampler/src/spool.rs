@@ -11,6 +11,7 @@ use std::path::Path;
 
 use aipm_recording::layout::{self, NodeName};
 use aipm_recording::meta::Meta;
+use aipm_recording::untrusted;
 use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::process::{Gid, Uid};
 
@@ -315,24 +316,16 @@ fn move_aside(dir: &OwnedFd, names: &[&str], start: u64) -> rustix::io::Result<S
 /// waiting (a FIFO put there would hang the open, and the job with it), and only a regular
 /// file with one link (a hard link to a file elsewhere would be read or handed over).
 fn open_regular(dir: &OwnedFd, name: &str, flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
-    let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let fd = rfs::openat(dir, name, flags, Mode::from_raw_mode(mode))?;
-    let st = rfs::fstat(&fd)?;
-    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile || st.st_nlink != 1 {
-        return Err(io::Error::other(format!(
-            "{name} is not a plain file (a pipe, a device or a hard link?)"
-        )));
-    }
-    Ok(fd)
+    untrusted::open_regular(dir, name, flags, mode)
+        .map(|(fd, _)| fd)
+        .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))
 }
 
 /// A metadata or steps file, read as root from a directory its user can write: at most
 /// 1 MiB (real ones are a few hundred bytes).
 fn read_small_file(dir: &OwnedFd, name: &str) -> io::Result<String> {
-    let fd = open_regular(dir, name, OFlags::RDONLY, 0)?;
-    let mut text = String::new();
-    File::from(fd).take(1 << 20).read_to_string(&mut text)?;
-    Ok(text)
+    let data = untrusted::read_small(dir, name, untrusted::STEPS_MAX_BYTES)?;
+    String::from_utf8(data).map_err(|_| io::Error::other(format!("{name}: not UTF-8 text")))
 }
 
 /// Make a file the job user's, readable by nobody else. When slurmstepd runs with the
@@ -382,11 +375,80 @@ impl ElectionLock {
             .is_ok_and(|m| m.file_type().is_file())
     }
 
+    /// Keep the GPUs this recording's first sampler decided on in the lock file, root's in
+    /// root's lock directory: the job's user can write the metadata, not this.
+    pub fn keep_gpus(&self, gpus: &RecordedGpus) -> io::Result<()> {
+        let mut text = String::from(RecordedGpus::MAGIC);
+        for id in &gpus.ids {
+            text.push_str(&format!("id {id}\n"));
+        }
+        for channel in &gpus.channels {
+            text.push_str(&format!("channel {channel}\n"));
+        }
+        rfs::ftruncate(&self.file, 0)?;
+        rustix::io::pwrite(&self.file, text.as_bytes(), 0)?;
+        Ok(())
+    }
+
+    /// The GPUs kept by [`ElectionLock::keep_gpus`], if any were: what a sampler taking
+    /// over reopens.
+    pub fn kept_gpus(&self) -> Option<RecordedGpus> {
+        let mut buf = vec![0u8; RecordedGpus::MAX_BYTES];
+        let n = rustix::io::pread(&self.file, &mut buf, 0).ok()?;
+        RecordedGpus::parse(std::str::from_utf8(&buf[..n]).ok()?)
+    }
+
     /// Remove the lock file once every step of the job has ended on the node (epilog).
     pub fn remove(lockdir: &Path, job_id: u32) -> io::Result<()> {
         match std::fs::remove_file(lockdir.join(layout::lock_file_name(job_id))) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
+    }
+}
+
+/// A recording's GPUs as its first sampler opened them: Slurm's ids (the metadata's `gpus`)
+/// and NVML's channels (UUIDs), without repeats, at most [`RecordedGpus::MAX`] of each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedGpus {
+    pub ids: Vec<String>,
+    pub channels: Vec<String>,
+}
+
+impl RecordedGpus {
+    const MAGIC: &'static str = "aipm recorded gpus v1\n";
+    /// More GPUs (or MIG slices) than any node has.
+    pub const MAX: usize = 64;
+    const MAX_BYTES: usize = 16 * 1024;
+
+    /// `ids` and `channels`, repeats removed, cut to [`RecordedGpus::MAX`] each.
+    pub fn new(ids: &[String], channels: &[String]) -> RecordedGpus {
+        let distinct = |items: &[String]| {
+            let mut kept: Vec<String> = Vec::new();
+            for item in items {
+                if kept.len() < Self::MAX && !kept.contains(item) {
+                    kept.push(item.clone());
+                }
+            }
+            kept
+        };
+        RecordedGpus {
+            ids: distinct(ids),
+            channels: distinct(channels),
+        }
+    }
+
+    fn parse(text: &str) -> Option<RecordedGpus> {
+        let body = text.strip_prefix(Self::MAGIC)?;
+        let (mut ids, mut channels) = (Vec::new(), Vec::new());
+        for line in body.lines() {
+            let (kind, value) = line.split_once(' ')?;
+            match kind {
+                "id" => ids.push(value.to_string()),
+                "channel" => channels.push(value.to_string()),
+                _ => return None,
+            }
+        }
+        Some(RecordedGpus::new(&ids, &channels))
     }
 }

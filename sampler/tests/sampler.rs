@@ -12,7 +12,7 @@ use aipm_recording::samples::{self, Samples};
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::powercap::PowercapSource;
 use aipm_sampler::sources::{EnergySource, Found};
-use aipm_sampler::spool::{retire_previous, ElectionLock, JobFiles, Retired};
+use aipm_sampler::spool::{retire_previous, ElectionLock, JobFiles, RecordedGpus, Retired};
 use aipm_sampler::usage::{JobUsage, ProcessTree};
 
 const JOB: u32 = 77;
@@ -438,25 +438,33 @@ fn standin_nvml(dir: &Path, devices: Vec<serde_json::Value>) -> std::path::PathB
 /// Steps of an allocation see different GPUs (each its own gres): the step that takes over
 /// the node's recording samples the GPUs the recording began with, instead of stopping on
 /// columns that differ.
+/// A stand-in GPU drawing `watts`.
+fn fake_a100(uuid: &str, watts: f64) -> serde_json::Value {
+    serde_json::json!({ "uuid": uuid, "name": "Fake A100", "power_w": watts, "energy_start_mj": 0 })
+}
+
+/// A step's sampler setup in `dir` with Slurm's GPU ids `gpus`, through the stand-in `lib`.
+fn gpu_step(dir: &Path, lib: &Path, messages: &Messages, gpus: &[&str]) -> SamplerSetup {
+    let mut s = setup(dir, 20, messages);
+    let gpus: Vec<String> = gpus.iter().map(|g| g.to_string()).collect();
+    s.meta.gpus = gpus.clone();
+    s.gpus = Some(GpuPlan {
+        lib: Some(lib.to_path_buf()),
+        selectors: Some(gpus),
+    });
+    s
+}
+
 #[test]
 fn a_step_that_sees_other_gpus_continues_the_recordings_gpus() {
     let dir = tempdir();
-    let gpu = |uuid: &str, watts: f64| serde_json::json!({ "uuid": uuid, "name": "Fake A100", "power_w": watts, "energy_start_mj": 0 });
+    let gpu = fake_a100;
     let lib = standin_nvml(
         dir.path(),
         vec![gpu("GPU-aaaa", 100.0), gpu("GPU-bbbb", 250.0)],
     );
     let messages = Messages::default();
-    let step = |gpus: &[&str]| {
-        let mut s = setup(dir.path(), 20, &messages);
-        let gpus: Vec<String> = gpus.iter().map(|g| g.to_string()).collect();
-        s.meta.gpus = gpus.clone();
-        s.gpus = Some(GpuPlan {
-            lib: Some(lib.clone()),
-            selectors: Some(gpus),
-        });
-        s
-    };
+    let step = |gpus: &[&str]| gpu_step(dir.path(), &lib, &messages, gpus);
     // Step 0 has GPU 0 and leads; step 1 (GPU 1) waits, then takes over; then a step
     // without GPUs.
     let first = Sampler::start(step(&["0"])).unwrap();
@@ -516,6 +524,87 @@ fn a_step_that_sees_other_gpus_continues_the_recordings_gpus() {
         nvml.detail
     );
     assert!(samples.column("nvml:GPU-aaaa:power_mw").is_none());
+}
+
+/// The job's user can rewrite the metadata between two steps: a later step that continues
+/// the recording opens the GPUs its first sampler kept beside the election lock (root's),
+/// not those the metadata lists (another job's GPU, or thousands of copies of one).
+#[test]
+fn a_takeover_opens_the_gpus_kept_by_the_first_sampler_not_the_metadatas() {
+    let dir = tempdir();
+    let gpus = vec![fake_a100("GPU-aaaa", 100.0), fake_a100("GPU-bbbb", 250.0)];
+    let lib = standin_nvml(dir.path(), gpus);
+    let messages = Messages::default();
+    let step = |gpus: &[&str]| gpu_step(dir.path(), &lib, &messages, gpus);
+    let first = Sampler::start(step(&["0"])).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    first.stop();
+    // The user's forgery: GPU 1 (another job's), listed 10,000 times.
+    let job = dir.path().join("spool").join(JOB.to_string());
+    let forge = || {
+        let (mut forged, _) = read(dir.path());
+        forged.gpus = vec!["1".into(); 10_000];
+        let nvml = forged
+            .sources
+            .iter_mut()
+            .find(|s| s.name == "nvml")
+            .unwrap();
+        nvml.channels = vec!["GPU-bbbb".into(); 10_000];
+        fs::write(job.join("n1.meta.json"), forged.to_json()).unwrap();
+    };
+    forge();
+    let rows = read(dir.path()).1.rows.len();
+
+    // A later step without GPUs of its own continues the recording.
+    let second = Sampler::start(step(&[])).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    second.stop();
+    let (meta, samples) = read(dir.path());
+    assert!(messages.lock().unwrap().is_empty(), "{messages:?}");
+    assert_eq!(meta.sampler.handovers, 1);
+    assert_eq!(meta.gpus, ["0"]);
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.channels, ["GPU-aaaa"], "{nvml:?}");
+    assert!(samples.rows.len() > rows);
+    let power: Vec<u64> = samples.values("nvml:GPU-aaaa:power_mw").collect();
+    assert_eq!(power, vec![100_000; samples.rows.len()]);
+    assert!(samples.column("nvml:GPU-bbbb:power_mw").is_none());
+
+    // With the samples' header forged to match, the recording stops rather than read
+    // GPU 1: not a row more.
+    forge();
+    let text = fs::read_to_string(job.join("n1.samples.csv")).unwrap();
+    fs::write(
+        job.join("n1.samples.csv"),
+        text.replace("GPU-aaaa", "GPU-bbbb"),
+    )
+    .unwrap();
+    let rows = samples.rows.len();
+    let third = Sampler::start(step(&[])).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    third.stop();
+    let logged = messages.lock().unwrap().clone();
+    assert!(
+        logged.len() == 1 && logged[0].contains("has other columns"),
+        "{logged:?}"
+    );
+    assert_eq!(read(dir.path()).1.rows.len(), rows);
+}
+
+#[test]
+fn kept_gpus_are_distinct_and_bounded() {
+    let dir = tempdir();
+    let lock = ElectionLock::open(&dir.path().join("locks"), JOB).unwrap();
+    assert_eq!(lock.kept_gpus(), None);
+    let many: Vec<String> = (0..1000).map(|i| format!("GPU-{i}")).collect();
+    let kept = RecordedGpus::new(&["0".into(), "0".into(), "1".into()], &many);
+    assert_eq!(kept.ids, ["0", "1"]);
+    assert_eq!(kept.channels.len(), RecordedGpus::MAX);
+    lock.keep_gpus(&kept).unwrap();
+    let again = ElectionLock::open(&dir.path().join("locks"), JOB).unwrap();
+    assert_eq!(again.kept_gpus(), Some(kept));
+    lock.keep_gpus(&RecordedGpus::default()).unwrap();
+    assert_eq!(again.kept_gpus(), Some(RecordedGpus::default()));
 }
 
 fn record_a_gpu_whose_utilisation_fails(error: &str) -> (Meta, Samples, Vec<String>) {

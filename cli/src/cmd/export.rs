@@ -16,7 +16,6 @@ use crate::export::userfile::ExportDir;
 use crate::omegawatt::days::parse_time;
 use crate::output::{write_json, Format};
 use crate::report::NodeReport;
-use crate::spool::NodeRecording;
 
 /// Append one row per finished job to DIR/<user>.csv, for a daily cron or timer.
 ///
@@ -80,7 +79,10 @@ pub enum Source {
 
 /// A finished job to export, as Slurm (or the spool) lists it.
 struct Candidate {
+    /// The job's directory in the spool (`JobIDRaw`).
     job_id: u32,
+    /// Slurm's name for it (`1234_5`), where accounting gave one.
+    job: Option<String>,
     state: String,
     start_ms: Option<u64>,
     end_ms: Option<u64>,
@@ -114,7 +116,10 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             spool.display()
         );
     }
-    let (candidates, source) = candidates(&args, &spool, since, until)?;
+    // Anything skipped (an unreadable recording, a user's file refused or locked) makes
+    // the run exit 2 at its end, after every other row is written.
+    let mut failed = false;
+    let (candidates, source) = candidates(&args, &spool, since, until, &mut failed)?;
     let grace_ms = args.grace.max(0) as u64 * 1000;
     let wall_data = args.wall.load()?;
     let g_co2e_per_j = args.emissions.g_per_j();
@@ -123,8 +128,15 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     type Pending = (Vec<(u64, Vec<String>, JobSummary)>, Vec<String>, u32, u32);
     let mut by_user: BTreeMap<String, Pending> = BTreeMap::new();
     for c in candidates {
-        let Some(recordings) = recordings_of(&spool, c.job_id)? else {
-            continue; // not recorded: nothing to export
+        let recordings = match crate::spool::job_recordings(&spool, c.job_id) {
+            Ok(recordings) if recordings.is_empty() => continue, // not recorded
+            Ok(recordings) => recordings,
+            Err(e) => {
+                // Its user's bad file holds up no one: named, skipped, retried next run.
+                eprintln!("aipm-analyze: job {}: {e:#}", c.job_id);
+                failed = true;
+                continue;
+            }
         };
         let mut reports: Vec<NodeReport> =
             recordings.iter().map(NodeReport::from_recording).collect();
@@ -136,9 +148,13 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let Some(summary) = JobSummary::new(&recordings, &reports) else {
+        let Some(mut summary) = JobSummary::new(&recordings, &reports) else {
             continue;
         };
+        // Slurm's name of the job (`1234_5`), not the one its metadata gives.
+        if let Some(job) = &c.job {
+            summary.job = job.clone();
+        }
         if args.user.as_deref().is_some_and(|u| u != summary.user) {
             continue;
         }
@@ -172,7 +188,6 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|v| v.parse().ok());
     let mut outcomes: BTreeMap<String, UserOutcome> = BTreeMap::new();
-    let mut failed = false;
     for (user, (mut rows, waiting, uid, gid)) in by_user {
         rows.sort_by_key(|(end, row, _)| (*end, row[args.layout.job_column()].clone()));
         let mut outcome = UserOutcome {
@@ -195,7 +210,8 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 outcome.written.push(summary.job.clone());
                 if args.slurm_comment {
                     // The CSV is written: a comment that fails is a warning, not a lost row.
-                    if let Err(e) = set_admin_comment(&summary.job, &comment_text(summary)) {
+                    let comment = comment_text(summary);
+                    if let Err(e) = set_admin_comment(summary.job_id, &comment) {
                         eprintln!("aipm-analyze: warning: {e:#}");
                     }
                 }
@@ -256,6 +272,7 @@ fn candidates(
     spool: &std::path::Path,
     since: i64,
     until: i64,
+    failed: &mut bool,
 ) -> anyhow::Result<(Vec<Candidate>, &'static str)> {
     if args.jobs_from != Source::Spool {
         match jobs_between(since, until, args.user.as_deref()) {
@@ -265,6 +282,7 @@ fn candidates(
                     .filter(|j| j.is_finished() && j.end.is_some_and(|e| e >= since && e < until))
                     .map(|j| Candidate {
                         job_id: j.job_id,
+                        job: Some(j.job),
                         state: j.state,
                         start_ms: j.start.map(|s| s as u64 * 1000),
                         end_ms: j.end.map(|e| e as u64 * 1000),
@@ -285,8 +303,15 @@ fn candidates(
     let mut list = Vec::new();
     for id in crate::spool::job_ids(spool)? {
         // Only the metadata: the samples are read later, for the jobs kept.
-        let Ok(metas) = crate::spool::job_metas(spool, id) else {
-            continue; // another user's: root reads every one, a user only theirs
+        let metas = match crate::spool::job_metas(spool, id) {
+            Ok(metas) => metas,
+            // Another user's: root reads every one, a user only theirs.
+            Err(e) if e.is::<crate::spool::OthersRecording>() => continue,
+            Err(e) => {
+                eprintln!("aipm-analyze: job {id}: {e:#}");
+                *failed = true;
+                continue;
+            }
         };
         if metas.is_empty() {
             continue;
@@ -299,6 +324,7 @@ fn candidates(
         if (end / 1000) as i64 >= since && ((end / 1000) as i64) < until {
             list.push(Candidate {
                 job_id: id,
+                job: None,
                 state: String::new(),
                 start_ms: None,
                 end_ms: Some(end),
@@ -306,15 +332,4 @@ fn candidates(
         }
     }
     Ok((list, "spool"))
-}
-
-/// The recordings of exactly this job id (not the other tasks of an array it heads).
-fn recordings_of(spool: &std::path::Path, id: u32) -> anyhow::Result<Option<Vec<NodeRecording>>> {
-    Ok(match crate::spool::job_recordings(spool, id) {
-        Ok(recs) => (!recs.is_empty()).then_some(recs),
-        Err(e) => {
-            eprintln!("aipm-analyze: job {id}: {e:#}");
-            None
-        }
-    })
 }

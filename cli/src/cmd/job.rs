@@ -555,9 +555,11 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
     ]
     .map(String::from)
     .to_vec();
+    // Channel names and steps come from files the job's user can write: no formulas.
+    let text = |t: &str| crate::output::spreadsheet_text(t);
     for c in &channels {
-        header.push(format!("{c}:job_j"));
-        header.push(format!("{c}:node_j"));
+        header.push(text(&format!("{c}:job_j")));
+        header.push(text(&format!("{c}:node_j")));
     }
     w.write_record(&header)?;
     let opt = |v: Option<String>| v.unwrap_or_default();
@@ -565,9 +567,9 @@ fn write_csv(reports: &[NodeReport], out: &mut impl Write) -> anyhow::Result<()>
         let mut row = vec![
             r.job.clone(),
             r.job_id.to_string(),
-            r.user.clone(),
-            r.node.clone(),
-            r.steps.join(" "),
+            text(&r.user),
+            text(&r.node),
+            text(&r.steps.join(" ")),
             r.start_utc.clone(),
             opt(r.end_utc.clone()),
             format!("{:.3}", r.duration_s),

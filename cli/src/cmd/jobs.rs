@@ -130,11 +130,12 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 "emissions_g_co2e",
             ])?;
             for l in lines.iter().chain([&total]) {
+                let text = |t: &str| crate::output::spreadsheet_text(t);
                 w.write_record([
                     l.job.clone(),
-                    l.name.clone().unwrap_or_default(),
-                    l.user.clone(),
-                    l.state.clone().unwrap_or_default(),
+                    text(l.name.as_deref().unwrap_or_default()),
+                    text(&l.user),
+                    text(l.state.as_deref().unwrap_or_default()),
                     l.nodes.to_string(),
                     l.start_utc.clone(),
                     format!("{:.3}", l.duration_s),
@@ -192,14 +193,18 @@ fn spool_lines(spool: &std::path::Path, args: &Args) -> anyhow::Result<Vec<JobLi
     // A month of jobs is hundreds of recordings: read on every core.
     let line_of = |&id: &u32| -> Option<JobLine> {
         // Decided on the metadata first; other users' jobs are unreadable: not listed.
-        let metas = job_metas(spool, id).ok()?;
+        let metas = job_metas(spool, id)
+            .map_err(|e| crate::spool::warn_unless_others(&e))
+            .ok()?;
         let start_ms = metas.iter().map(|m| m.start_unix_ms).min()?;
         let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
             && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);
         if !in_window || args.user.as_deref().is_some_and(|u| u != metas[0].user) {
             return None;
         }
-        let recordings = job_recordings(spool, id).ok()?;
+        let recordings = job_recordings(spool, id)
+            .map_err(|e| crate::spool::warn_unless_others(&e))
+            .ok()?;
         let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
         let summary = JobSummary::new(&recordings, &reports)?;
         Some(JobLine {

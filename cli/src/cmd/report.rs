@@ -125,16 +125,24 @@ fn month_jobs(
     for id in ids {
         // Decided on the metadata first; other users' recordings are unreadable: they are
         // not this user's anyway.
-        let Ok(metas) = crate::spool::job_metas(spool, id) else {
-            continue;
+        let metas = match crate::spool::job_metas(spool, id) {
+            Ok(metas) => metas,
+            Err(e) => {
+                crate::spool::warn_unless_others(&e);
+                continue;
+            }
         };
         let start_ms = metas.iter().map(|m| m.start_unix_ms).min();
         let theirs = metas.first().is_some_and(|m| m.user == user);
         if !theirs || !start_ms.is_some_and(|t| (start..end).contains(&t)) {
             continue;
         }
-        let Ok(recordings) = crate::spool::job_recordings(spool, id) else {
-            continue;
+        let recordings = match crate::spool::job_recordings(spool, id) {
+            Ok(recordings) => recordings,
+            Err(e) => {
+                crate::spool::warn_unless_others(&e);
+                continue;
+            }
         };
         let reports: Vec<NodeReport> = recordings.iter().map(NodeReport::from_recording).collect();
         let Some(summary) = JobSummary::new(&recordings, &reports) else {

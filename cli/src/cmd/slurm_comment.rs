@@ -83,7 +83,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     };
     let text = comment_text(&summary);
     if !args.print {
-        set_admin_comment(&summary.job, &text)?;
+        set_admin_comment(summary.job_id, &text)?;
     }
     writeln!(out, "{text}")?;
     Ok(ExitCode::SUCCESS)

@@ -98,9 +98,9 @@ impl Layout {
             Layout::Aipm => vec![
                 s.job.clone(),
                 clean(s.name.as_deref().unwrap_or("")),
-                s.user.clone(),
+                clean(&s.user),
                 clean(cx.state),
-                s.nodes.join(","),
+                clean(&s.nodes.join(",")),
                 aipm_recording::time::format_utc(cx.start_ms),
                 opt(cx.end_ms.map(aipm_recording::time::format_utc)),
                 format!("{duration_s:.1}"),
@@ -131,7 +131,7 @@ impl Layout {
                 let kwh = |j: f64| format!("{:.6}", j / 3.6e6);
                 let human = |b: f64| format!("{:.1}GiB", b / 1024f64.powi(3));
                 vec![
-                    s.nodes.join(","),
+                    clean(&s.nodes.join(",")),
                     s.job.clone(),
                     local_iso(cx.start_ms),
                     format!("{duration_s:.1}"),
@@ -156,9 +156,12 @@ fn local_iso(unix_ms: u64) -> String {
         .unwrap_or_default()
 }
 
-/// One row is one line: control characters (a newline in a job name) become spaces.
+/// A text cell: one row is one line (control characters, a newline in a job name, become
+/// spaces) and no cell runs as a spreadsheet formula.
 fn clean(text: &str) -> String {
-    text.chars()
+    let formula_safe = crate::output::spreadsheet_text(text);
+    formula_safe
+        .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }

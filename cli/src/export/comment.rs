@@ -23,10 +23,12 @@ pub fn comment_text(s: &JobSummary) -> String {
     text
 }
 
-/// Store `text` as the AdminComment of `job` (`1234` or `1234_5`) in slurmdbd, through
-/// `sacctmgr` (it works for finished jobs; `scontrol update` only while slurmctld still
-/// holds the job).
-pub fn set_admin_comment(job: &str, text: &str) -> anyhow::Result<()> {
+/// Store `text` as the AdminComment of job `job_id` in slurmdbd, through `sacctmgr` (it
+/// works for finished jobs; `scontrol update` only while slurmctld still holds the job).
+/// `job_id` is the raw id that names the recording's directory (an array task's own id,
+/// not `1234_5`): a metadata file's array ids cannot point the comment at another job.
+pub fn set_admin_comment(job_id: u32, text: &str) -> anyhow::Result<()> {
+    let job = job_id.to_string();
     let out = Command::new("sacctmgr")
         .args(["-i", "modify", "job", "where"])
         .arg(format!("jobid={job}"))

@@ -8,8 +8,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use aipm_recording::untrusted;
 use anyhow::{bail, Context as _};
-use rustix::fs::{self as rfs, FileType, FlockOperation, Mode, OFlags};
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 use rustix::process::{Gid, Uid};
 
 use super::columns::Layout;
@@ -56,7 +57,11 @@ impl ExportDir {
         &self.path
     }
 
-    /// `<user>.csv`, locked, owned by the user and closed to others, checked against `layout`.
+    /// `<user>.csv`, locked, owned by the user and closed to others, checked against
+    /// `layout`. `uid` and `gid` are the system's for `user` (a job directory's owner),
+    /// never a recording's word. The file is taken only if it is root's (new, or made by an
+    /// admin) or already that user's; a lock held on it (the user's `flock`, another export)
+    /// is not waited for: the file is skipped with an error, and the next run retries it.
     pub fn user_file(
         &self,
         user: &str,
@@ -72,50 +77,64 @@ impl ExportDir {
         }
         let name = format!("{user}.csv");
         let path = self.path.join(&name);
-        let flags =
-            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = rfs::openat(&self.fd, name.as_str(), flags, Mode::from_raw_mode(0o600)).map_err(
-            |e| match e {
-                rustix::io::Errno::LOOP => {
-                    anyhow::anyhow!("{}: a symbolic link: refused", path.display())
-                }
-                e => anyhow::anyhow!("opening {}: {e}", path.display()),
-            },
-        )?;
-        let st = rfs::fstat(&fd)?;
-        let euid = rustix::process::geteuid().as_raw();
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            bail!("{}: not a regular file: refused", path.display());
-        }
-        if st.st_nlink != 1 {
+        // The name the file carries must be that uid's on this system: a file is never
+        // handed to a uid under another user's name.
+        let system_uid = match user.parse::<u32>() {
+            Ok(number) => Some(number),
+            Err(_) => crate::system_user::by_name(user).map(|u| u.uid),
+        };
+        if system_uid != Some(uid) {
             bail!(
-                "{}: has {} hard links: refused (it could be another file)",
+                "{}: {user} is not uid {uid} on this system ({}): refused",
                 path.display(),
-                st.st_nlink
+                system_uid.map_or("no such user".to_string(), |u| format!("it is uid {u}"))
             );
         }
+        let flags = OFlags::RDWR | OFlags::CREATE;
+        let (fd, st) = untrusted::open_regular(&self.fd, &name, flags, 0o600)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let euid = rustix::process::geteuid().as_raw();
         if st.st_uid != uid && st.st_uid != euid {
             bail!(
-                "{}: belongs to uid {}, not to {user} (uid {uid}): refused",
+                "{}: belongs to uid {}, not to {user} (uid {uid}) nor to the export: refused",
                 path.display(),
                 st.st_uid
             );
         }
-        // Two exports at once (cron and a hand run) take turns.
-        rfs::flock(&fd, FlockOperation::LockExclusive)?;
+        let size = st.st_size.max(0) as u64;
+        if size > USER_FILE_MAX_BYTES {
+            bail!(
+                "{}: {size} bytes, more than the {USER_FILE_MAX_BYTES} a user's file may hold: refused",
+                path.display()
+            );
+        }
+        untrusted::check_not_sparse(size, st.st_blocks.max(0) as u64 * 512)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // Never waited for: a user holding a lock on their file would hold up everyone's.
+        match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+                "{}: locked by another process (its user, or another export): skipped, retried on the next run",
+                path.display()
+            ),
+            Err(e) => bail!("{}: locking: {e}", path.display()),
+        }
         if euid == 0 {
             rfs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
         } else if uid != euid {
             bail!("only root can write {user}'s file {}", path.display());
         }
         rfs::fchmod(&fd, Mode::from_raw_mode(0o600))?;
-        if st.st_size == 0 {
+        if size == 0 {
             // A new file: make its name durable with its first rows.
             let _ = rfs::fsync(&self.fd);
         }
         let mut file = File::from(fd);
-        let mut data = Vec::new();
-        file.read_to_end(&mut data)
+        let mut data = Vec::with_capacity(size as usize);
+        // What fstat saw, not what the user may append meanwhile.
+        (&mut file)
+            .take(size)
+            .read_to_end(&mut data)
             .with_context(|| format!("reading {}", path.display()))?;
         let mut repaired = 0;
         if !data.is_empty() && !data.ends_with(b"\n") {
@@ -139,6 +158,10 @@ impl ExportDir {
     }
 }
 
+/// A user's file is a few hundred bytes a job: a gigabyte is a million jobs, or a file
+/// that is not one (a sparse file of terabytes the user made of their own).
+const USER_FILE_MAX_BYTES: u64 = 1 << 30;
+
 /// The job ids already in a user's file; every line checked against the layout.
 fn read_rows(data: &[u8], path: &Path, layout: Layout) -> anyhow::Result<HashSet<String>> {
     let header = layout.header();
@@ -157,7 +180,7 @@ fn read_rows(data: &[u8], path: &Path, layout: Layout) -> anyhow::Result<HashSet
                     "{} line 1: expected the {layout:?} header `{}`, found `{}` (a file of the other --layout?)",
                     path.display(),
                     header.join(","),
-                    record.iter().collect::<Vec<_>>().join(",")
+                    untrusted::cut(&record.iter().collect::<Vec<_>>().join(","), 80)
                 );
             }
             continue;

@@ -71,8 +71,28 @@ pub fn image_size(path: &Path) -> (u32, u32) {
     }
 }
 
+/// The tests' made-up users (alice 4201, bob 4202, carol 4203, mallory 12345), which
+/// `aipm-analyze` (a debug build) takes as the system's: a recording's user is its job
+/// directory's owner, by the system's name for that uid.
+pub const PASSWD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/passwd");
+
+/// The uid and gid of a made-up user; also hands the user list to every `aipm-analyze`
+/// these tests start (children inherit the environment).
+pub fn test_user(name: &str) -> Option<(u32, u32)> {
+    std::env::set_var("AIPM_TEST_PASSWD", PASSWD);
+    std::fs::read_to_string(PASSWD)
+        .unwrap()
+        .lines()
+        .find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f[0] == name).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        })
+}
+
 /// Write a recording into `spool` as the plugin lays it out: `JOB/NODE.samples.csv` with
-/// `channels` (energy counters) and `gauges`, and `JOB/NODE.meta.json` from `meta`.
+/// `channels` (energy counters) and `gauges`, and `JOB/NODE.meta.json` from `meta`, the
+/// directory and files given to the meta's user where it is one of the made-up users
+/// (with its uid in the metadata, as the plugin writes it).
 pub fn write_recording(
     spool: &Path,
     meta: &aipm_recording::meta::Meta,
@@ -87,8 +107,20 @@ pub fn write_recording(
     for row in rows {
         row.format_into(&mut text);
     }
-    std::fs::write(dir.join(format!("{}.samples.csv", meta.node)), text).unwrap();
-    std::fs::write(dir.join(format!("{}.meta.json", meta.node)), meta.to_json()).unwrap();
+    let mut meta = meta.clone();
+    let owner = test_user(&meta.user);
+    if let Some((uid, gid)) = owner {
+        (meta.uid, meta.gid) = (uid, gid);
+    }
+    let samples = dir.join(format!("{}.samples.csv", meta.node));
+    let meta_file = dir.join(format!("{}.meta.json", meta.node));
+    std::fs::write(&samples, text).unwrap();
+    std::fs::write(&meta_file, meta.to_json()).unwrap();
+    if let Some((uid, gid)) = owner {
+        for path in [&dir, &samples, &meta_file] {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+        }
+    }
 }
 
 /// A sample of one package counter: `energy_uj` at `time_ms`, the job alone on its node.
