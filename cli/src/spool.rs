@@ -57,12 +57,13 @@ impl fmt::Display for JobRef {
     }
 }
 
-/// The spool to read: `--spool`, else `$AIPM_SPOOL`, else the one in the admin's
-/// plugstack configuration, else the default.
+/// The recordings to read: `--spool`, else `$AIPM_SPOOL`, else the store (or, without one,
+/// the spool) of the admin's plugstack configuration, else the default spool.
 pub fn resolve_spool(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| std::env::var_os("AIPM_SPOOL").map(PathBuf::from))
         .or_else(|| {
-            PluginConfig::from_plugstack_dir(Path::new(DEFAULT_PLUGSTACK_DIR)).map(|c| c.spool)
+            PluginConfig::from_plugstack_dir(Path::new(DEFAULT_PLUGSTACK_DIR))
+                .map(|c| c.recordings().to_path_buf())
         })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL))
 }

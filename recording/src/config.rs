@@ -16,8 +16,13 @@ pub const DEFAULT_PLUGSTACK_DIR: &str = "/etc/slurm/plugstack.conf.d";
 /// `plugstack.conf.d/aipm.conf`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginConfig {
-    /// Root of the recordings; root-owned, not writable by users.
+    /// Root of the recordings the samplers write; root-owned, not writable by users, on a
+    /// local disk of each node.
     pub spool: PathBuf,
+    /// The cluster's shared store (docs/storage.md): each node's job epilog publishes its
+    /// finished recording there, where the controller and the login hosts read it. Unset:
+    /// the spool is read where it is (one host, or a spool shared by every host).
+    pub store: Option<PathBuf>,
     /// Record every job unless it says `--energy-profile=off`.
     pub default_on: bool,
     /// Period used by `--energy-profile` without a value and by automatic recording.
@@ -33,12 +38,16 @@ pub struct PluginConfig {
     pub proc_root: PathBuf,
     /// NVML library to load instead of the system's `libnvidia-ml.so.1`.
     pub nvml_lib: Option<PathBuf>,
+    /// A group that may read every recording besides its user (directories 0750, files
+    /// 0640): SlurmUser's, so that the controller's epilog, which runs as SlurmUser, can.
+    pub reader_group: Option<String>,
 }
 
 impl Default for PluginConfig {
     fn default() -> Self {
         PluginConfig {
             spool: PathBuf::from(DEFAULT_SPOOL),
+            store: None,
             default_on: false,
             period: Duration::from_secs(1),
             min_period: Duration::from_millis(100),
@@ -48,6 +57,7 @@ impl Default for PluginConfig {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             proc_root: PathBuf::from("/proc"),
             nvml_lib: None,
+            reader_group: None,
         }
     }
 }
@@ -81,19 +91,22 @@ impl PluginConfig {
             .ok_or_else(|| "expected key=value".to_string())?;
         match key {
             "spool" => self.spool = absolute_path(value)?,
+            "store" => self.store = Some(absolute_path(value)?),
             "lockdir" => self.lockdir = absolute_path(value)?,
             "powercap_root" => self.powercap_root = absolute_path(value)?,
             "cgroup_root" => self.cgroup_root = absolute_path(value)?,
             "proc_root" => self.proc_root = absolute_path(value)?,
             "nvml_lib" => self.nvml_lib = Some(absolute_path(value)?),
+            "reader_group" => self.reader_group = Some(group_name(value)?),
             "default" => self.default_on = on_off(value)?,
             "allow_opt_out" => self.allow_opt_out = on_off(value)?,
             "period" => self.period = admin_period(value)?,
             "min_period" => self.min_period = admin_period(value)?,
             _ => {
                 return Err(format!(
-                    "unknown key {key:?}; known keys: spool, default, period, min_period, \
-                     allow_opt_out, lockdir, powercap_root, cgroup_root, proc_root, nvml_lib"
+                    "unknown key {key:?}; known keys: spool, store, default, period, min_period, \
+                     allow_opt_out, lockdir, powercap_root, cgroup_root, proc_root, nvml_lib, \
+                     reader_group"
                 ))
             }
         }
@@ -127,6 +140,7 @@ impl PluginConfig {
         };
         PluginConfig {
             spool: expand(&self.spool),
+            store: self.store.as_deref().map(expand),
             lockdir: expand(&self.lockdir),
             powercap_root: expand(&self.powercap_root),
             cgroup_root: expand(&self.cgroup_root),
@@ -134,6 +148,11 @@ impl PluginConfig {
             nvml_lib: self.nvml_lib.as_deref().map(expand),
             ..self.clone()
         }
+    }
+
+    /// Where finished recordings are read: the store, else the spool.
+    pub fn recordings(&self) -> &Path {
+        self.store.as_deref().unwrap_or(&self.spool)
     }
 
     /// The configuration of the aipm line in an admin's `plugstack.conf.d/`, if there is one.
@@ -169,6 +188,21 @@ fn absolute_path(value: &str) -> Result<PathBuf, String> {
         return Err(format!("expected an absolute path, got {value:?}"));
     }
     Ok(path)
+}
+
+/// A POSIX group name (letters, digits, `.`, `_`, `-`, not starting with `-`).
+fn group_name(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.len() <= 32
+        && !value.starts_with('-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(format!("expected a group name, got {value:?}"))
+    }
 }
 
 fn on_off(value: &str) -> Result<bool, String> {

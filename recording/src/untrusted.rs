@@ -134,6 +134,10 @@ impl FileError {
     pub fn is_permission_denied(&self) -> bool {
         self.source.kind() == io::ErrorKind::PermissionDenied
     }
+
+    pub fn is_not_found(&self) -> bool {
+        self.source.kind() == io::ErrorKind::NotFound
+    }
 }
 
 /// A job's directory in the spool, held open: every file is opened relative to it.
@@ -185,6 +189,11 @@ impl JobDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open directory, to open its files with [`open_regular`].
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
     }
 
     /// The job id, from the directory's name.

@@ -6,6 +6,7 @@
 
 pub mod counter;
 pub mod node;
+pub mod publish;
 pub mod sampler;
 pub mod sources;
 pub mod spool;

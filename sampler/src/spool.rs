@@ -24,7 +24,7 @@ pub struct SpoolError {
     pub reason: String,
 }
 
-fn err(what: &'static str, path: &Path, reason: impl ToString) -> SpoolError {
+pub(crate) fn err(what: &'static str, path: &Path, reason: impl ToString) -> SpoolError {
     SpoolError {
         what,
         path: path.display().to_string(),
@@ -45,9 +45,17 @@ pub struct JobFiles {
     node: NodeName,
     uid: u32,
     gid: u32,
+    /// Modes of the files: the job's user's alone, or also readable by the reader group.
+    file_mode: u32,
     samples: File,
     steps: File,
 }
+
+/// The group that may read every recording besides its user (the admin's `reader_group=`,
+/// e.g. SlurmUser's group, so that the controller's epilog can read them): directories
+/// `user:group 0750`, files `0640`. Without it, the job's own group and no access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReaderGroup(pub Option<u32>);
 
 impl JobFiles {
     /// Open (creating if needed) `spool/<job_id>/` and this node's files, owned by the job's
@@ -60,42 +68,29 @@ impl JobFiles {
         uid: u32,
         gid: u32,
     ) -> Result<JobFiles, SpoolError> {
-        let spool_fd = rfs::openat(rfs::CWD, spool, DIR_FLAGS, Mode::empty()).map_err(|e| {
-            let hint = "; create it (install -d -o root -g root -m 0755 DIR) or set spool= in plugstack.conf.d/aipm.conf";
-            err("opening spool", spool, format!("{e}{hint}"))
-        })?;
-        let st = rfs::fstat(&spool_fd).map_err(|e| err("checking spool", spool, e))?;
-        let euid = rustix::process::geteuid().as_raw();
-        if (st.st_uid != 0 && st.st_uid != euid) || st.st_mode & 0o022 != 0 {
-            return Err(err(
-                "refusing spool",
-                spool,
-                "it must belong to root (or to you) and be writable by its owner only (chmod 755)",
-            ));
-        }
-        let name = layout::job_dir_name(job_id);
-        let dir_path = spool.join(&name);
-        match rfs::mkdirat(&spool_fd, name.as_str(), Mode::from_raw_mode(0o700)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(err("creating job directory", &dir_path, e)),
-        }
-        let dir = rfs::openat(&spool_fd, name.as_str(), DIR_FLAGS, Mode::empty())
-            .map_err(|e| err("opening job directory", &dir_path, e))?;
-        let st = rfs::fstat(&dir).map_err(|e| err("checking", &dir_path, e))?;
-        if st.st_uid != uid && st.st_uid != 0 {
-            return Err(err(
-                "refusing job directory",
-                &dir_path,
-                format!("it belongs to uid {}, not the job's uid {uid}", st.st_uid),
-            ));
-        }
-        give_to_user(&dir, uid, gid, 0o700).map_err(|e| err("handing over", &dir_path, e))?;
+        Self::open_with_readers(spool, job_id, node, uid, gid, ReaderGroup::default())
+    }
+
+    /// [`JobFiles::open`], readable by `readers` too when it names a group.
+    pub fn open_with_readers(
+        spool: &Path,
+        job_id: u32,
+        node: &NodeName,
+        uid: u32,
+        job_gid: u32,
+        readers: ReaderGroup,
+    ) -> Result<JobFiles, SpoolError> {
+        let (gid, dir_mode, file_mode) = match readers.0 {
+            Some(group) => (group, 0o750, 0o640),
+            None => (job_gid, 0o700, 0o600),
+        };
+        let (dir, dir_path) = open_job_dir(spool, job_id, uid, gid, dir_mode)?;
         let append = |file: String| -> Result<File, SpoolError> {
             let path = dir_path.join(&file);
             let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE;
             let fd =
                 open_regular(&dir, &file, flags, 0o600).map_err(|e| err("opening", &path, e))?;
-            give_to_user(&fd, uid, gid, 0o600).map_err(|e| err("handing over", &path, e))?;
+            give_to_user(&fd, uid, gid, file_mode).map_err(|e| err("handing over", &path, e))?;
             Ok(File::from(fd))
         };
         Ok(JobFiles {
@@ -106,6 +101,7 @@ impl JobFiles {
             node: node.clone(),
             uid,
             gid,
+            file_mode,
         })
     }
 
@@ -193,7 +189,7 @@ impl JobFiles {
         // Emptied after the checks, not by O_TRUNC: a hard link would be cut before them.
         let fd = open_regular(&self.dir, &tmp, OFlags::WRONLY | OFlags::CREATE, 0o600)?;
         rfs::ftruncate(&fd, 0)?;
-        give_to_user(&fd, self.uid, self.gid, 0o600)?;
+        give_to_user(&fd, self.uid, self.gid, self.file_mode)?;
         let mut file = File::from(fd);
         file.write_all(meta.to_json().as_bytes())?;
         rfs::fdatasync(&file)?;
@@ -330,13 +326,56 @@ fn read_small_file(dir: &OwnedFd, name: &str) -> io::Result<String> {
 
 /// Make a file the job user's, readable by nobody else. When slurmstepd runs with the
 /// user's effective uid the file is already theirs and `fchown` to oneself is allowed.
-fn give_to_user(fd: impl AsFd, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+pub(crate) fn give_to_user(fd: impl AsFd, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
     let st = rfs::fstat(&fd)?;
     if st.st_uid != uid || st.st_gid != gid {
         rfs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
     }
     rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
     Ok(())
+}
+
+/// Open (creating if needed) `spool/<job_id>/` in a checked spool (root's, or the caller's,
+/// not writable by others), as the job's user's: `uid:gid`, `dir_mode`. A directory of
+/// another user is refused.
+pub(crate) fn open_job_dir(
+    spool: &Path,
+    job_id: u32,
+    uid: u32,
+    gid: u32,
+    dir_mode: u32,
+) -> Result<(OwnedFd, std::path::PathBuf), SpoolError> {
+    let spool_fd = rfs::openat(rfs::CWD, spool, DIR_FLAGS, Mode::empty()).map_err(|e| {
+        let hint = "; create it (install -d -o root -g root -m 0755 DIR) or set spool= in plugstack.conf.d/aipm.conf";
+        err("opening spool", spool, format!("{e}{hint}"))
+    })?;
+    let st = rfs::fstat(&spool_fd).map_err(|e| err("checking spool", spool, e))?;
+    let euid = rustix::process::geteuid().as_raw();
+    if (st.st_uid != 0 && st.st_uid != euid) || st.st_mode & 0o022 != 0 {
+        return Err(err(
+            "refusing spool",
+            spool,
+            "it must belong to root (or to you) and be writable by its owner only (chmod 755)",
+        ));
+    }
+    let name = layout::job_dir_name(job_id);
+    let dir_path = spool.join(&name);
+    match rfs::mkdirat(&spool_fd, name.as_str(), Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(err("creating job directory", &dir_path, e)),
+    }
+    let dir = rfs::openat(&spool_fd, name.as_str(), DIR_FLAGS, Mode::empty())
+        .map_err(|e| err("opening job directory", &dir_path, e))?;
+    let st = rfs::fstat(&dir).map_err(|e| err("checking", &dir_path, e))?;
+    if st.st_uid != uid && st.st_uid != 0 {
+        return Err(err(
+            "refusing job directory",
+            &dir_path,
+            format!("it belongs to uid {}, not the job's uid {uid}", st.st_uid),
+        ));
+    }
+    give_to_user(&dir, uid, gid, dir_mode).map_err(|e| err("handing over", &dir_path, e))?;
+    Ok((dir, dir_path))
 }
 
 /// The node-local lock that elects one sampler per job per node.

@@ -13,7 +13,7 @@ use aipm_recording::period::format_period;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
 use aipm_sampler::spool::Retired;
-use aipm_sampler::spool::{ElectionLock, JobFiles};
+use aipm_sampler::spool::{ElectionLock, JobFiles, ReaderGroup};
 use aipm_sampler::sysfs::parse_cpu_list;
 use aipm_sampler::usage::{JobUsage, ProcessTree};
 
@@ -91,6 +91,10 @@ fn is_inherited(value: Option<&str>) -> bool {
     value.is_some() && std::env::var(INHERITED_VARIABLE).ok().as_deref() == value
 }
 
+/// Set by the plugin at submission for a job that is recorded; prologs and epilogs (the
+/// controller's `EpilogSlurmctld` among them) see it as `SPANK_AIPM_RECORDED=PERIOD`.
+pub const RECORDED_JOB_VARIABLE: &str = "AIPM_RECORDED";
+
 /// `slurm_spank_init_post_opt`: in slurmstepd, while still root, open everything the
 /// sampler needs; at submission, tell a user whose opt-out the admin does not allow.
 pub fn init_post_opt(sp: &Spank) -> Result<(), String> {
@@ -103,6 +107,13 @@ pub fn init_post_opt(sp: &Spank) -> Result<(), String> {
                     LogLevel::Info,
                     "this cluster records the energy of every job; --energy-profile=off is ignored",
                 );
+            }
+            // Tell the job's epilogs, the controller's included, that it is recorded: they
+            // wait for its recording then, and for no other job's.
+            if let Some(period) = decide(request, &p.config) {
+                if matches!(ctx, Context::Allocator | Context::Local) {
+                    sp.job_control_setenv(RECORDED_JOB_VARIABLE, &format_period(period))?;
+                }
             }
             return Ok(());
         }
@@ -148,8 +159,9 @@ fn prepare(
     let uid = sp.job_uid().ok_or("S_JOB_UID unavailable")?;
     let gid = sp.job_gid().ok_or("S_JOB_GID unavailable")?;
     let lock = ElectionLock::open(&config.lockdir, job_id).map_err(|e| e.to_string())?;
-    let mut files =
-        JobFiles::open(&config.spool, job_id, &node, uid, gid).map_err(|e| e.to_string())?;
+    let readers = reader_group(config);
+    let mut files = JobFiles::open_with_readers(&config.spool, job_id, &node, uid, gid, readers)
+        .map_err(|e| e.to_string())?;
     if let Err(e) = files.add_step(&meta::step_name(step)) {
         log(
             LogLevel::Error,
@@ -242,6 +254,21 @@ fn prepare(
         meta,
         log: logger,
     })
+}
+
+/// The admin's `reader_group=`, resolved; a group that does not exist is logged and left
+/// out (the recording is then its user's alone).
+fn reader_group(config: &PluginConfig) -> ReaderGroup {
+    ReaderGroup(config.reader_group.as_deref().and_then(|name| {
+        let gid = crate::spank::group_id(name);
+        if gid.is_none() {
+            log(
+                LogLevel::Error,
+                &format!("reader_group={name}: no such group; the recording is its user's alone"),
+            );
+        }
+        gid
+    }))
 }
 
 /// The number of CPUs in a Slurm list such as `0-3,8`.
@@ -397,16 +424,44 @@ pub fn job_prolog(sp: &Spank, args: &[String]) -> Result<(), String> {
 }
 
 /// `slurm_spank_job_epilog`, as root after every step of the job has ended on the node:
-/// remove the election lock file (never earlier, or a late step could elect a second leader).
+/// remove the election lock file (never earlier, or a late step could elect a second
+/// leader), then publish the node's finished recording into the shared store, if any.
 pub fn job_epilog(sp: &Spank, args: &[String]) -> Result<(), String> {
     let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
-    let lockdir = script_context_config(args, &script_node()).lockdir;
-    aipm_sampler::spool::ElectionLock::remove(&lockdir, job_id).map_err(|e| {
+    let node = script_node();
+    let config = script_context_config(args, &node);
+    aipm_sampler::spool::ElectionLock::remove(&config.lockdir, job_id).map_err(|e| {
         format!(
             "removing the lock of job {job_id} in {}: {e}",
-            lockdir.display()
+            config.lockdir.display()
         )
-    })
+    })?;
+    let Some(store) = &config.store else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let readers = reader_group(&config);
+    match aipm_sampler::publish::publish(&config.spool, store, job_id, &node, readers) {
+        Ok(Some(published)) => {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "job {job_id}: published this node's recording to {} ({} bytes in {} ms{})",
+                    store.display(),
+                    published.bytes,
+                    started.elapsed().as_millis(),
+                    if published.moved_aside_older {
+                        "; an older one with this id moved aside"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(format!("job {job_id}: not published: {e}")),
+    }
 }
 
 /// Log a hook's error where the admin will see it; never fail the job.

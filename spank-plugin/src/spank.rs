@@ -164,6 +164,23 @@ impl Spank {
         String::from_utf8(buf[..end].to_vec()).ok()
     }
 
+    /// Set `SPANK_<name>=value` in the environment of the job's prologs and epilogs, the
+    /// controller's included (sbatch, salloc and an allocating srun only: the job is made
+    /// from it). Slurm, not the job's environment, carries it there.
+    pub fn job_control_setenv(&self, name: &str, value: &str) -> Result<(), String> {
+        let name = CString::new(name).map_err(|e| e.to_string())?;
+        let value = CString::new(value).map_err(|e| e.to_string())?;
+        // SAFETY: both strings are NUL-terminated and outlive the call, which copies them;
+        // the handle is valid during this hook.
+        let rc =
+            unsafe { sys::spank_job_control_setenv(self.raw, name.as_ptr(), value.as_ptr(), 1) };
+        if rc == sys::ESPANK_SUCCESS {
+            Ok(())
+        } else {
+            Err(format!("spank_job_control_setenv failed: {}", strerror(rc)))
+        }
+    }
+
     /// Register an option so that sbatch, salloc and srun accept it. Must be called from
     /// `slurm_spank_init`: a static `spank_options` table reaches srun only.
     pub fn register_option(&self, option: &'static SpankOption) -> Result<(), String> {
@@ -178,7 +195,6 @@ impl Spank {
     }
 }
 
-/// The login name of `uid` through the system's name service (files, LDAP, ...).
 /// Slurm's NO_VAL and INFINITE (slurm.h): "not set" and "unlimited", never a value.
 const NO_VAL: u32 = 0xffff_fffe;
 const INFINITE: u32 = 0xffff_ffff;
@@ -193,6 +209,7 @@ fn is_sentinel_u64(value: u64) -> bool {
     value == NO_VAL64 || value == INFINITE64
 }
 
+/// The login name of `uid` through the system's name service (files, LDAP, ...).
 pub fn user_name(uid: u32) -> Option<String> {
     let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
     let mut buf = vec![0 as c_char; 16 * 1024];
@@ -214,6 +231,30 @@ pub fn user_name(uid: u32) -> Option<String> {
     // SAFETY: on success `pwd` is initialised and `pw_name` points into `buf`, NUL-terminated.
     let name = unsafe { CStr::from_ptr((*result).pw_name) };
     Some(name.to_string_lossy().into_owned())
+}
+
+/// The id of group `name` through the system's name service.
+pub fn group_id(name: &str) -> Option<u32> {
+    let name = CString::new(name).ok()?;
+    let mut grp = std::mem::MaybeUninit::<libc::group>::uninit();
+    let mut buf = vec![0 as c_char; 64 * 1024];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: getgrnam_r writes the entry into `grp`, its strings into `buf` (of the length
+    // given) and sets `result` to `grp` on success or NULL; all outlive the call.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            grp.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: on success `result` points to the initialised `grp`.
+    Some(unsafe { (*result).gr_gid })
 }
 
 fn strerror(rc: sys::spank_err_t) -> String {

@@ -43,6 +43,9 @@ GPU0_W=${AIPM_SIM_GPU0_WATTS:-300}
 PLUGIN_DEST=/usr/local/lib/aipm/libaipm_spank.so
 TEST_USERS="aipmtest aipmtest2"
 NODES=${AIPM_NODES:-1}
+# The controller and slurmdbd run as a real site runs them: as slurm, not root (Debian's
+# packages create the user). slurmd stays root, as it must.
+SLURM_USER=slurm
 DB_DIR=$SLURM_DIR/mysql
 DB_SOCKET=/run/mysqld/mysqld.sock
 DB_PID=/run/mysqld/aipm-mariadb.pid
@@ -111,15 +114,21 @@ write_config() {
 		proctrack=proctrack/linuxproc; task=task/none; gather=jobacct_gather/linux
 	fi
 	mkdir -p "$SLURM_DIR"/ctld "$LOG" /etc/slurm/plugstack.conf.d
+	# What the controller, slurmdbd and the controller's epilog write, as SlurmUser.
+	chown -R "$SLURM_USER:" "$SLURM_DIR/ctld"
+	for f in slurmctld.log slurmdbd.log jobcomp.txt epilog-slurmctld.log; do
+		touch "$LOG/$f"; chown "$SLURM_USER:" "$LOG/$f"
+	done
+	install -d -o "$SLURM_USER" "$SLURM_DIR/run"
 	for node in $(node_names); do mkdir -p "$(slurmd_spool "$node")"; done
 	cat > /etc/slurm/slurm.conf <<CONF
 ClusterName=aipm
 SlurmctldHost=$host(127.0.0.1)
-SlurmUser=root
+SlurmUser=$SLURM_USER
 AuthType=auth/munge
 CredType=cred/munge
 StateSaveLocation=$SLURM_DIR/ctld
-SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
+SlurmctldPidFile=$SLURM_DIR/run/slurmctld.pid
 SlurmctldLogFile=$LOG/slurmctld.log
 SlurmctldDebug=info
 SlurmdDebug=info
@@ -173,16 +182,17 @@ ConstrainRAMSpace=yes
 ConstrainDevices=no
 CONF
 	echo 'include /etc/slurm/plugstack.conf.d/*.conf' > /etc/slurm/plugstack.conf
-	# slurmdbd refuses a configuration file others can read (it holds the DB password).
-	install -m 0600 /dev/null /etc/slurm/slurmdbd.conf
+	# slurmdbd refuses a configuration file others can read (it holds the DB password); it
+	# must be its SlurmUser's.
+	install -m 0600 -o "$SLURM_USER" /dev/null /etc/slurm/slurmdbd.conf
 	cat > /etc/slurm/slurmdbd.conf <<CONF
 AuthType=auth/munge
 DbdHost=localhost
 DbdAddr=127.0.0.1
-SlurmUser=root
+SlurmUser=$SLURM_USER
 DebugLevel=info
 LogFile=$LOG/slurmdbd.log
-PidFile=$SLURM_DIR/slurmdbd.pid
+PidFile=$SLURM_DIR/run/slurmdbd.pid
 StorageType=accounting_storage/mysql
 StorageHost=localhost
 StorageLoc=slurm_acct_db
@@ -205,9 +215,15 @@ install_plugin() {
 	install -D -m 0755 "$PLUGIN" "$PLUGIN_DEST"
 	install -d -o root -g root -m 0755 "$SPOOL"
 	# required: a broken plugin fails submissions loudly in tests.
-	local per_node=""
-	[ "$NODES" -gt 1 ] && per_node="lockdir=/run/aipm/%n"
-	echo "required $PLUGIN_DEST spool=$SPOOL powercap_root=$(sim_root %n) nvml_lib=$(nvml_dir %n)/libnvidia-ml.so min_period=100ms $per_node ${AIPM_PLUGIN_ARGS:-}" \
+	# One node: the spool is read where it is. Several: each node writes its own spool, as
+	# on a local disk, and publishes each job's recording at its end to the shared store,
+	# which the tests, the controller and users read (docs/storage.md).
+	local where="spool=$SPOOL"
+	if [ "$NODES" -gt 1 ]; then
+		for node in $(node_names); do install -d -o root -g root -m 0755 "$SLURM_DIR/spool-$node"; done
+		where="spool=$SLURM_DIR/spool-%n store=$SPOOL lockdir=/run/aipm/%n"
+	fi
+	echo "required $PLUGIN_DEST $where reader_group=$SLURM_USER powercap_root=$(sim_root %n) nvml_lib=$(nvml_dir %n)/libnvidia-ml.so min_period=100ms ${AIPM_PLUGIN_ARGS:-}" \
 		> /etc/slurm/plugstack.conf.d/aipm.conf
 	log "plugstack: $(cat /etc/slurm/plugstack.conf.d/aipm.conf)"
 }
@@ -322,6 +338,9 @@ do_start() {
 stop_daemons() {
 	local pidfile
 	for pidfile in "$SLURM_DIR"/slurmd*.pid; do stop_pidfile slurmd "$pidfile"; done
+	stop_pidfile slurmctld "$SLURM_DIR/run/slurmctld.pid"
+	stop_pidfile slurmdbd "$SLURM_DIR/run/slurmdbd.pid"
+	# Where an older version of this script kept them.
 	stop_pidfile slurmctld "$SLURM_DIR/slurmctld.pid"
 	stop_pidfile slurmdbd "$SLURM_DIR/slurmdbd.pid"
 }
@@ -341,7 +360,7 @@ case "${1:-}" in
 		do_start ;;
 	stop) do_stop ;;
 	status)
-		for f in "$SLURM_DIR"/*.pid /run/munge/munged.pid; do
+		for f in "$SLURM_DIR"/*.pid "$SLURM_DIR"/run/*.pid /run/munge/munged.pid; do
 			[ -f "$f" ] && echo "$f: $(cat "$f")"
 		done
 		sinfo 2>/dev/null || true ;;

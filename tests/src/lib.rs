@@ -274,3 +274,58 @@ pub fn uid_of(user: &str) -> u32 {
         .parse()
         .expect("uid")
 }
+
+/// The primary group id of `user` (`id -g`).
+pub fn gid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-g", user]).output().expect("id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("gid")
+}
+
+/// Wall-meter archives of 6 plugs at constant powers (`"1=200"`: plug 1 at 200 W) over
+/// `[from, to)`, named after the day (UTC, closed at 07:00) each belongs to; split at 07:00
+/// where the span crosses it.
+pub fn wall_archives(cluster: &Cluster, dir: &Path, from: i64, to: i64, powers: &[&str]) {
+    use chrono::{Duration as Days, TimeZone, Utc};
+    let archive_date =
+        |t: i64| (Utc.timestamp_opt(t, 0).unwrap() - Days::hours(7)).date_naive() + Days::days(1);
+    let boundary = |t: i64| {
+        archive_date(t)
+            .and_hms_opt(7, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp()
+    };
+    let mut start = from;
+    while start < to {
+        let end = boundary(start).min(to);
+        let name = archive_date(start).format("%m_%d_%Y_USB0.zip").to_string();
+        let (first, seconds, zip) = (
+            start.to_string(),
+            (end - start).to_string(),
+            dir.join(name).to_string_lossy().into_owned(),
+        );
+        let mut args = vec![
+            "omegawatt",
+            "generate",
+            "--plugs",
+            "6",
+            "--rate",
+            "20",
+            "--start",
+            &first,
+            "--seconds",
+            &seconds,
+            "--zip",
+            &zip,
+        ];
+        for power in powers {
+            args.extend(["--power", power]);
+        }
+        let out = cluster.analyze(&args);
+        assert!(out.status.success(), "{out:?}");
+        start = end;
+    }
+}

@@ -173,8 +173,45 @@ fn a_three_node_job_is_recorded_once_per_node_under_each_nodes_slurm_name() {
     );
 }
 
+/// Plants an older recording of `job` on node `node` in `spool`, as the test user's.
+fn plant_older_recording(spool: &std::path::Path, job: u32, node: &str, start_ms: u64) {
+    let dir = spool.join(job.to_string());
+    let older = Meta {
+        job_id: job,
+        node: node.into(),
+        user: TEST_USER.into(),
+        start_unix_ms: start_ms,
+        end_unix_ms: Some(start_ms + 60_000),
+        ..Default::default()
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{node}.meta.json")), older.to_json()).unwrap();
+    std::fs::write(
+        dir.join(format!("{node}.samples.csv")),
+        "time_unix_ms\n1600000000000\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join(format!("{node}.steps")), "batch\n").unwrap();
+    let uid = uid_of(TEST_USER);
+    for entry in std::iter::once(dir.clone())
+        .chain(std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()))
+    {
+        std::os::unix::fs::chown(&entry, Some(uid), Some(uid)).unwrap();
+    }
+}
+
+fn set_aside(dir: &std::path::Path) -> Vec<String> {
+    let mut aside: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".previous-"))
+        .collect();
+    aside.sort();
+    aside
+}
+
 #[test]
-fn the_prolog_of_each_node_moves_aside_only_that_nodes_older_recording() {
+fn a_reused_id_moves_aside_only_that_nodes_older_recording_on_the_node_and_in_the_store() {
     let _g = shared();
     let cluster = cluster_of(NODES);
     let job = sbatch(
@@ -183,53 +220,37 @@ fn the_prolog_of_each_node_moves_aside_only_that_nodes_older_recording() {
         "srun -N3 true",
     )
     .unwrap();
-    // An older recording with this id, on n2 only.
-    let dir = cluster.job_dir(job);
-    let older_start_ms = 1_600_000_000_000u64;
-    let older = Meta {
-        job_id: job,
-        node: "n2".into(),
-        user: TEST_USER.into(),
-        start_unix_ms: older_start_ms,
-        end_unix_ms: Some(older_start_ms + 60_000),
-        ..Default::default()
-    };
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("n2.meta.json"), older.to_json()).unwrap();
-    std::fs::write(dir.join("n2.samples.csv"), "time_unix_ms\n1600000000000\n").unwrap();
-    std::fs::write(dir.join("n2.steps"), "batch\n").unwrap();
-    let uid = uid_of(TEST_USER);
-    for entry in std::iter::once(dir.clone())
-        .chain(std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()))
-    {
-        std::os::unix::fs::chown(&entry, Some(uid), Some(uid)).unwrap();
-    }
+    // An older recording with this id, of n2 only: in n2's own spool, where n2's prolog
+    // finds it, and published in the store, where n2's epilog finds it.
+    let older_ms = 1_600_000_000_000u64;
+    let local = cluster.slurm_dir.join("spool-n2");
+    plant_older_recording(&local, job, "n2", older_ms);
+    plant_older_recording(&cluster.spool, job, "n2", older_ms);
     let released = Command::new("scontrol")
         .args(["release", &job.to_string()])
         .status()
         .unwrap();
     assert!(released.success());
     assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
-    node_metas(cluster, job, &["n1", "n2", "n3"]);
-    let mut aside: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".previous-"))
-        .collect();
-    aside.sort();
-    assert_eq!(
-        aside,
-        [
-            format!("n2.meta.json.previous-{older_start_ms}"),
-            format!("n2.samples.csv.previous-{older_start_ms}"),
-            format!("n2.steps.previous-{older_start_ms}"),
-        ]
-    );
+    let metas = node_metas(cluster, job, &["n1", "n2", "n3"]);
+    assert!(metas.iter().all(|m| m.start_unix_ms > older_ms));
+    let expected = [
+        format!("n2.meta.json.previous-{older_ms}"),
+        format!("n2.samples.csv.previous-{older_ms}"),
+        format!("n2.steps.previous-{older_ms}"),
+    ];
+    assert_eq!(set_aside(&local.join(job.to_string())), expected);
+    assert_eq!(set_aside(&cluster.job_dir(job)), expected);
+    let log = cluster.node_log("n2");
     assert!(
-        cluster.node_log("n2").contains(&format!(
+        log.contains(&format!(
             "job {job}: an older recording with this id was found"
         )),
         "n2's prolog logged the move"
+    );
+    assert!(
+        log.contains("an older one with this id moved aside"),
+        "n2's epilog logged the move in the store"
     );
 }
 
@@ -286,4 +307,286 @@ fn a_two_node_array_task_is_recorded_on_both_its_nodes() {
         recorded.sort();
         assert_eq!(recorded, slurm_nodes(job), "task {task}");
     }
+}
+
+fn sacct_field(job: u32, field: &str) -> String {
+    let out = Command::new("sacct")
+        .args(["-X", "-n", "-P", "-j", &job.to_string(), "-o", field])
+        .output()
+        .expect("sacct");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn each_node_publishes_its_own_part_and_only_that_to_the_store() {
+    let _g = shared();
+    let cluster = cluster_of(NODES);
+    let job = sbatch(
+        Some(TEST_USER),
+        &["-N3", "--energy-profile=200ms"],
+        "srun -N3 true",
+    )
+    .unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    node_metas(cluster, job, &["n1", "n2", "n3"]);
+    for node in ["n1", "n2", "n3"] {
+        // The node-local spool holds that node's files alone; the store holds all three.
+        let local = cluster.slurm_dir.join(format!("spool-{node}/{job}"));
+        let mut names: Vec<String> = std::fs::read_dir(&local)
+            .unwrap_or_else(|e| panic!("{}: {e}", local.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                format!("{node}.meta.json"),
+                format!("{node}.samples.csv"),
+                format!("{node}.steps")
+            ]
+        );
+        for name in &names {
+            assert_eq!(
+                std::fs::read(local.join(name)).unwrap(),
+                std::fs::read(cluster.job_dir(job).join(name)).unwrap(),
+                "{node}: {name} differs in the store"
+            );
+        }
+        assert!(
+            cluster
+                .node_log(node)
+                .contains(&format!("job {job}: published this node's recording")),
+            "{node}'s epilog logged the publication"
+        );
+    }
+}
+
+#[test]
+fn the_controllers_epilog_as_slurmuser_stores_a_multi_node_jobs_energy_and_skips_others() {
+    let _g = shared();
+    let cluster = cluster_of(NODES);
+    let config = Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .unwrap();
+    let config = String::from_utf8_lossy(&config.stdout);
+    assert!(
+        config
+            .lines()
+            .any(|l| l.starts_with("SlurmUser") && l.contains("= slurm(")),
+        "the controller does not run as slurm"
+    );
+    let recorded = sbatch(
+        Some(TEST_USER),
+        &["-N3", "--energy-profile=250ms"],
+        "srun -N3 sleep 1",
+    )
+    .unwrap();
+    let unrecorded = sbatch(Some(TEST_USER), &["-N2"], "srun -N2 true").unwrap();
+    for job in [recorded, unrecorded] {
+        assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    }
+    let start = Instant::now();
+    let comment = loop {
+        let comment = sacct_field(recorded, "AdminComment");
+        if comment.starts_with("aipm:v1") {
+            break comment;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no AdminComment for job {recorded}: {comment:?}; epilog log:\n{}",
+            std::fs::read_to_string(cluster.slurm_dir.join("log/epilog-slurmctld.log"))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // The comment sums the three nodes, as the report does.
+    let stored_wh: f64 = comment
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("energy_wh="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let report = report_json(cluster, &recorded.to_string());
+    assert_eq!(report.len(), NODES, "{comment}");
+    let total_wh: f64 = report
+        .iter()
+        .map(|n| {
+            ["job_cpu_j", "job_dram_j", "job_gpu_j"]
+                .iter()
+                .map(|f| n[f].as_f64().unwrap())
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / 3600.0;
+    assert!(
+        (stored_wh - total_wh).abs() < 0.0011,
+        "AdminComment {comment:?}, report {total_wh} Wh"
+    );
+    // The unrecorded job cost the epilog nothing: no comment, not a line in its log.
+    assert_eq!(sacct_field(unrecorded, "AdminComment"), "");
+    let log = std::fs::read_to_string(cluster.slurm_dir.join("log/epilog-slurmctld.log"))
+        .unwrap_or_default();
+    assert!(
+        !log.contains(&format!("job {unrecorded}")),
+        "the epilog looked for job {unrecorded}: {log}"
+    );
+}
+
+#[test]
+fn the_wall_join_and_compare_tell_two_nodes_apart() {
+    let _g = shared();
+    let cluster = cluster_of(NODES);
+    let job = sbatch(
+        Some(TEST_USER),
+        &["-N2", "--energy-profile=250ms"],
+        "srun -N2 sleep 3",
+    )
+    .unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    let metas = node_metas(cluster, job, &["n1", "n2"]);
+    let from = metas.iter().map(|m| m.start_unix_ms).min().unwrap() as i64 / 1000;
+    let to = metas.iter().filter_map(|m| m.end_unix_ms).max().unwrap() as i64 / 1000 + 1;
+    // One meter, two nodes: n1 on plugs 1 and 2 (300 W), n2 on plugs 3 and 4 (400 W).
+    let tmp = tempfile::tempdir().unwrap();
+    wall_archives(
+        cluster,
+        tmp.path(),
+        from - 10,
+        to + 10,
+        &["1=200", "2=100", "3=150", "4=250"],
+    );
+    let map = tmp.path().join("channels.toml");
+    std::fs::write(
+        &map,
+        "[nodes.n1]\nport = \"USB0\"\nchannels = [1, 2]\n[nodes.n2]\nport = \"USB0\"\nchannels = [3, 4]\n",
+    )
+    .unwrap();
+    let wall = [
+        "--wall-map",
+        map.to_str().unwrap(),
+        "--wall-archives",
+        tmp.path().to_str().unwrap(),
+    ];
+    let out =
+        cluster.analyze(&[&["job", &job.to_string(), "--format", "json"][..], &wall].concat());
+    assert!(out.status.success(), "{out:?}");
+    let report: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for (node, watts) in [("n1", 300.0), ("n2", 400.0)] {
+        let r = report.iter().find(|r| r["node"] == node).unwrap();
+        let (energy, window) = (
+            r["wall"]["energy_j"].as_f64().unwrap(),
+            r["wall"]["window_s"].as_f64().unwrap(),
+        );
+        assert!(
+            (energy - watts * window).abs() < 0.01 * watts * window,
+            "{node}: {energy} J at the wall over {window} s"
+        );
+    }
+
+    let out = cluster.analyze_with_env(
+        &[
+            &[
+                "compare",
+                "--nodes",
+                "n1,n2",
+                "--from",
+                &from.to_string(),
+                "--to",
+                &to.to_string(),
+            ][..],
+            &["--every", &format!("{}s", to - from), "--format", "json"],
+            &wall,
+        ]
+        .concat(),
+        &[("TZ", "UTC")],
+    );
+    assert!(out.status.code() == Some(0), "{out:?}");
+    let nodes: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(nodes.len(), 2);
+    for node in &nodes {
+        let name = node["node"].as_str().unwrap();
+        let bin = &node["bins"][0];
+        let cpu = bin["cpu_w"].as_f64().unwrap();
+        assert!(
+            (cpu - package_w(name)).abs() < 0.05 * package_w(name),
+            "{name}: {bin}"
+        );
+        let wall_w = bin["wall_w"].as_f64().unwrap();
+        let expected = if name == "n1" { 300.0 } else { 400.0 };
+        assert!((wall_w - expected).abs() < 1.0, "{name}: {bin}");
+    }
+}
+
+#[test]
+fn a_node_shared_with_another_job_is_attributed_as_shared_there_only() {
+    // The two jobs must be alone on their nodes.
+    let _g = exclusive();
+    let cluster = cluster_of(NODES);
+    let burn = "sh -c 'timeout 3 sh -c \"while :; do :; done\"; exit 0'";
+    let wide = sbatch(
+        Some(TEST_USER),
+        &["-H", "-N3", "--energy-profile=250ms"],
+        &format!("srun -N3 {burn}"),
+    )
+    .unwrap();
+    let narrow = sbatch(
+        Some(TEST_USER),
+        &["-H", "-N1", "-w", "n2", "--energy-profile=250ms"],
+        burn,
+    )
+    .unwrap();
+    let released = Command::new("scontrol")
+        .args(["release", &format!("{wide},{narrow}")])
+        .status()
+        .unwrap();
+    assert!(released.success());
+    for job in [wide, narrow] {
+        assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    }
+    node_metas(cluster, wide, &["n1", "n2", "n3"]);
+    node_metas(cluster, narrow, &["n2"]);
+    let tags = |job: u32| -> Vec<(String, String)> {
+        let mut tags: Vec<(String, String)> = report_json(cluster, &job.to_string())
+            .iter()
+            .map(|n| {
+                // Conservation within each node's report: the job's part plus the rest.
+                let (job_j, rest) = (
+                    ["job_cpu_j", "job_dram_j"]
+                        .iter()
+                        .map(|f| n[f].as_f64().unwrap())
+                        .sum::<f64>(),
+                    n["unattributed_j"].as_f64().unwrap(),
+                );
+                let node_j: f64 = n["energy"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e["channel"].as_str().unwrap().starts_with("rapl:"))
+                    .map(|e| e["node_energy_j"].as_f64().unwrap())
+                    .sum();
+                assert!(
+                    (job_j + rest - node_j).abs() < 1e-3 * node_j.max(1.0),
+                    "{n}"
+                );
+                (
+                    n["node"].as_str().unwrap().to_string(),
+                    n["attribution"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        tags.sort();
+        tags
+    };
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        tags(wide),
+        owned(&[("n1", "exclusive"), ("n2", "shared"), ("n3", "exclusive")])
+    );
+    assert_eq!(tags(narrow), owned(&[("n2", "shared")]));
 }

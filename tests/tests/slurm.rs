@@ -76,13 +76,22 @@ fn a_users_job_is_recorded_with_its_ids_ownership_samples_and_cpu_time() {
         end as i64 - script_end as i64
     );
 
-    // Everything belongs to the job's user and is closed to others.
+    // Everything belongs to the job's user, is readable by SlurmUser's group (the
+    // cluster's reader_group=slurm, for the controller's epilog) and closed to others.
     let dir = cluster.job_dir(job);
+    let slurm_gid = gid_of("slurm");
     let dir_meta = std::fs::metadata(&dir).unwrap();
-    assert_eq!((dir_meta.uid(), dir_meta.mode() & 0o777), (uid, 0o700));
+    assert_eq!(
+        (dir_meta.uid(), dir_meta.gid(), dir_meta.mode() & 0o777),
+        (uid, slurm_gid, 0o750)
+    );
     for entry in std::fs::read_dir(&dir).unwrap() {
         let m = entry.unwrap().metadata().unwrap();
-        assert_eq!((m.uid(), m.mode() & 0o077), (uid, 0), "{dir:?}");
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o777),
+            (uid, slurm_gid, 0o640),
+            "{dir:?}"
+        );
     }
 
     // One sample per period over the window, within 20%.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::export::comment::{comment_text, set_admin_comment};
 use crate::export::parse_span;
+use crate::export::sacct::expand_hostlist;
 use crate::export::summary::JobSummary;
 use crate::report::NodeReport;
 use crate::spool::{find_job, job_metas, job_recordings, JobRef, Lookup};
@@ -32,6 +33,11 @@ pub struct Args {
     /// a second after the job's last task).
     #[arg(long, value_name = "SPAN", value_parser = parse_span, default_value = "10s")]
     pub wait: i64,
+    /// The job's nodes, as Slurm lists them (`n[1-3],gpu5`; the controller's epilog passes
+    /// `$SLURM_JOB_NODELIST`): wait until each has a finished recording, not only those
+    /// seen so far (nodes publish at their own pace).
+    #[arg(long, value_name = "HOSTLIST")]
+    pub nodes: Option<String>,
     #[command(flatten)]
     pub spool: super::spool_arg::SpoolArg,
 }
@@ -45,6 +51,11 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             .map_err(anyhow::Error::msg)?,
     };
     let spool = args.spool.resolve();
+    let expected = args
+        .nodes
+        .as_deref()
+        .map(expand_hostlist)
+        .unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(args.wait.max(0) as u64);
     let recordings = loop {
         // Slurm keeps a comment per job record: exactly this job, not an array it heads.
@@ -52,7 +63,23 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let finished = match job {
             JobRef::Job(id) => {
                 let metas = job_metas(&spool, id)?;
-                !metas.is_empty() && metas.iter().all(|m| m.end_unix_ms.is_some())
+                let all_there = expected
+                    .iter()
+                    .all(|node| metas.iter().any(|m| &m.node == node));
+                let done = !metas.is_empty() && metas.iter().all(|m| m.end_unix_ms.is_some());
+                if done && !all_there && Instant::now() >= deadline {
+                    let missing: Vec<&str> = expected
+                        .iter()
+                        .filter(|n| !metas.iter().any(|m| &m.node == *n))
+                        .map(String::as_str)
+                        .collect();
+                    eprintln!(
+                        "aipm-analyze: job {job}: no recording of node(s) {} in {}; summed without them",
+                        missing.join(","),
+                        spool.display()
+                    );
+                }
+                done && (all_there || Instant::now() >= deadline)
             }
             JobRef::ArrayTask { .. } => match find_job(&spool, job)? {
                 Lookup::Found(recs) => recs.iter().all(|r| r.meta.end_unix_ms.is_some()),
