@@ -590,3 +590,113 @@ fn a_node_shared_with_another_job_is_attributed_as_shared_there_only() {
     );
     assert_eq!(tags(narrow), owned(&[("n2", "shared")]));
 }
+
+/// Processes of a job's step daemons that hold a file of node `node`'s spool open.
+fn stepds_of_node(cluster: &Cluster, job: u32, node: &str) -> Vec<u32> {
+    let spool = cluster.slurm_dir.join(format!("spool-{node}/{job}"));
+    let out = Command::new("pgrep")
+        .args(["-f", &format!(r"slurmstepd: \[{job}\.")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|pid| pid.trim().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|target| target.starts_with(&spool))
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_lost_in_the_middle_of_a_job_is_reported_unfinished_and_the_others_complete() {
+    // Kills a node's slurmd: no other test may use the cluster meanwhile.
+    let _g = exclusive();
+    let cluster = cluster_of(NODES);
+    let job = sbatch(
+        Some(TEST_USER),
+        &["-N3", "--energy-profile=250ms"],
+        "srun -N3 sleep 60",
+    )
+    .unwrap();
+    let local_samples = cluster
+        .slurm_dir
+        .join(format!("spool-n3/{job}/n3.samples.csv"));
+    let start = Instant::now();
+    while std::fs::read_to_string(&local_samples).map_or(0, |t| t.lines().count()) < 5 {
+        assert!(start.elapsed() < JOB_TIMEOUT, "n3 never sampled job {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // n3 fails: its slurmd and the job's step daemon there die at once, as in a crash.
+    let slurmd = std::fs::read_to_string(cluster.slurm_dir.join("slurmd-n3.pid")).unwrap();
+    let mut victims = stepds_of_node(cluster, job, "n3");
+    assert!(!victims.is_empty(), "no step daemon of job {job} on n3");
+    victims.push(slurmd.trim().parse().unwrap());
+    for pid in victims {
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // The node comes back; the job is cancelled by its user.
+    assert!(Command::new("slurmd")
+        .args(["-N", "n3"])
+        .status()
+        .unwrap()
+        .success());
+    let cancelled = Command::new("scancel")
+        .arg(job.to_string())
+        .status()
+        .unwrap();
+    assert!(cancelled.success());
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "CANCELLED");
+    let complete = node_metas(cluster, job, &["n1", "n2"]);
+    assert!(complete.iter().all(|m| m.end_unix_ms.is_some()));
+    // n3's part reaches the store when its epilog runs on the returned node: unfinished.
+    let n3 = cluster.job_dir(job).join("n3.meta.json");
+    let start = Instant::now();
+    while !n3.exists() {
+        assert!(
+            start.elapsed() < JOB_TIMEOUT,
+            "n3's recording never published"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let report = report_json(cluster, &job.to_string());
+    let n3 = report.iter().find(|n| n["node"] == "n3").unwrap();
+    assert!(n3["end_utc"].is_null(), "{n3}");
+    assert!(
+        n3["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("has no end")),
+        "{n3}"
+    );
+    for node in report.iter().filter(|n| n["node"] != "n3") {
+        assert!(!node["end_utc"].is_null(), "{node}");
+    }
+    // The node is back for the tests that follow.
+    let start = Instant::now();
+    while !String::from_utf8_lossy(
+        &Command::new("sinfo")
+            .args(["-h", "-N", "-n", "n3", "-o", "%T"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .starts_with("idle")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "n3 did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
