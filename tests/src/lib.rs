@@ -329,3 +329,12 @@ pub fn wall_archives(cluster: &Cluster, dir: &Path, from: i64, to: i64, powers: 
         start = end;
     }
 }
+
+/// One field of a job in Slurm's accounting (`sacct -X -n -P -j JOB -o FIELD`).
+pub fn sacct_field(job: u32, field: &str) -> String {
+    let out = Command::new("sacct")
+        .args(["-X", "-n", "-P", "-j", &job.to_string(), "-o", field])
+        .output()
+        .expect("sacct");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -63,14 +63,6 @@ fn rows_by_job(path: &Path) -> HashMap<String, HashMap<String, String>> {
     rows
 }
 
-fn sacct_field(job: u32, field: &str) -> String {
-    let out = Command::new("sacct")
-        .args(["-X", "-n", "-P", "-j", &job.to_string(), "-o", field])
-        .output()
-        .expect("sacct");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn nightly_export_of_two_users_jobs_with_sacct_state_and_admin_comment() {
     let _g = shared();

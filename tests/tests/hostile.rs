@@ -42,14 +42,6 @@ fn recorded_job(cluster: &Cluster, user: &str, name: &str) -> u32 {
     job
 }
 
-fn sacct_field(job: u32, field: &str) -> String {
-    let out = Command::new("sacct")
-        .args(["-X", "-n", "-P", "-j", &job.to_string(), "-o", field])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// `aipm-analyze ARGS` as root, timed.
 fn root_runs(cluster: &Cluster, args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();

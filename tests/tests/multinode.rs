@@ -309,14 +309,6 @@ fn a_two_node_array_task_is_recorded_on_both_its_nodes() {
     }
 }
 
-fn sacct_field(job: u32, field: &str) -> String {
-    let out = Command::new("sacct")
-        .args(["-X", "-n", "-P", "-j", &job.to_string(), "-o", field])
-        .output()
-        .expect("sacct");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn each_node_publishes_its_own_part_and_only_that_to_the_store() {
     let _g = shared();
