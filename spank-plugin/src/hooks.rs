@@ -123,17 +123,24 @@ pub fn init_post_opt(sp: &Spank) -> Result<(), String> {
             return Ok(());
         }
         let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
-        let node = stepd_node(&p.config, job_id, step);
-        // From here on, every path is this node's (`%n`, `%h` in the plugstack line).
-        p.config = p.config.for_node(node.as_str(), &crate::node::host_name());
         let submitted = sp.getenv(INHERITED_VARIABLE).map(|v| {
             parse_request(Some(&v), &p.config).unwrap_or(Request::Record(p.config.period))
         });
+        // The common case, a job nobody asked to record, costs one stat: the node's name
+        // is looked up only when needed (a recording, or a lock directory with `%n`).
+        let asked = step_period(request, submitted, false, &p.config).is_some();
+        let lockdir_per_node = p.config.lockdir.to_string_lossy().contains('%');
+        if !asked && !lockdir_per_node && !ElectionLock::exists(&p.config.lockdir, job_id) {
+            return Ok(());
+        }
+        let node = stepd_node(&p.config, job_id, step);
+        // From here on, every path is this node's (`%n`, `%h` in the plugstack line).
+        p.config = p.config.for_node(node.as_str(), &crate::node::host_name());
         let recorded_here = ElectionLock::exists(&p.config.lockdir, job_id);
         let Some(period) = step_period(request, submitted, recorded_here, &p.config) else {
             return Ok(());
         };
-        if request == Request::Off {
+        if request == Request::Off && decide(request, &p.config).is_none() {
             log(
                 LogLevel::Info,
                 &format!("job {job_id} is recorded: --energy-profile=off on one of its steps is ignored (a step cannot leave its job's recording)"),

@@ -308,10 +308,19 @@ start_slurmdbd() {
 	sacctmgr -n -P show cluster format=cluster | grep -qx aipm || sacctmgr -i add cluster aipm >/dev/null
 }
 
+# A start is a reboot of the test nodes: tasks and job cgroups left by step daemons killed
+# in a test (a node crash, emulated) are removed, or they would count as jobs on the node.
+remove_stale_job_cgroups() {
+	cat /sys/fs/cgroup/freezer/slurm*/uid_*/job_*/*/tasks 2>/dev/null | sort -u | xargs -r kill -9 2>/dev/null || true
+	sleep 0.2
+	find /sys/fs/cgroup/*/slurm*/uid_*/job_* -depth -type d -exec rmdir {} + 2>/dev/null || true
+}
+
 do_start() {
 	local t0=$SECONDS
 	install_packages
 	stop_daemons
+	remove_stale_job_cgroups
 	write_config
 	install_plugin
 	for u in $TEST_USERS; do

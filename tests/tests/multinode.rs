@@ -673,6 +673,17 @@ fn a_node_lost_in_the_middle_of_a_job_is_reported_unfinished_and_the_others_comp
     for node in report.iter().filter(|n| n["node"] != "n3") {
         assert!(!node["end_utc"].is_null(), "{node}");
     }
+    // A crashed node reboots: the lost step's tasks (orphaned when their step daemon was
+    // killed) and its cgroups are gone, or they would count as another job on n3.
+    let cgroups = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat /sys/fs/cgroup/*/slurm_n3/uid_*/job_{job}/*/tasks 2>/dev/null | sort -u | xargs -r kill -9; \
+             sleep 0.5; find /sys/fs/cgroup/*/slurm_n3/uid_*/job_{job} -depth -type d -exec rmdir {{}} + 2>/dev/null; true"
+        ))
+        .status()
+        .unwrap();
+    assert!(cgroups.success());
     // The node is back for the tests that follow.
     let start = Instant::now();
     while !String::from_utf8_lossy(

@@ -364,7 +364,7 @@ fn steps_of_an_allocation_hand_the_sampler_over_without_a_gap() {
 fn scancel_stops_the_sampler_promptly_and_leaves_nothing_behind() {
     let _g = shared();
     let cluster = cluster();
-    let job = sbatch(None, &["--energy-profile=200ms"], "srun -n1 sleep 300").unwrap();
+    let job = sbatch(None, &["--energy-profile"], "srun -n1 sleep 300").unwrap();
     wait_running(job, JOB_TIMEOUT);
     // Let the srun step start, so there are two stepds.
     wait_for_step(cluster, job, "0");
@@ -487,7 +487,7 @@ fn a_job_killed_at_its_time_limit_keeps_its_recording_and_leaves_nothing() {
     // Slurm's smallest time limit is one minute.
     let job = sbatch(
         None,
-        &["--energy-profile=1s", "--time=1"],
+        &["--energy-profile", "--time=1"],
         "srun -n1 sleep 600",
     )
     .unwrap();
