@@ -1,7 +1,7 @@
 //! AIPowerMeter recordings (`power_metrics.json`, JSON Lines), so that years of earlier
 //! measurements read with the same tool: samples `{"date": "YYYY-MM-DD HH:MM:SS[.ffffff]",
 //! "metrics": {"cpu": {...}, "gpu": {...}}}` in local naive time, and
-//! `"END OF RECORDING SEGMENT"` lines between runs (shared/notes/aipowermeter-and-omegawatt.md §2).
+//! `"END OF RECORDING SEGMENT"` lines between runs (docs/background/aipowermeter-and-omegawatt.md §2).
 //!
 //! Energies are trapezoid integrals within segments (the gaps between runs are not
 //! integrated), `psys_power = -1` is AIPowerMeter's "not measured", never a power, and the
@@ -236,7 +236,7 @@ mod tests {
 
     fn fixture(name: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/aipowermeter")
+            .join("../tests/fixtures/aipowermeter")
             .join(name)
     }
 

@@ -1,4 +1,4 @@
-//! `aipm-analyze job --legacy`: AIPowerMeter recordings (real ones, shared/fixtures) in a
+//! `aipm-analyze job --legacy`: AIPowerMeter recordings (real ones, tests/fixtures/aipowermeter) in a
 //! tree laid out as the Lab IA's prolog writes it (`<YYYY_MM>/<user>/<jobid>/`).
 
 mod common;
@@ -7,7 +7,7 @@ use common::{aipm, json, s};
 #[test]
 fn a_tree_of_aipowermeter_recordings_is_reported_one_by_one() {
     let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/aipowermeter");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aipowermeter");
     let tmp = tempfile::tempdir().unwrap();
     for (dir, file) in [
         (

@@ -128,7 +128,7 @@ fn a_truncated_or_corrupt_archive_is_named() {
 fn head_of_the_real_lab_ia_header_and_a_missing_plug() {
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/aipowermeter/omegawatt_wattmetre-read_head_24plugs_from_labia_README.txt"
+        "/../tests/fixtures/aipowermeter/omegawatt_wattmetre-read_head_24plugs_from_labia_README.txt"
     );
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("log_omegawatt_USB0");

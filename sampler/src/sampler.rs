@@ -3,7 +3,7 @@
 //!
 //! Every step's thread joins an election on a node-local `flock`; the winner samples, the
 //! others poll the lock and one of them takes over, continuing the same files, when the
-//! leader's step ends first (shared/notes/slurm-single-node.md, design B). The thread never
+//! leader's step ends first (docs/background/slurm-single-node.md, design B). The thread never
 //! touches a `spank_t`: handles are only valid inside their hook.
 
 use std::sync::{Arc, Condvar, Mutex};

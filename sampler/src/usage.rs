@@ -449,7 +449,7 @@ mod tests {
         assert_eq!(job_ancestor("/../job_3", "job_3"), None);
     }
 
-    /// The layout seen on Slurm 22.05 with cgroup v1 (shared/notes/slurm-single-node.md).
+    /// The layout seen on Slurm 22.05 with cgroup v1 (docs/background/slurm-single-node.md).
     #[test]
     fn reads_a_v1_job_cgroup_from_a_task_pid() {
         let tmp = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! Days and times: which daily archive covers a moment, and the times users type.
 //!
 //! The Lab IA cron closes a day at 07:00 local time: `MM_DD_YYYY_USBn.zip` covers 07:00 of
-//! the day before to 07:00 of the named day (shared/notes/aipowermeter-and-omegawatt.md §3.3).
+//! the day before to 07:00 of the named day (docs/background/aipowermeter-and-omegawatt.md §3.3).
 
 use chrono::{DateTime, Datelike, Duration, Local, NaiveDate, NaiveDateTime, TimeZone};
 

@@ -1,7 +1,7 @@
 //! Grid'5000's wattmetre files, from the same Omegawatt boxes: one file per hour,
 //! `power.csv.YYYY-MM-DDTHH` (`.gz` once the hour is past), a header line, then rows of two
 //! debugging fields, the timestamp (`SECONDS.NANOS`), a status that must be `OK`, and one
-//! power per port, 0-based, possibly empty (shared/notes/aipowermeter-and-omegawatt.md §7).
+//! power per port, 0-based, possibly empty (docs/background/aipowermeter-and-omegawatt.md §7).
 //! Rows become the same frames as `wattmetre-read`'s, plug N being port N.
 
 use std::io::{BufRead, BufReader, Read};

@@ -2,7 +2,7 @@
 //! a header `#timestamp,#frame_is_ok,#U1,#U2,#U3,#current1,#activepow1,…`, then one row per
 //! frame, `SECONDS.NANOSECONDS,true|false,` then every value as `%.1f`.
 //!
-//! What the reader survives (shared/notes/aipowermeter-and-omegawatt.md §3.2): the header
+//! What the reader survives (docs/background/aipowermeter-and-omegawatt.md §3.2): the header
 //! glued to a stderr log line; stderr log lines anywhere, even inside a row (stdout is
 //! block-buffered, stderr is not); `false` frames with empty fields; `nan`, `-nan`, `-0.0`;
 //! a truncated last line; a clock that steps back. Values are parsed as integer milli of
@@ -460,13 +460,13 @@ mod tests {
         assert_eq!(parse_time_ns("1671527189.31"), None);
     }
 
-    /// The first two lines of a real Lab IA log (shared/fixtures): the header is glued to
+    /// The first two lines of a real Lab IA log (tests/fixtures/aipowermeter): the header is glued to
     /// the `detect '24' plugs.` log line.
     #[test]
     fn reads_the_glued_header_of_a_real_log() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/aipowermeter/omegawatt_wattmetre-read_head_24plugs_from_labia_README.txt"
+            "/../tests/fixtures/aipowermeter/omegawatt_wattmetre-read_head_24plugs_from_labia_README.txt"
         ))
         .unwrap();
         let mut reader = StreamReader::default();
