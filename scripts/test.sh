@@ -13,7 +13,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 log=$(mktemp)
 status=0
-cargo test --workspace -- --test-threads=4 2>&1 | tee "$log" || status=$?
+cargo test --workspace --no-fail-fast -- --test-threads=4 2>&1 | tee "$log" || status=$?
 echo "test.sh: done in $(( SECONDS - started ))s"
 # One closing line for the whole run (cargo prints one per test binary, doc-tests last).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
