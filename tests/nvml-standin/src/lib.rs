@@ -57,6 +57,12 @@
 //! `nvmlDeviceGetMaxMigDeviceCount` reports; real GPUs say 7) defaults to the number of entries,
 //! and indices beyond the entries are `NOT_FOUND`, as for an unpopulated slot.
 //!
+//! `nvmlDeviceGetComputeRunningProcesses_v3` writes entries of `"process_entry_bytes"` (top
+//! level, default 24) into the caller's buffer, as a driver does whatever the caller's idea of
+//! the entry: 32 models R535 drivers before 535.98 (`nvmlProcessInfo_v3_t`), 16 the v1 layout.
+//! `_v2` always writes 24-byte entries and the unversioned call 16-byte ones. A driver whose
+//! NVML lacks a symbol is a copy of this library with it hidden: [`symbols::hide_symbols`].
+//!
 //! Struct layouts follow the bindings of nvml-wrapper-sys 0.10, not the newest `nvml.h`.
 //! Nothing here may panic across `extern "C"`: handles are validated, arithmetic saturates,
 //! and every entry point runs under `catch_unwind` as a last resort.
@@ -80,6 +86,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+pub mod symbols;
 
 /// `nvmlReturn_t`.
 type Ret = c_uint;
@@ -258,6 +266,9 @@ const NO_INSTANCE: c_uint = 0xFFFF_FFFF;
 const DEFAULT_DRIVER_VERSION: &str = "550.54.15";
 /// Default for a GPU's `sm_count`: an H100 SXM's streaming multiprocessors.
 const DEFAULT_SM_COUNT: c_uint = 132;
+
+/// The largest process entry `"process_entry_bytes"` may ask for.
+const MAX_PROCESS_ENTRY: usize = 64;
 
 /// GPUs the state file may describe; later entries are ignored.
 const MAX_DEVICES: usize = 64;
@@ -619,6 +630,22 @@ fn device_call(func: &str, device: Device, body: impl FnOnce(&Gpu) -> Ret) -> Re
     })
 }
 
+/// `device_call` inside a `call` that has loaded `state` already.
+fn device_call_in(
+    state: &State,
+    func: &str,
+    device: Device,
+    body: impl FnOnce(&Gpu) -> Ret,
+) -> Ret {
+    let Some(dev) = state.dev(device) else {
+        return INVALID_ARGUMENT;
+    };
+    dev.error(func, true).unwrap_or_else(|| match &dev {
+        Dev::Gpu(gpu) => body(gpu),
+        Dev::Mig(_) => NOT_SUPPORTED,
+    })
+}
+
 /// Stores `value` through an out-pointer.
 ///
 /// # Safety
@@ -930,38 +957,98 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(device: Device, memory: *mut
     })
 }
 
-/// Count protocol: `*count` is the capacity in, the number of processes out;
+/// The compute processes of `gpu` as a driver writes them: `entry_bytes` per entry, laid
+/// out as `nvmlProcessInfo_v1_t` (16 bytes: pid, usedGpuMemory), `_v2_t` (24: and the MIG
+/// instance ids) or `_v3_t` (32: and usedGpuCcProtectedMemory), whatever the caller's type.
+/// Count protocol: `*count` is the capacity in entries, the number of processes out;
 /// `INSUFFICIENT_SIZE` if they do not fit (a null buffer fits nothing).
+///
+/// # Safety
+/// `count` is null or valid for reads and writes; `infos` is null or holds `*count` entries
+/// of `entry_bytes` bytes each, 8-byte aligned: NVML's contract, with the driver's idea of
+/// the entry, which is exactly what a caller with a smaller idea of it breaks.
+unsafe fn write_processes(
+    gpu: &Gpu,
+    count: *mut c_uint,
+    infos: *mut u8,
+    entry_bytes: usize,
+) -> Ret {
+    if count.is_null() {
+        return INVALID_ARGUMENT;
+    }
+    let procs = gpu.processes();
+    // SAFETY: non-null; NVML contract: valid for reads and writes.
+    let capacity = unsafe { count.replace(procs.len() as c_uint) } as usize;
+    if procs.is_empty() {
+        return SUCCESS;
+    }
+    if infos.is_null() || capacity < procs.len() {
+        return INSUFFICIENT_SIZE;
+    }
+    for (i, p) in procs.iter().enumerate() {
+        let mut entry = [0u8; MAX_PROCESS_ENTRY];
+        let pid = p.get("pid").map_or(0, as_u64) as c_uint;
+        let used = p.get("used_mem").map_or(VALUE_NOT_AVAILABLE, as_u64);
+        entry[0..4].copy_from_slice(&pid.to_ne_bytes());
+        entry[8..16].copy_from_slice(&used.to_ne_bytes());
+        entry[16..20].copy_from_slice(&NO_INSTANCE.to_ne_bytes());
+        entry[20..24].copy_from_slice(&NO_INSTANCE.to_ne_bytes());
+        // usedGpuCcProtectedMemory (bytes 24..32) and anything after: 0.
+        let entry = &entry[..entry_bytes.min(MAX_PROCESS_ENTRY)];
+        // SAFETY: i < procs.len() <= capacity, the number of `entry_bytes` entries `infos`
+        // holds per the contract above; a stand-in entry cannot overlap the caller's buffer.
+        unsafe {
+            let at = infos.add(i * entry.len());
+            std::ptr::copy_nonoverlapping(entry.as_ptr(), at, entry.len());
+        }
+    }
+    SUCCESS
+}
+
+/// Writes entries of `"process_entry_bytes"` (top level; default 24, the `nvmlProcessInfo_v2_t`
+/// that R510–R530 drivers and nvml-wrapper-sys 0.10 use): 32 models R535 drivers before
+/// 535.98, which write `nvmlProcessInfo_v3_t` through this same symbol; 16 the v1 layout some
+/// drivers have been reported to write here. Values are clamped to 16..=64.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     device: Device,
     count: *mut c_uint,
     infos: *mut ProcessInfo,
 ) -> Ret {
-    device_call("nvmlDeviceGetComputeRunningProcesses_v3", device, |gpu| {
-        if count.is_null() {
-            return INVALID_ARGUMENT;
-        }
-        let procs = gpu.processes();
-        // SAFETY: non-null; NVML contract: valid for reads and writes.
-        let capacity = unsafe { count.replace(procs.len() as c_uint) } as usize;
-        if procs.is_empty() {
-            return SUCCESS;
-        }
-        if infos.is_null() || capacity < procs.len() {
-            return INSUFFICIENT_SIZE;
-        }
-        for (i, p) in procs.iter().enumerate() {
-            let info = ProcessInfo {
-                pid: p.get("pid").map_or(0, as_u64) as c_uint,
-                used_gpu_memory: p.get("used_mem").map_or(VALUE_NOT_AVAILABLE, as_u64),
-                gpu_instance_id: NO_INSTANCE,
-                compute_instance_id: NO_INSTANCE,
-            };
-            // SAFETY: i < procs.len() <= capacity, the number of entries `infos` holds.
-            unsafe { infos.add(i).write(info) };
-        }
-        SUCCESS
+    const FUNC: &str = "nvmlDeviceGetComputeRunningProcesses_v3";
+    call(FUNC, |state| {
+        let knob = state.root.get("process_entry_bytes").map(as_u64);
+        let entry_bytes = knob.map_or(size_of::<ProcessInfo>(), |b| b.clamp(16, 64) as usize);
+        device_call_in(state, FUNC, device, |gpu| {
+            // SAFETY: NVML contract, with this driver's entry size (see `write_processes`).
+            unsafe { write_processes(gpu, count, infos.cast(), entry_bytes) }
+        })
+    })
+}
+
+/// `nvmlProcessInfo_v2_t` entries (24 bytes), in every driver since R450.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v2(
+    device: Device,
+    count: *mut c_uint,
+    infos: *mut ProcessInfo,
+) -> Ret {
+    device_call("nvmlDeviceGetComputeRunningProcesses_v2", device, |gpu| {
+        // SAFETY: NVML contract: `infos` holds `*count` v2 entries.
+        unsafe { write_processes(gpu, count, infos.cast(), size_of::<ProcessInfo>()) }
+    })
+}
+
+/// The first version: `nvmlProcessInfo_v1_t` entries (16 bytes).
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses(
+    device: Device,
+    count: *mut c_uint,
+    infos: *mut c_void,
+) -> Ret {
+    device_call("nvmlDeviceGetComputeRunningProcesses", device, |gpu| {
+        // SAFETY: NVML contract: `infos` holds `*count` v1 entries.
+        unsafe { write_processes(gpu, count, infos.cast(), 16) }
     })
 }
 
