@@ -222,6 +222,17 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>) {
                     unsupported.join("; ")
                 ));
             }
+            let degraded = source.degraded();
+            if !degraded.is_empty() {
+                detail.push_str(&format!("; read otherwise: {}", degraded.join("; ")));
+            }
+            let lost = source.lost();
+            if !lost.is_empty() {
+                detail.push_str(&format!("; not opened, not recorded: {}", lost.join("; ")));
+                for why in lost {
+                    (setup.log)(Level::Error, &format!("nvml: {why}"));
+                }
+            }
             let unopened = source.unopened();
             if !unopened.is_empty() {
                 detail.push_str(&format!(

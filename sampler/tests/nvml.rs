@@ -574,3 +574,255 @@ fn without_nvml_at_a_takeover_every_gpu_keeps_its_columns_empty() {
     assert_eq!(out, vec![None; 22]);
     assert_eq!(errors.len(), 2, "{errors:?}");
 }
+
+/// The job's and the others' process counts and memory of a source's first GPU, after one
+/// sample, with the sample's errors.
+fn process_split(source: &mut NvmlSource, job: &[u32]) -> ([Option<u64>; 4], Vec<String>) {
+    let job = job.to_vec();
+    let find = move || Some(job.clone());
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut Vec::new(), &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::new(&find));
+    ([out[3], out[4], out[5], out[6]], errors)
+}
+
+fn processes(pids: impl IntoIterator<Item = u32>) -> serde_json::Value {
+    let list: Vec<_> = pids
+        .into_iter()
+        .map(|pid| serde_json::json!({ "pid": pid, "used_mem": u64::from(pid) << 20 }))
+        .collect();
+    list.into()
+}
+
+/// Row 2 of issue 17: R535 drivers before 535.98 write 32-byte `nvmlProcessInfo_v3_t`
+/// entries through `nvmlDeviceGetComputeRunningProcesses_v3`, where nvml-wrapper 0.13 reads
+/// 24: its pids came out scrambled (and past 15 processes it wrote beyond its buffer).
+#[test]
+fn process_entries_of_32_bytes_keep_their_pids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["process_entry_bytes"] = 32.into();
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    state["devices"][0]["processes"] = processes([4242, 4243, 777]);
+    write_state(dir.path(), &state);
+    for _ in 0..3 {
+        let (split, errors) = process_split(&mut source, &[4242, 4243]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let (job_mem, other_mem) = ((4242 + 4243) << 20, 777 << 20);
+        assert_eq!(split, [Some(2), Some(1), Some(job_mem), Some(other_mem)]);
+    }
+}
+
+/// The same past the 15 processes where the wrapper's buffer overflowed, and for every
+/// entry size NVML has had (16: v1, which one report has `_v3` write; 24; 32), measured at
+/// open when processes run then.
+#[test]
+fn many_processes_are_read_whatever_the_entry_size() {
+    for bytes in [16, 24, 32] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = two_gpus(now_ms());
+        state["process_entry_bytes"] = bytes.into();
+        state["devices"][0]["processes"] = processes(1000..1040);
+        let lib = standin(dir.path(), &state);
+        let mut source = open(&lib, Some(&["0".to_string()]));
+        let note = format!("GPU-aaaa: process entries of {bytes} bytes");
+        assert_eq!(
+            source.degraded(),
+            if bytes == 24 { vec![] } else { vec![note] }
+        );
+        let job: Vec<u32> = (1000..1010).collect();
+        let (split, errors) = process_split(&mut source, &job);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mem = |pids: std::ops::Range<u64>| Some(pids.map(|p| p << 20).sum());
+        assert_eq!(
+            split,
+            [Some(10), Some(30), mem(1000..1010), mem(1010..1040)]
+        );
+    }
+}
+
+/// More processes than the first buffer holds: the count protocol grows it.
+#[test]
+fn a_list_larger_than_the_first_buffer_is_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["process_entry_bytes"] = 32.into();
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    state["devices"][0]["processes"] = processes(1000..1300);
+    write_state(dir.path(), &state);
+    let (split, errors) = process_split(&mut source, &[1000]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(split[..2], [Some(1), Some(299)]);
+}
+
+/// An entry size no nvml.h has had cannot be confirmed: the list is not read, said once.
+#[test]
+fn a_process_entry_size_that_cannot_be_confirmed_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["process_entry_bytes"] = 40.into();
+    // At open, with processes running: named in the metadata.
+    state["devices"][0]["processes"] = processes([1, 2]);
+    // Later, on the other GPU: one error, then nothing.
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    let degraded = source.degraded();
+    assert_eq!(degraded.len(), 1, "{degraded:?}");
+    assert!(
+        degraded[0].starts_with("GPU-aaaa: process list not read (2 processes filled 80 bytes"),
+        "{degraded:?}"
+    );
+    state["devices"][1]["processes"] = processes([3, 4]);
+    write_state(dir.path(), &state);
+    let (split, errors) = process_split(&mut source, &[1]);
+    assert_eq!(split, [None; 4]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("GPU GPU-bbbb: processes: not read any more"));
+    let (_, errors) = process_split(&mut source, &[1]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(source.degraded().len(), 2);
+}
+
+/// Row 9: `usedGpuMemory` NOT_AVAILABLE is unknown memory, not 0.
+#[test]
+fn a_process_whose_memory_is_not_available_leaves_its_sides_memory_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["processes"] = serde_json::json!([
+        { "pid": 4242 },
+        { "pid": 777, "used_mem": 2u64 << 30 }
+    ]);
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    let (split, errors) = process_split(&mut source, &[4242]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(split, [Some(1), Some(1), None, Some(2 << 30)]);
+}
+
+/// Row 6: a GPU lost, or answering UNKNOWN, when the source opens costs only itself.
+#[test]
+fn a_gpu_that_fails_at_open_costs_only_itself_its_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["error"] = "GPU_IS_LOST".into();
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    assert_eq!(source.channels(), ["GPU-bbbb"]);
+    assert_eq!(source.lost().len(), 1);
+    assert!(
+        source.lost()[0].starts_with("GPU 0: "),
+        "{:?}",
+        source.lost()
+    );
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    assert!(out[0].is_some());
+    assert!(errors.is_empty(), "{errors:?}");
+
+    // By UUID, the handle refused.
+    let mut state = two_gpus(now_ms());
+    state["devices"][1]["errors"] = serde_json::json!({ "nvmlDeviceGetHandleByUUID": "UNKNOWN" });
+    write_state(dir.path(), &state);
+    let both = ["GPU-aaaa".to_string(), "GPU-bbbb".to_string()];
+    let source = open(&lib, Some(&both));
+    assert_eq!(source.channels(), ["GPU-aaaa"]);
+    assert!(source.lost()[0].starts_with("GPU GPU-bbbb: "));
+
+    // Every GPU lost: the source fails, naming each.
+    state["devices"][0]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetHandleByUUID": "GPU_IS_LOST" });
+    write_state(dir.path(), &state);
+    let err = NvmlSource::open(Some(&lib), Some(&both)).err().unwrap();
+    assert!(
+        err.contains("GPU GPU-aaaa") && err.contains("GPU GPU-bbbb"),
+        "{err}"
+    );
+}
+
+/// An energy counter failing otherwise than NotSupported at open is the samples' to count:
+/// the GPU is still opened.
+#[test]
+fn an_energy_counter_error_at_open_does_not_lose_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetTotalEnergyConsumption": "UNKNOWN" });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    assert_eq!(source.channels(), ["GPU-aaaa", "GPU-bbbb"]);
+    assert!(source.integrated_channels().is_empty());
+    state["devices"][0]["errors"] = serde_json::json!({});
+    write_state(dir.path(), &state);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    assert!(out.iter().all(Option::is_some), "{out:?}");
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// The stand-in copied into `dir` with `hidden` entry points missing, as on a driver whose
+/// NVML lacks them.
+fn standin_without(dir: &Path, state: &serde_json::Value, hidden: &[&str]) -> PathBuf {
+    let lib = standin(dir, state);
+    aipm_nvml_standin::symbols::hide_symbols(&lib, hidden).unwrap();
+    lib
+}
+
+/// Row 4: drivers without `nvmlDeviceGetComputeRunningProcesses_v3` (before R510, 535.98)
+/// or `nvmlDeviceGetMemoryInfo_v2` (before R510): the older calls, chosen once at open and
+/// named in the metadata, not an error at every sample.
+#[test]
+fn an_nvml_without_the_newest_calls_falls_back_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["mem_reserved"] = (1u64 << 20).into();
+    state["devices"][0]["processes"] = processes([4242, 777]);
+    let hidden = [
+        "nvmlDeviceGetComputeRunningProcesses_v3",
+        "nvmlDeviceGetMemoryInfo_v2",
+    ];
+    let lib = standin_without(dir.path(), &state, &hidden);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    assert_eq!(
+        source.degraded(),
+        [
+            "GPU-aaaa: memory from nvmlDeviceGetMemoryInfo (no _v2 in this NVML: used includes \
+          reserved), processes from nvmlDeviceGetComputeRunningProcesses_v2"
+        ]
+    );
+    for _ in 0..2 {
+        let find = || Some(vec![4242]);
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        source.read(&mut Vec::new(), &mut errors);
+        source.read_gauges(&mut out, &mut errors, &mut JobPids::new(&find));
+        assert!(errors.is_empty(), "{errors:?}");
+        // v1's used includes the reserved MiB.
+        assert_eq!(out[2], Some((1 << 30) + (1 << 20)));
+        assert_eq!(
+            out[3..7],
+            [Some(1), Some(1), Some(4242 << 20), Some(777 << 20)]
+        );
+    }
+
+    // Neither any process call nor any memory call: named once, no errors.
+    let dir = tempfile::tempdir().unwrap();
+    let hidden = [
+        "nvmlDeviceGetComputeRunningProcesses_v3",
+        "nvmlDeviceGetComputeRunningProcesses_v2",
+        "nvmlDeviceGetComputeRunningProcesses",
+        "nvmlDeviceGetMemoryInfo_v2",
+        "nvmlDeviceGetMemoryInfo",
+    ];
+    let lib = standin_without(dir.path(), &state, &hidden);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    let degraded = source.degraded().join("; ");
+    assert!(degraded.contains("no memory in this NVML"), "{degraded}");
+    assert!(
+        degraded.contains("no process list in this NVML"),
+        "{degraded}"
+    );
+    let (split, errors) = process_split(&mut source, &[4242]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(split, [None; 4]);
+}

@@ -2,6 +2,8 @@
 //! [`Found::Absent`] is a node without that hardware, an `Err` a source present but broken.
 
 pub mod nvml;
+mod nvml_ffi;
+mod nvml_processes;
 pub mod powercap;
 pub mod rapl_perf;
 

@@ -23,13 +23,15 @@ use std::time::{Duration, Instant};
 use aipm_recording::samples;
 use aipm_recording::time::now_unix_ms;
 
-use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
+use nvml_wrapper::enums::device::SampleValue;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 use nvml_wrapper::Nvml;
 
+use super::nvml_ffi;
+use super::nvml_processes::{self, ProcessList, Processes};
 use super::{EnergySource, Found, JobPids};
 
 pub struct NvmlSource {
@@ -39,11 +41,14 @@ pub struct NvmlSource {
     gpus: Vec<Slot>,
     channels: Vec<String>,
     gauges: Vec<String>,
+    /// The GPUs that could not be opened when the source opened, each with why: not
+    /// recorded, so that the others are.
+    lost: Vec<String>,
 }
 
 /// One GPU of the source, by channel.
 enum Slot {
-    Open(Gpu),
+    Open(Box<Gpu>),
     /// A GPU of a continued recording that could not be opened: why, naming it. It reads
     /// nothing, and counts a read error at each sample, as a GPU lost later does.
     Unopened(String),
@@ -62,6 +67,16 @@ struct Gpu {
     integrated: Option<Integrated>,
     /// Queries the GPU answered NotSupported when the source opened: never made again.
     unsupported: Vec<Query>,
+    /// Queries whose entry point this NVML lacks (`FailedToLoadSymbol`), with no other to
+    /// make them through: never made.
+    missing: Vec<Query>,
+    /// The compute-process list, unless not supported, missing or refused.
+    processes: Option<ProcessList>,
+    /// Memory through `nvmlDeviceGetMemoryInfo` (v1), for an NVML without the v2 call.
+    memory_v1: bool,
+    /// Readings made another way than usual, or given up, each named once for the
+    /// metadata (`memory: …`).
+    notes: Vec<String>,
     /// The gauges of the last `read`, for `read_gauges`.
     taken: Taken,
 }
@@ -72,8 +87,8 @@ struct Taken {
     power_mw: Option<u64>,
     util_pct: Option<u64>,
     mem_used_bytes: Option<u64>,
-    /// Pid and bytes used of each compute process.
-    processes: Option<Vec<(u32, u64)>>,
+    /// Pid and bytes used (`None`: not available) of each compute process.
+    processes: Option<Processes>,
     /// Pid and SM % of each utilisation sample newer than the last sample's.
     sm: Option<Vec<(u32, u64)>>,
     power_instant_mw: Option<u64>,
@@ -171,13 +186,23 @@ impl NvmlSource {
         } else {
             Vec::new()
         };
-        let (mut gpus, mut uuids) = (Vec::new(), Vec::new());
+        // One GPU lost, or answering UNKNOWN, costs only itself its recording.
+        let (mut gpus, mut uuids, mut lost) = (Vec::new(), Vec::new(), Vec::new());
         for selector in selectors {
-            let (gpu, uuid) = Self::open_one(&nvml, &selector, &device_files)?;
-            gpus.push(Slot::Open(gpu));
-            uuids.push(uuid);
+            match Self::open_one(&nvml, &selector, &device_files) {
+                Ok((gpu, uuid)) => {
+                    gpus.push(Slot::Open(Box::new(gpu)));
+                    uuids.push(uuid);
+                }
+                Err(why) => lost.push(why),
+            }
         }
-        Ok(Found::Present(NvmlSource::new(Some(nvml), gpus, uuids)))
+        if gpus.is_empty() {
+            return Err(lost.join("; "));
+        }
+        let mut source = NvmlSource::new(Some(nvml), gpus, uuids);
+        source.lost = lost;
+        Ok(Found::Present(source))
     }
 
     /// Reopen the GPUs of a recording that another sampler began, by the UUIDs (`GPU-…`,
@@ -193,7 +218,7 @@ impl NvmlSource {
             .iter()
             .map(|uuid| match &nvml {
                 Ok(nvml) => match Self::open_one(nvml, &Selector::Uuid(uuid.clone()), &[]) {
-                    Ok((gpu, _)) => Slot::Open(gpu),
+                    Ok((gpu, _)) => Slot::Open(Box::new(gpu)),
                     Err(why) => Slot::Unopened(why),
                 },
                 Err(why) => Slot::Unopened(format!("GPU {uuid}: {why}")),
@@ -212,6 +237,7 @@ impl NvmlSource {
             gpus,
             channels,
             gauges,
+            lost: Vec::new(),
         }
     }
 
@@ -219,7 +245,7 @@ impl NvmlSource {
     fn opened(&self) -> impl Iterator<Item = (&Gpu, &String)> {
         let gpus = self.gpus.iter().zip(&self.channels);
         gpus.filter_map(|(slot, uuid)| match slot {
-            Slot::Open(gpu) => Some((gpu, uuid)),
+            Slot::Open(gpu) => Some((&**gpu, uuid)),
             Slot::Unopened(_) => None,
         })
     }
@@ -233,6 +259,21 @@ impl NvmlSource {
             Slot::Unopened(why) => Some(why.as_str()),
         })
         .collect()
+    }
+
+    /// The GPUs that could not be opened when the source opened, each naming the GPU and
+    /// why: they have no columns, the others are recorded.
+    pub fn lost(&self) -> &[String] {
+        &self.lost
+    }
+
+    /// Readings made another way than usual or given up, once per GPU (`GPU-…: memory from
+    /// nvmlDeviceGetMemoryInfo …`), for the metadata.
+    pub fn degraded(&self) -> Vec<String> {
+        self.opened()
+            .filter(|(g, _)| !g.notes.is_empty())
+            .map(|(g, uuid)| format!("{uuid}: {}", g.notes.join(", ")))
+            .collect()
     }
 
     /// A GPU by `selector`, and its channel name.
@@ -290,18 +331,32 @@ impl NvmlSource {
         let gpu_device = nvml
             .device_by_index(index)
             .map_err(|e| format!("GPU {uuid}: {e}"))?;
-        let mut unsupported = probe(&gpu_device, mig.is_some());
-        let integrated = match gpu_device.total_energy_consumption() {
-            Ok(_) => None,
-            Err(NvmlError::NotSupported) if unsupported.contains(&Query::Power) => {
-                unsupported.insert(0, Query::Energy);
+        let mut found = probe(&gpu_device, mig.is_some());
+        let no_power =
+            found.unsupported.contains(&Query::Power) || found.missing.contains(&Query::Power);
+        // Other errors are the samples' to count: a GPU answering UNKNOWN once at open is
+        // still read.
+        let counter = gpu_device.total_energy_consumption();
+        if let (Err(NvmlError::FailedToLoadSymbol(_)), false) = (&counter, no_power) {
+            found.notes.push(
+                "energy integrated from power (no nvmlDeviceGetTotalEnergyConsumption in this NVML)"
+                    .into(),
+            );
+        }
+        let integrated = match counter {
+            Err(NvmlError::NotSupported) if no_power => {
+                found.unsupported.insert(0, Query::Energy);
                 None
             }
-            Err(NvmlError::NotSupported) => Some(Integrated {
+            Err(NvmlError::FailedToLoadSymbol(_)) if no_power => {
+                found.missing.insert(0, Query::Energy);
+                None
+            }
+            Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) => Some(Integrated {
                 energy_uj: 0.0,
                 last: None,
             }),
-            Err(e) => return Err(format!("GPU {uuid}: energy counter: {e}")),
+            _ => None,
         };
         let gpu = Gpu {
             index,
@@ -309,7 +364,11 @@ impl NvmlSource {
             mig,
             last_seen_us: None,
             integrated,
-            unsupported,
+            unsupported: found.unsupported,
+            missing: found.missing,
+            processes: found.processes,
+            memory_v1: found.memory_v1,
+            notes: found.notes,
             taken: Taken::default(),
         };
         Ok((gpu, uuid))
@@ -454,32 +513,96 @@ fn by_minor(files: &[DeviceFile], minor: u32) -> Result<(u32, bool), String> {
     ))
 }
 
-/// The queries `device` answers NotSupported to, of those a sample makes (only power for a
-/// MIG slice's GPU). Other errors are left to the samples, which count them.
-fn probe(device: &nvml_wrapper::Device, slice: bool) -> Vec<Query> {
-    let mut unsupported = Vec::new();
-    let mut check = |query: Query, result: Result<(), NvmlError>| {
-        if matches!(result, Err(NvmlError::NotSupported)) {
-            unsupported.push(query);
+/// What a GPU answers when the source opens.
+#[derive(Default)]
+struct Probe {
+    unsupported: Vec<Query>,
+    missing: Vec<Query>,
+    processes: Option<ProcessList>,
+    memory_v1: bool,
+    notes: Vec<String>,
+}
+
+/// The queries `device` answers NotSupported to, or whose entry point this NVML lacks, of
+/// those a sample makes (only power for a MIG slice's GPU); the process list's entry point
+/// and the memory call to make. Other errors are left to the samples, which count them.
+fn probe(device: &nvml_wrapper::Device, slice: bool) -> Probe {
+    let mut found = Probe::default();
+    let check = |found: &mut Probe, query: Query, result: Result<(), NvmlError>| match result {
+        Err(NvmlError::NotSupported) => found.unsupported.push(query),
+        Err(NvmlError::FailedToLoadSymbol(_)) => {
+            found.missing.push(query);
+            found
+                .notes
+                .push(format!("no {} in this NVML", query.name()));
         }
+        _ => {}
     };
-    check(Query::Power, device.power_usage().map(drop));
+    check(&mut found, Query::Power, device.power_usage().map(drop));
     if slice {
-        return unsupported;
+        return found;
     }
-    check(Query::Utilisation, device.utilization_rates().map(drop));
-    check(Query::Memory, device.memory_info().map(drop));
     check(
-        Query::Processes,
-        device.running_compute_processes().map(drop),
+        &mut found,
+        Query::Utilisation,
+        device.utilization_rates().map(drop),
     );
+    // Drivers without `nvmlDeviceGetMemoryInfo_v2` have the v1 call, whose `used` includes
+    // the memory the driver reserves.
+    match device.memory_info() {
+        Err(NvmlError::FailedToLoadSymbol(_)) => {
+            found.memory_v1 = true;
+            found.notes.push(
+                "memory from nvmlDeviceGetMemoryInfo (no _v2 in this NVML: used includes reserved)"
+                    .into(),
+            );
+            check(
+                &mut found,
+                Query::Memory,
+                nvml_ffi::memory_v1(device).map(drop),
+            );
+        }
+        result => check(&mut found, Query::Memory, result.map(drop)),
+    }
+    match ProcessList::find(device) {
+        Ok(list) => {
+            if list.symbol() != "nvmlDeviceGetComputeRunningProcesses_v3" {
+                found
+                    .notes
+                    .push(format!("processes from {}", list.symbol()));
+            }
+            if let Some(bytes) = list.entry_bytes().filter(|&b| b != 24) {
+                found
+                    .notes
+                    .push(format!("process entries of {bytes} bytes"));
+            }
+            found.processes = Some(list);
+        }
+        Err((_, nvml_processes::ReadError::Nvml(NvmlError::NotSupported))) => {
+            found.unsupported.push(Query::Processes)
+        }
+        Err((_, nvml_processes::ReadError::Nvml(NvmlError::FailedToLoadSymbol(_)))) => {
+            found.missing.push(Query::Processes);
+            found.notes.push("no process list in this NVML".into());
+        }
+        Err((_, nvml_processes::ReadError::Refused(why))) => {
+            found.missing.push(Query::Processes);
+            found.notes.push(format!("process list not read ({why})"));
+        }
+        Err((list, nvml_processes::ReadError::Nvml(_))) => found.processes = Some(list),
+    }
     // NotFound: no sample yet, which a GPU that keeps them answers.
     check(
+        &mut found,
         Query::ProcessUtilisation,
         device.process_utilization_stats(None).map(drop),
     );
-    check(Query::InstantPower, instant_power_mw(device).map(drop));
-    unsupported
+    check(
+        &mut found,
+        Query::InstantPower,
+        instant_power_mw(device).map(drop),
+    );
+    found
 }
 
 impl Gpu {
@@ -491,7 +614,7 @@ impl Gpu {
         uuid: &str,
         errors: &mut Vec<String>,
     ) -> Option<u64> {
-        let supports = |query| !self.unsupported.contains(&query);
+        let supports = |query| !self.unsupported.contains(&query) && !self.missing.contains(&query);
         let mut ask = |query: Query, value: Result<u64, NvmlError>| match value {
             Ok(v) => Some(v),
             Err(e) => {
@@ -530,18 +653,25 @@ impl Gpu {
             taken.util_pct = ask(Query::Utilisation, util);
         }
         if supports(Query::Memory) {
-            taken.mem_used_bytes = ask(Query::Memory, device.memory_info().map(|m| m.used));
+            let used = match self.memory_v1 {
+                true => nvml_ffi::memory_v1(device).map(|m| m.used),
+                false => device.memory_info().map(|m| m.used),
+            };
+            taken.mem_used_bytes = ask(Query::Memory, used);
         }
-        if supports(Query::Processes) {
-            match device.running_compute_processes() {
-                Ok(processes) => {
-                    let list = processes.iter().map(|p| match p.used_gpu_memory {
-                        UsedGpuMemory::Used(bytes) => (p.pid, bytes),
-                        UsedGpuMemory::Unavailable => (p.pid, 0),
-                    });
-                    taken.processes = Some(list.collect());
+        if let Some(list) = &mut self.processes {
+            match list.read(device) {
+                Ok(nvml_processes::Read::Listed(processes)) => taken.processes = Some(processes),
+                Ok(nvml_processes::Read::Unsettled) => {}
+                Err(nvml_processes::ReadError::Nvml(e)) => {
+                    errors.push(format!("GPU {uuid}: processes: {e}"))
                 }
-                Err(e) => errors.push(format!("GPU {uuid}: processes: {e}")),
+                // Named once, and never read again.
+                Err(nvml_processes::ReadError::Refused(why)) => {
+                    errors.push(format!("GPU {uuid}: processes: not read any more: {why}"));
+                    self.notes.push(format!("process list not read ({why})"));
+                    self.processes = None;
+                }
             }
         }
         if supports(Query::ProcessUtilisation) {
@@ -647,12 +777,18 @@ impl EnergySource for NvmlSource {
                 Slot::Unopened(_) => &NOTHING_TAKEN,
             };
             out.extend([taken.power_mw, taken.util_pct, taken.mem_used_bytes]);
+            // A process whose memory the driver does not know leaves its side's sum unknown,
+            // never 0.
             match split(taken.processes.as_deref(), job_pids) {
-                Some((job, other)) => out.extend([job.0, other.0, job.1, other.1].map(Some)),
+                Some((job, other)) => out.extend([Some(job.0), Some(other.0), job.1, other.1]),
                 None => out.extend([None; 4]),
             }
-            match split(taken.sm.as_deref(), job_pids) {
-                Some((job, other)) => out.extend([Some(job.1), Some(other.1)]),
+            let sm = taken.sm.as_ref().map(|list| {
+                let known = list.iter().map(|&(pid, sm)| (pid, Some(sm)));
+                known.collect::<Vec<_>>()
+            });
+            match split(sm.as_deref(), job_pids) {
+                Some((job, other)) => out.extend([job.1, other.1]),
                 None => out.extend([None; 2]),
             }
             out.push(taken.power_instant_mw);
@@ -660,21 +796,25 @@ impl EnergySource for NvmlSource {
     }
 }
 
+/// One side of a split: how many, and the sum of their values, `None` if one is unknown.
+type Side = (u64, Option<u64>);
+
 /// `(pid, value)` pairs split into the job's and the others' `(count, sum of values)`;
 /// `None` when the list or, for a list that is not empty, the job's pids are unknown.
-fn split(list: Option<&[(u32, u64)]>, job_pids: &mut JobPids) -> Option<((u64, u64), (u64, u64))> {
+fn split(list: Option<&[(u32, Option<u64>)]>, job_pids: &mut JobPids) -> Option<(Side, Side)> {
     let list = list?;
     if list.is_empty() {
-        return job_pids.known().then_some(((0, 0), (0, 0)));
+        return job_pids.known().then_some(((0, Some(0)), (0, Some(0))));
     }
     let pids = job_pids.get()?;
-    let (mut job, mut other) = ((0, 0), (0, 0));
+    let (mut job, mut other) = ((0, Some(0)), (0, Some(0)));
     for &(pid, value) in list {
-        let side = match pids.binary_search(&pid) {
+        let side: &mut Side = match pids.binary_search(&pid) {
             Ok(_) => &mut job,
             Err(_) => &mut other,
         };
-        *side = (side.0 + 1, side.1 + value);
+        side.0 += 1;
+        side.1 = side.1.zip(value).map(|(sum, v)| sum.saturating_add(v));
     }
     Some((job, other))
 }
