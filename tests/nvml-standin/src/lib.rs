@@ -63,6 +63,10 @@
 //! `_v2` always writes 24-byte entries and the unversioned call 16-byte ones. A driver whose
 //! NVML lacks a symbol is a copy of this library with it hidden: [`symbols::hide_symbols`].
 //!
+//! `"mig_rules": "nvml"` (top level) makes a GPU in MIG mode answer `NOT_SUPPORTED` to its
+//! attributes, utilisation and process utilisation, as real NVML does; by default it answers.
+//! `nvmlDeviceGetGpuInstanceProfileInfo` answers from a GPU's `"gpu_instance_profiles"`.
+//!
 //! Struct layouts follow the bindings of nvml-wrapper-sys 0.10, not the newest `nvml.h`.
 //! Nothing here may panic across `extern "C"`: handles are validated, arithmetic saturates,
 //! and every entry point runs under `catch_unwind` as a last resort.
@@ -232,6 +236,23 @@ pub struct FieldValue {
     pub value: SampleValue,
 }
 
+/// `nvmlGpuInstanceProfileInfo_t` (v1), what `nvmlDeviceGetGpuInstanceProfileInfo` fills.
+#[repr(C)]
+pub struct GpuInstanceProfileInfo {
+    pub id: c_uint,
+    pub is_p2p_supported: c_uint,
+    pub slice_count: c_uint,
+    pub instance_count: c_uint,
+    pub multiprocessor_count: c_uint,
+    pub copy_engine_count: c_uint,
+    pub decoder_count: c_uint,
+    pub encoder_count: c_uint,
+    pub jpeg_count: c_uint,
+    pub ofa_count: c_uint,
+    pub memory_size_mb: c_ulonglong,
+}
+
+const _: () = assert!(size_of::<GpuInstanceProfileInfo>() == 48);
 const _: () = assert!(size_of::<Utilization>() == 8);
 const _: () = assert!(size_of::<MemoryV1>() == 24);
 const _: () = assert!(size_of::<MemoryV2>() == 40);
@@ -375,6 +396,12 @@ impl State {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or_else(now_ms, |d| u64::try_from(d.as_millis()).unwrap_or(0));
         Ok(State { root, mtime_ms })
+    }
+
+    /// `"mig_rules": "nvml"`: a MIG-mode GPU answers as real NVML does (see
+    /// `NOT_ON_A_MIG_MODE_GPU`); by default it answers everything, as it always has here.
+    fn nvml_mig_rules(&self) -> bool {
+        self.root.get("mig_rules").and_then(Value::as_str) == Some("nvml")
     }
 
     fn devices(&self) -> &[Value] {
@@ -617,9 +644,25 @@ fn any_device_call(func: &str, device: Device, body: impl FnOnce(&Dev) -> Ret) -
         let Some(dev) = state.dev(device) else {
             return INVALID_ARGUMENT;
         };
+        let mig_rule = match &dev {
+            Dev::Gpu(gpu) => state.nvml_mig_rules() && gpu.mig_entries().is_some(),
+            Dev::Mig(_) => false,
+        };
+        if mig_rule && NOT_ON_A_MIG_MODE_GPU.contains(&func) {
+            return NOT_SUPPORTED;
+        }
         dev.error(func, true).unwrap_or_else(|| body(&dev))
     })
 }
+
+/// What a GPU in MIG mode answers `NOT_SUPPORTED` to under `"mig_rules": "nvml"`: its
+/// attributes (nvml.h: "only supports MIG device handles"), its utilisation and its
+/// per-process utilisation (nvidia-smi shows N/A for a MIG-mode GPU's utilisation).
+const NOT_ON_A_MIG_MODE_GPU: [&str; 3] = [
+    "nvmlDeviceGetAttributes_v2",
+    "nvmlDeviceGetUtilizationRates",
+    "nvmlDeviceGetProcessUtilization",
+];
 
 /// `any_device_call` for functions that only whole GPUs answer: `NOT_SUPPORTED` on a MIG
 /// handle, as real NVML answers for energy and power.
@@ -1181,5 +1224,62 @@ pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
             // SAFETY: NVML contract: `mig_device` is null or a valid out-pointer.
             unsafe { put(mig_device, mig.handle()) }
         })
+    })
+}
+
+/// The GPU-instance profile `profile` (`NVML_GPU_INSTANCE_PROFILE_*`: 0 = 1 slice … 4 = 7
+/// slices) of a MIG-capable GPU, from its `"gpu_instance_profiles"` entries (`{"id": 4,
+/// "slices": 7, "sm_count": 98, "mem_mb": 40192, "instances": 1}`); `NOT_SUPPORTED` for a
+/// profile it does not list, and for every profile of a GPU without the key.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceProfileInfo(
+    device: Device,
+    profile: c_uint,
+    info: *mut GpuInstanceProfileInfo,
+) -> Ret {
+    device_call("nvmlDeviceGetGpuInstanceProfileInfo", device, |gpu| {
+        let profiles = gpu.v.get("gpu_instance_profiles").and_then(Value::as_array);
+        let found = profiles
+            .into_iter()
+            .flatten()
+            .find(|p| p.get("id").map(as_u64) == Some(u64::from(profile)));
+        let Some(p) = found else {
+            return NOT_SUPPORTED;
+        };
+        let u32_of =
+            |key: &str| c_uint::try_from(p.get(key).map_or(0, as_u64)).unwrap_or(c_uint::MAX);
+        let filled = GpuInstanceProfileInfo {
+            id: profile,
+            is_p2p_supported: 0,
+            slice_count: u32_of("slices"),
+            instance_count: u32_of("instances"),
+            multiprocessor_count: u32_of("sm_count"),
+            copy_engine_count: 0,
+            decoder_count: 0,
+            encoder_count: 0,
+            jpeg_count: 0,
+            ofa_count: 0,
+            memory_size_mb: p.get("mem_mb").map_or(0, as_u64),
+        };
+        // SAFETY: NVML contract: `info` is null or a valid out-pointer.
+        unsafe { put(info, filled) }
+    })
+}
+
+/// MIG mode, current and pending: enabled (1) for a GPU with a `"mig"` array, else disabled.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMigMode(
+    device: Device,
+    current: *mut c_uint,
+    pending: *mut c_uint,
+) -> Ret {
+    device_call("nvmlDeviceGetMigMode", device, |gpu| {
+        let mode = c_uint::from(gpu.mig_entries().is_some());
+        // SAFETY: NVML contract: both are null or valid out-pointers.
+        match unsafe { put(current, mode) } {
+            // SAFETY: as above.
+            SUCCESS => unsafe { put(pending, mode) },
+            error => error,
+        }
     })
 }
