@@ -826,3 +826,69 @@ fn an_nvml_without_the_newest_calls_falls_back_once() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(split, [None; 4]);
 }
+
+/// An A100 in MIG mode as real NVML shows it: 108 SMs, of which MIG gives its slices 98
+/// (7 × 14); attributes, utilisation and process utilisation of the whole GPU not supported.
+fn a100_in_mig_mode(start_ms: u64) -> serde_json::Value {
+    let mut state = two_gpus(start_ms);
+    state["mig_rules"] = "nvml".into();
+    let gpu = &mut state["devices"][1];
+    gpu["sm_count"] = 108.into();
+    gpu["mig"] = serde_json::json!([
+        { "uuid": "MIG-1111", "sm_count": 14 },
+        { "uuid": "MIG-2222", "sm_count": 28 }
+    ]);
+    gpu["gpu_instance_profiles"] = serde_json::json!([
+        { "id": 0, "slices": 1, "sm_count": 14, "instances": 7 },
+        { "id": 1, "slices": 2, "sm_count": 28, "instances": 3 },
+        { "id": 2, "slices": 3, "sm_count": 42, "instances": 2 },
+        { "id": 3, "slices": 4, "sm_count": 56, "instances": 1 },
+        { "id": 4, "slices": 7, "sm_count": 98, "instances": 1 }
+    ]);
+    state
+}
+
+/// Row 1: `nvmlDeviceGetAttributes_v2` answers only for MIG handles, so the GPU's SMs come
+/// from its largest GPU-instance profile: a 2g slice gets 28 of 98, and a GPU fully
+/// partitioned gives its slices all its energy.
+#[test]
+fn a_mig_slices_share_is_of_the_sms_mig_gives_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_ms();
+    let lib = standin(dir.path(), &a100_in_mig_mode(start));
+    let slices = ["MIG-2222".to_string(), "GPU-aaaa".to_string()];
+    let mut source = open(&lib, Some(&slices));
+    assert_eq!(source.channels(), ["MIG-2222", "GPU-aaaa"]);
+    assert_eq!(source.mig_slices(), ["MIG-2222: 0.286 of GPU-bbbb"]);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(out[2], Some(250_000 * 2 / 7));
+}
+
+/// Row 10: a MIG-mode GPU named whole (by its Slurm id) answers NotSupported for
+/// utilisation: not an error per sample, and the metadata says that its energy is the whole
+/// GPU's.
+#[test]
+fn a_gpu_in_mig_mode_opened_whole_is_named_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = standin(dir.path(), &a100_in_mig_mode(now_ms()));
+    let mut source = open(&lib, Some(&["1".to_string()]));
+    assert_eq!(source.channels(), ["GPU-bbbb"]);
+    let degraded = source.degraded();
+    assert_eq!(degraded.len(), 1, "{degraded:?}");
+    assert!(
+        degraded[0].starts_with("GPU-bbbb: in MIG mode but opened whole"),
+        "{degraded:?}"
+    );
+    assert_eq!(
+        source.unsupported(),
+        ["GPU-bbbb: utilisation, process utilisation"]
+    );
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut out, &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::unknown());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(out[0].is_some());
+}

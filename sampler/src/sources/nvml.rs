@@ -304,7 +304,14 @@ impl NvmlSource {
                     .map(|a| a.multiprocessor_count)
                     .map_err(|e| format!("MIG {uuid}: {what} attributes: {e}"))
             };
-            let (slice_sms, gpu_sms) = (sms(&device, "slice")?, sms(&parent, "GPU")?);
+            // nvmlDeviceGetAttributes_v2 answers only for MIG handles on real NVML: the GPU's
+            // SMs are those of its largest GPU-instance profile (98 of an A100's 108), its
+            // own attributes only where they answer.
+            let slice_sms = sms(&device, "slice")?;
+            let gpu_sms = match nvml_ffi::largest_gpu_instance_sms(&parent) {
+                Ok(Some(sms)) => sms,
+                _ => sms(&parent, "GPU")?,
+            };
             if gpu_sms == 0 || slice_sms > gpu_sms {
                 return Err(format!(
                     "MIG {uuid}: {slice_sms} SMs of a GPU with {gpu_sms}"
@@ -332,6 +339,15 @@ impl NvmlSource {
             .device_by_index(index)
             .map_err(|e| format!("GPU {uuid}: {e}"))?;
         let mut found = probe(&gpu_device, mig.is_some());
+        // A whole GPU in MIG mode, named by its Slurm id or UUID: the job runs on a slice of
+        // it, and NVML cannot say which from here.
+        if mig.is_none() && gpu_device.mig_mode().is_ok_and(|m| m.current == 1) {
+            found.notes.push(
+                "in MIG mode but opened whole: its energy is the whole GPU's, of every slice's \
+                 jobs"
+                    .into(),
+            );
+        }
         let no_power =
             found.unsupported.contains(&Query::Power) || found.missing.contains(&Query::Power);
         // Other errors are the samples' to count: a GPU answering UNKNOWN once at open is

@@ -13,6 +13,9 @@
 //! - `nvmlDeviceGetMemoryInfo` (v1), for drivers without `nvmlDeviceGetMemoryInfo_v2`, which
 //!   nvml-wrapper alone calls.
 //!
+//! - `nvmlDeviceGetGpuInstanceProfileInfo`, which nvml-wrapper lacks: the SMs MIG gives a
+//!   whole GPU, since `nvmlDeviceGetAttributes_v2` answers only for MIG handles.
+//!
 //! Symbols are looked up in the library of the `Device` at each call, never kept: a function
 //! pointer cannot outlive the library it came from.
 #![allow(unsafe_code)]
@@ -138,4 +141,42 @@ pub fn memory_v1(device: &Device) -> Result<MemoryV1, NvmlError> {
     // SAFETY: a live handle, and `memory` is a valid `nvmlMemory_t` for the call to fill.
     let code = unsafe { func(device.handle().cast(), &mut memory) };
     nvml_try(code).map(|()| memory)
+}
+
+/// `nvmlDeviceGetGpuInstanceProfileInfo(device, profile, info)`.
+type ProfileInfoFn = unsafe extern "C" fn(*mut c_void, c_uint, *mut c_void) -> c_uint;
+
+/// `NVML_GPU_INSTANCE_PROFILE_*` ids tried: nvml.h has 15 so far.
+const GPU_INSTANCE_PROFILES: c_uint = 32;
+
+/// The streaming multiprocessors of the GPU-instance profile of `device` with the most slices
+/// (7g on an A100 or H100, 4g on an A30): all the SMs MIG gives the GPU's slices, so that
+/// the shares of a fully partitioned GPU add up to 1. `Ok(None)` when no profile answers
+/// (no MIG, or an NVML without profiles).
+pub fn largest_gpu_instance_sms(device: &Device) -> Result<Option<u32>, NvmlError> {
+    let library = &device.nvml().lib().__library;
+    let name = b"nvmlDeviceGetGpuInstanceProfileInfo\0";
+    // SAFETY: `ProfileInfoFn` is the C signature, the info pointer passed as `void *`; the
+    // function is called below only, while `device` keeps the library loaded.
+    let func: ProfileInfoFn = *unsafe { library.get::<ProfileInfoFn>(name) }
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let mut largest: Option<(u32, u32)> = None;
+    for profile in 0..GPU_INSTANCE_PROFILES {
+        // `nvmlGpuInstanceProfileInfo_t` is 48 bytes; 256 leave room for a driver that
+        // writes a larger one through the unversioned call.
+        let mut info = [0u64; 32];
+        // SAFETY: a live handle; `info` is 256 bytes, 8-byte aligned, valid for writes.
+        let code = unsafe { func(device.handle().cast(), profile, info.as_mut_ptr().cast()) };
+        if code != SUCCESS {
+            continue;
+        }
+        let bytes: Vec<u8> = info.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        // sliceCount at byte 8, multiprocessorCount at byte 16.
+        let (slices, sms) = (word(8), word(16));
+        if sms > 0 && largest.is_none_or(|(s, _)| slices > s) {
+            largest = Some((slices, sms));
+        }
+    }
+    Ok(largest.map(|(_, sms)| sms))
 }
