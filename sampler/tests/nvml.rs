@@ -892,3 +892,30 @@ fn a_gpu_in_mig_mode_opened_whole_is_named_so() {
     assert!(errors.is_empty(), "{errors:?}");
     assert!(out[0].is_some());
 }
+
+/// An entry point exported but answering FUNCTION_NOT_FOUND (510.39's `_v2` memory call) is
+/// as good as missing: the older one, once.
+#[test]
+fn an_entry_point_that_answers_function_not_found_falls_back_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["processes"] = processes([4242]);
+    state["devices"][0]["errors"] = serde_json::json!({
+        "nvmlDeviceGetMemoryInfo_v2": "FUNCTION_NOT_FOUND",
+        "nvmlDeviceGetComputeRunningProcesses_v3": "FUNCTION_NOT_FOUND"
+    });
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    let degraded = source.degraded().join("; ");
+    assert!(
+        degraded.contains("memory from nvmlDeviceGetMemoryInfo"),
+        "{degraded}"
+    );
+    assert!(
+        degraded.contains("processes from nvmlDeviceGetComputeRunningProcesses_v2"),
+        "{degraded}"
+    );
+    let (split, errors) = process_split(&mut source, &[4242]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(split, [Some(1), Some(0), Some(4242 << 20), Some(0)]);
+}

@@ -566,7 +566,8 @@ fn probe(device: &nvml_wrapper::Device, slice: bool) -> Probe {
     // Drivers without `nvmlDeviceGetMemoryInfo_v2` have the v1 call, whose `used` includes
     // the memory the driver reserves.
     match device.memory_info() {
-        Err(NvmlError::FailedToLoadSymbol(_)) => {
+        // FunctionNotFound: exported but not implemented, as 510.39's _v2 answered some.
+        Err(NvmlError::FailedToLoadSymbol(_) | NvmlError::FunctionNotFound) => {
             found.memory_v1 = true;
             found.notes.push(
                 "memory from nvmlDeviceGetMemoryInfo (no _v2 in this NVML: used includes reserved)"

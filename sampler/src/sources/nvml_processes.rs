@@ -63,8 +63,8 @@ pub enum ReadError {
 }
 
 impl ProcessList {
-    /// The newest process-list entry point of `device`'s NVML: `None` when it has none, or
-    /// with the error of the newest one that the device refused (`NotSupported`: no list).
+    /// The newest process-list entry point of `device`'s NVML that answers, or the error of
+    /// the newest one present (`NotSupported`: no list; `FailedToLoadSymbol`: none present).
     pub fn find(device: &Device) -> Result<ProcessList, (ProcessList, ReadError)> {
         let mut last = None;
         for symbol in nvml_ffi::PROCESS_SYMBOLS {
@@ -73,8 +73,13 @@ impl ProcessList {
                 entry_bytes: None,
             };
             match list.read(device) {
+                // Not exported, or exported but not implemented: the next older one.
                 Err(ReadError::Nvml(NvmlError::FailedToLoadSymbol(e))) => {
                     last = Some((list, ReadError::Nvml(NvmlError::FailedToLoadSymbol(e))));
+                }
+                Err(ReadError::Nvml(NvmlError::FunctionNotFound)) => {
+                    let e = NvmlError::FailedToLoadSymbol(format!("{}: not found", list.symbol()));
+                    last = Some((list, ReadError::Nvml(e)));
                 }
                 Ok(_) => return Ok(list),
                 Err(e) => return Err((list, e)),
