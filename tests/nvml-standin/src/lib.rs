@@ -67,6 +67,11 @@
 //! attributes, utilisation and process utilisation, as real NVML does; by default it answers.
 //! `nvmlDeviceGetGpuInstanceProfileInfo` answers from a GPU's `"gpu_instance_profiles"`.
 //!
+//! Per-process utilisation: `"process_sample_period_ms"` (top level, default 0: a fresh sample
+//! at every call) models the driver's sampling tick; a process with `"exited": true` has
+//! utilisation samples but is no longer a compute process; junk is any `"sm_util"` (real
+//! drivers have been seen to give values above 100).
+//!
 //! Struct layouts follow the bindings of nvml-wrapper-sys 0.10, not the newest `nvml.h`.
 //! Nothing here may panic across `extern "C"`: handles are validated, arithmetic saturates,
 //! and every entry point runs under `catch_unwind` as a last resort.
@@ -640,19 +645,27 @@ fn call(func: &str, body: impl FnOnce(&State) -> Ret) -> Ret {
 
 /// `call` for functions taking a GPU or MIG handle; also applies the device's injected errors.
 fn any_device_call(func: &str, device: Device, body: impl FnOnce(&Dev) -> Ret) -> Ret {
-    call(func, |state| {
-        let Some(dev) = state.dev(device) else {
-            return INVALID_ARGUMENT;
-        };
-        let mig_rule = match &dev {
-            Dev::Gpu(gpu) => state.nvml_mig_rules() && gpu.mig_entries().is_some(),
-            Dev::Mig(_) => false,
-        };
-        if mig_rule && NOT_ON_A_MIG_MODE_GPU.contains(&func) {
-            return NOT_SUPPORTED;
-        }
-        dev.error(func, true).unwrap_or_else(|| body(&dev))
-    })
+    call(func, |state| any_device_call_in(state, func, device, body))
+}
+
+/// `any_device_call` inside a `call` that has loaded `state` already.
+fn any_device_call_in(
+    state: &State,
+    func: &str,
+    device: Device,
+    body: impl FnOnce(&Dev) -> Ret,
+) -> Ret {
+    let Some(dev) = state.dev(device) else {
+        return INVALID_ARGUMENT;
+    };
+    let mig_rule = match &dev {
+        Dev::Gpu(gpu) => state.nvml_mig_rules() && gpu.mig_entries().is_some(),
+        Dev::Mig(_) => false,
+    };
+    if mig_rule && NOT_ON_A_MIG_MODE_GPU.contains(&func) {
+        return NOT_SUPPORTED;
+    }
+    dev.error(func, true).unwrap_or_else(|| body(&dev))
 }
 
 /// What a GPU in MIG mode answers `NOT_SUPPORTED` to under `"mig_rules": "nvml"`: its
@@ -680,10 +693,7 @@ fn device_call_in(
     device: Device,
     body: impl FnOnce(&Gpu) -> Ret,
 ) -> Ret {
-    let Some(dev) = state.dev(device) else {
-        return INVALID_ARGUMENT;
-    };
-    dev.error(func, true).unwrap_or_else(|| match &dev {
+    any_device_call_in(state, func, device, |dev| match dev {
         Dev::Gpu(gpu) => body(gpu),
         Dev::Mig(_) => NOT_SUPPORTED,
     })
@@ -1019,7 +1029,9 @@ unsafe fn write_processes(
     if count.is_null() {
         return INVALID_ARGUMENT;
     }
-    let procs = gpu.processes();
+    // An `"exited"` process has left utilisation samples behind, but no context.
+    let exited = |p: &&Value| p.get("exited").and_then(Value::as_bool) == Some(true);
+    let procs: Vec<&Value> = gpu.processes().iter().filter(|p| !exited(p)).collect();
     // SAFETY: non-null; NVML contract: valid for reads and writes.
     let capacity = unsafe { count.replace(procs.len() as c_uint) } as usize;
     if procs.is_empty() {
@@ -1095,8 +1107,11 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses(
     })
 }
 
-/// One sample per process whose `ts_us` (default: now) is newer than `last_seen`;
-/// `NOT_FOUND` when there is none, as real NVML does. Count protocol as above.
+/// One sample per process (an `"exited"` one included) whose `ts_us` is newer than
+/// `last_seen`; `NOT_FOUND` when there is none, as real NVML does. Without `ts_us`, a
+/// sample is taken at every call (`now`), or, with `"process_sample_period_ms"` (top
+/// level), at the last tick of that period, as the driver samples every 1/6 to 1 s: calls
+/// closer together than that find nothing newer. Count protocol as above.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
     device: Device,
@@ -1104,38 +1119,49 @@ pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
     count: *mut c_uint,
     last_seen: c_ulonglong,
 ) -> Ret {
-    device_call("nvmlDeviceGetProcessUtilization", device, |gpu| {
-        if count.is_null() {
-            return INVALID_ARGUMENT;
-        }
-        let now = now_us();
-        let u32_of = |p: &Value, key: &str| p.get(key).map_or(0, as_u64) as c_uint;
-        let fresh: Vec<ProcessUtilizationSample> = gpu
-            .processes()
-            .iter()
-            .map(|p| ProcessUtilizationSample {
-                pid: u32_of(p, "pid"),
-                time_stamp: p.get("ts_us").map_or(now, as_u64),
-                sm_util: u32_of(p, "sm_util"),
-                mem_util: u32_of(p, "mem_util"),
-                enc_util: u32_of(p, "enc_util"),
-                dec_util: u32_of(p, "dec_util"),
-            })
-            .filter(|s| s.time_stamp > last_seen)
-            .collect();
-        // SAFETY: non-null; NVML contract: valid for reads and writes.
-        let capacity = unsafe { count.replace(fresh.len() as c_uint) } as usize;
-        if fresh.is_empty() {
-            return NOT_FOUND;
-        }
-        if samples.is_null() || capacity < fresh.len() {
-            return INSUFFICIENT_SIZE;
-        }
-        for (i, sample) in fresh.into_iter().enumerate() {
-            // SAFETY: i < fresh.len() <= capacity, the number of entries `samples` holds.
-            unsafe { samples.add(i).write(sample) };
-        }
-        SUCCESS
+    const FUNC: &str = "nvmlDeviceGetProcessUtilization";
+    call(FUNC, |state| {
+        device_call_in(state, FUNC, device, |gpu| {
+            if count.is_null() {
+                return INVALID_ARGUMENT;
+            }
+            let period_us = state
+                .root
+                .get("process_sample_period_ms")
+                .map_or(0, as_u64)
+                .saturating_mul(1000);
+            let now = match now_us() {
+                now if period_us > 0 => now - now % period_us,
+                now => now,
+            };
+            let u32_of = |p: &Value, key: &str| p.get(key).map_or(0, as_u64) as c_uint;
+            let fresh: Vec<ProcessUtilizationSample> = gpu
+                .processes()
+                .iter()
+                .map(|p| ProcessUtilizationSample {
+                    pid: u32_of(p, "pid"),
+                    time_stamp: p.get("ts_us").map_or(now, as_u64),
+                    sm_util: u32_of(p, "sm_util"),
+                    mem_util: u32_of(p, "mem_util"),
+                    enc_util: u32_of(p, "enc_util"),
+                    dec_util: u32_of(p, "dec_util"),
+                })
+                .filter(|s| s.time_stamp > last_seen)
+                .collect();
+            // SAFETY: non-null; NVML contract: valid for reads and writes.
+            let capacity = unsafe { count.replace(fresh.len() as c_uint) } as usize;
+            if fresh.is_empty() {
+                return NOT_FOUND;
+            }
+            if samples.is_null() || capacity < fresh.len() {
+                return INSUFFICIENT_SIZE;
+            }
+            for (i, sample) in fresh.into_iter().enumerate() {
+                // SAFETY: i < fresh.len() <= capacity, the number of entries `samples` holds.
+                unsafe { samples.add(i).write(sample) };
+            }
+            SUCCESS
+        })
     })
 }
 
