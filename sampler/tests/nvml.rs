@@ -200,11 +200,12 @@ fn a_shared_gpu_is_split_between_the_jobs_processes_and_the_others() {
         ]
     );
 
-    // The next sample counts only newer utilisation samples: none, so no kernel time.
+    // The next sample finds no newer utilisation sample: the driver samples every 1/6 to
+    // 1 s, so the last ones still stand (issue 17, row 3)...
     out.clear();
     source.read(&mut Vec::new(), &mut errors);
     source.read_gauges(&mut out, &mut errors, &mut JobPids::new(&find));
-    assert_eq!(out[7..9], [Some(0), Some(0)]);
+    assert_eq!(out[7..9], [Some(75), Some(25)]);
 }
 
 #[test]
@@ -918,4 +919,76 @@ fn an_entry_point_that_answers_function_not_found_falls_back_too() {
     let (split, errors) = process_split(&mut source, &[4242]);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(split, [Some(1), Some(0), Some(4242 << 20), Some(0)]);
+}
+
+/// Row 5: under device cgroups (a user's `record` inside a job), nvmlDeviceGetCount counts
+/// every GPU of the node but the handles of the others answer NO_PERMISSION: the job's GPU is
+/// recorded, the others named.
+#[test]
+fn gpus_outside_the_device_cgroup_are_named_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["errors"] =
+        serde_json::json!({ "nvmlDeviceGetHandleByIndex_v2": "NO_PERMISSION" });
+    let lib = standin(dir.path(), &state);
+    let source = open(&lib, None);
+    assert_eq!(source.channels(), ["GPU-bbbb"]);
+    assert_eq!(source.lost().len(), 1);
+    assert!(
+        source.lost()[0].starts_with("GPU 0: "),
+        "{:?}",
+        source.lost()
+    );
+}
+
+/// The job's and the others' SM % of a source's first GPU after one sample.
+fn sm_split(source: &mut NvmlSource, job: &[u32]) -> [Option<u64>; 2] {
+    let job = job.to_vec();
+    let find = move || Some(job.clone());
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut Vec::new(), &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::new(&find));
+    assert!(errors.is_empty(), "{errors:?}");
+    [out[7], out[8]]
+}
+
+/// Row 3: the driver samples per-process utilisation every 1/6 to 1 s, so a sampler period
+/// shorter than that often finds no newer sample (NOT_FOUND). The last samples stand then,
+/// rather than the row falling back to the memory split; 2 s later, no kernel ran.
+#[test]
+fn process_utilisation_between_the_drivers_samples_keeps_the_last_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    // One driver sample an hour: none newer after the first read.
+    state["process_sample_period_ms"] = 3_600_000.into();
+    state["devices"][0]["processes"] = serde_json::json!([
+        { "pid": 4242, "used_mem": 1u64 << 30, "sm_util": 60 },
+        { "pid": 777, "used_mem": 3u64 << 30, "sm_util": 20 }
+    ]);
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    let first = sm_split(&mut source, &[4242]);
+    assert_eq!(first, [Some(60), Some(20)]);
+    assert_eq!(sm_split(&mut source, &[4242]), first);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(sm_split(&mut source, &[4242]), [Some(0), Some(0)]);
+}
+
+/// Row 3: junk samples (above 100 %) and samples of processes that have exited do not
+/// count as the others' SM time.
+#[test]
+fn junk_and_exited_process_samples_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["processes"] = serde_json::json!([
+        { "pid": 4242, "used_mem": 1u64 << 30, "sm_util": 60 },
+        { "pid": 777, "used_mem": 3u64 << 30, "sm_util": 20 },
+        { "pid": 999, "used_mem": 1u64 << 20, "sm_util": 2_147_483_632u64 },
+        { "pid": 555, "sm_util": 50, "exited": true }
+    ]);
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["0".to_string()]));
+    assert_eq!(sm_split(&mut source, &[4242]), [Some(60), Some(20)]);
+    let (split, _) = process_split(&mut source, &[4242]);
+    assert_eq!(split[..2], [Some(1), Some(2)], "555 has exited");
 }

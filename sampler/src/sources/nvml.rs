@@ -63,6 +63,9 @@ struct Gpu {
     mig: Option<MigSlice>,
     /// Timestamp (µs) of the newest per-process utilisation sample already counted.
     last_seen_us: Option<u64>,
+    /// The last per-process SM list that had new samples, and when it was read: it stands
+    /// for the samples that find nothing newer within the driver's sampling period.
+    last_sm: Option<(Instant, Vec<(u32, u64)>)>,
     /// Energy integrated from power, for GPUs without the energy counter.
     integrated: Option<Integrated>,
     /// Queries the GPU answered NotSupported when the source opened: never made again.
@@ -379,6 +382,7 @@ impl NvmlSource {
             by_index,
             mig,
             last_seen_us: None,
+            last_sm: None,
             integrated,
             unsupported: found.unsupported,
             missing: found.missing,
@@ -692,19 +696,32 @@ impl Gpu {
             }
         }
         if supports(Query::ProcessUtilisation) {
+            // Only the compute processes listed now: samples of exited pids are left out.
+            let running = |pid: &u32| {
+                let list = taken.processes.as_ref();
+                list.is_none_or(|list| list.iter().any(|(p, _)| p == pid))
+            };
             match device.process_utilization_stats(self.last_seen_us) {
                 Ok(samples) => {
-                    for s in &samples {
-                        self.last_seen_us = Some(
-                            self.last_seen_us
-                                .map_or(s.timestamp, |t| t.max(s.timestamp)),
-                        );
-                    }
-                    let list = samples.iter().map(|s| (s.pid, u64::from(s.sm_util)));
-                    taken.sm = Some(list.collect());
+                    let fresh = fresh_sm(&samples, self.last_seen_us);
+                    let newest = samples.iter().map(|s| s.timestamp).max();
+                    self.last_seen_us = self.last_seen_us.max(newest);
+                    let list: Vec<_> = fresh.into_iter().filter(|(p, _)| running(p)).collect();
+                    self.last_sm = Some((Instant::now(), list.clone()));
+                    taken.sm = Some(list);
                 }
-                // NVML's answer when no sample is newer than the last one seen: no kernel ran.
-                Err(NvmlError::NotFound) => taken.sm = Some(Vec::new()),
+                // No sample newer than the last one seen. The driver samples every 1/6 to
+                // 1 s: within that of the last new samples, they still stand; later, no
+                // kernel ran.
+                Err(NvmlError::NotFound) => {
+                    let recent = self
+                        .last_sm
+                        .as_ref()
+                        .filter(|(at, _)| at.elapsed() < SM_SAMPLES_STAND);
+                    let list =
+                        recent.map(|(_, list)| list.iter().copied().filter(|(p, _)| running(p)));
+                    taken.sm = Some(list.map(Iterator::collect).unwrap_or_default());
+                }
                 Err(e) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
             }
         }
@@ -815,6 +832,32 @@ impl EnergySource for NvmlSource {
 
 /// One side of a split: how many, and the sum of their values, `None` if one is unknown.
 type Side = (u64, Option<u64>);
+
+/// How long per-process SM samples stand for the samples after them that find nothing
+/// newer: twice the slowest sampling period of the driver (1 s, `man nvidia-smi`).
+const SM_SAMPLES_STAND: Duration = Duration::from_secs(2);
+
+/// The SM % of each process from NVML's samples: the newest per pid, leaving out junk that
+/// drivers have been seen to return (pid 0, a zero or already seen timestamp, more than
+/// 100 %: nvtop #110, go-nvml #11, DCGM #83).
+fn fresh_sm(
+    samples: &[nvml_wrapper::struct_wrappers::device::ProcessUtilizationSample],
+    last_seen_us: Option<u64>,
+) -> Vec<(u32, u64)> {
+    let mut newest: Vec<(u32, u64, u64)> = Vec::new();
+    for s in samples {
+        let seen = last_seen_us.is_some_and(|t| s.timestamp <= t);
+        if s.pid == 0 || s.timestamp == 0 || seen || s.sm_util > 100 {
+            continue;
+        }
+        match newest.iter_mut().find(|(pid, _, _)| *pid == s.pid) {
+            Some(entry) if entry.1 >= s.timestamp => {}
+            Some(entry) => *entry = (s.pid, s.timestamp, u64::from(s.sm_util)),
+            None => newest.push((s.pid, s.timestamp, u64::from(s.sm_util))),
+        }
+    }
+    newest.into_iter().map(|(pid, _, sm)| (pid, sm)).collect()
+}
 
 /// `(pid, value)` pairs split into the job's and the others' `(count, sum of values)`;
 /// `None` when the list or, for a list that is not empty, the job's pids are unknown.
