@@ -391,14 +391,24 @@ impl Leader {
                     .map(move |c| format!("{}:{c}", s.name()))
             })
             .collect();
-        let ranges: Vec<Option<u64>> = setup.sources.iter().flat_map(|s| s.ranges()).collect();
+        let counters: Vec<Counter> = setup
+            .sources
+            .iter()
+            .flat_map(|s| {
+                let from_zero = s.restarts_at_zero();
+                s.ranges().into_iter().map(move |range| match from_zero {
+                    true => Counter::new(range).from_zero(),
+                    false => Counter::new(range),
+                })
+            })
+            .collect();
         let gauges: Vec<String> = setup
             .sources
             .iter()
             .flat_map(|s| s.gauges().iter().map(move |g| format!("{}:{g}", s.name())))
             .collect();
         let mut leader = Leader {
-            counters: ranges.iter().map(|r| Counter::new(*r)).collect(),
+            counters,
             row: SampleRow::default(),
             line: String::with_capacity(256),
             raw: Vec::with_capacity(channels.len()),
@@ -434,7 +444,7 @@ impl Leader {
             Ok((existing, last)) if existing == header.trim_end() => {
                 if let Some(last) = last {
                     let sources = &mut setup.sources;
-                    leader.resume_counters(&existing, &last, &channels, &ranges, sources);
+                    leader.resume_counters(&existing, &last, &channels, sources);
                 }
             }
             Ok((existing, _)) => {
@@ -460,7 +470,6 @@ impl Leader {
         header: &str,
         last: &str,
         channels: &[String],
-        ranges: &[Option<u64>],
         sources: &mut [Box<dyn EnergySource>],
     ) {
         let Ok(parsed) = Samples::parse(&format!("{header}\n{last}\n")) else {
@@ -473,7 +482,7 @@ impl Leader {
                 value(&samples::energy_column(channel)),
                 value(&samples::raw_column(channel)),
             ) {
-                self.counters[i] = Counter::resume(ranges[i], raw, total);
+                self.counters[i] = self.counters[i].resumed(raw, total);
             }
         }
         if let Some(time) = value(samples::TIME_COLUMN) {

@@ -904,3 +904,34 @@ fn energy_integrated_from_power_goes_on_across_a_takeover() {
     assert!(raw.windows(2).all(|w| w[1] > w[0]), "{raw:?}");
     assert!(energy.windows(2).all(|w| w[1] > w[0]), "{energy:?}");
 }
+
+/// Issue 17, row 11: a driver reload restarts NVML's energy counter from zero. What it has
+/// counted since the reload is the GPU's energy, not a value to start from: the recording
+/// keeps it.
+#[test]
+fn a_gpu_counter_reset_by_a_driver_reload_keeps_what_it_counted_since() {
+    let dir = tempdir();
+    let mut gpu = fake_a100("GPU-aaaa", 100.0);
+    gpu["energy_start_mj"] = 50_000_000.into();
+    let lib = standin_nvml(dir.path(), vec![gpu.clone()]);
+    let messages = Messages::default();
+    let sampler = Sampler::start(gpu_step(dir.path(), &lib, &messages, &["0"])).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    // The reload: the counter starts again from 0, 20 s before "now" in the stand-in's
+    // clock, so that it stands at 2 000 J (100 W × 20 s) when read.
+    gpu["energy_start_mj"] = 0.into();
+    gpu["start_unix_ms"] = (aipm_recording::time::now_unix_ms() - 20_000).into();
+    let state = serde_json::json!({ "devices": [gpu] });
+    let tmp = dir.path().join("state.tmp");
+    fs::write(&tmp, state.to_string()).unwrap();
+    fs::rename(&tmp, dir.path().join("libnvidia-ml.so.json")).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    sampler.stop();
+    let (_, samples) = read(dir.path());
+    let energy: Vec<u64> = samples
+        .values(&samples::energy_column("nvml:GPU-aaaa"))
+        .collect();
+    let total_j = *energy.last().unwrap() as f64 / 1e6;
+    // About 15 J before the reload, 2 000 J at it and about 15 J after.
+    assert!((2_000.0..2_100.0).contains(&total_j), "{total_j} J");
+}

@@ -747,6 +747,12 @@ impl EnergySource for NvmlSource {
         vec![None; self.gpus.len()]
     }
 
+    /// NVML's counter is the energy "since the driver was last reloaded": after a reload its
+    /// value is energy since then.
+    fn restarts_at_zero(&self) -> bool {
+        true
+    }
+
     /// Energy and every gauge at once: one device lookup per GPU and sample, and gauges
     /// of the same moment as the energy.
     fn read(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>) {
