@@ -992,3 +992,36 @@ fn junk_and_exited_process_samples_are_left_out() {
     let (split, _) = process_split(&mut source, &[4242]);
     assert_eq!(split[..2], [Some(1), Some(2)], "555 has exited");
 }
+
+/// The first checks on a real GPU node, here against the stand-in: one line per finding.
+#[test]
+fn the_gpu_probe_reports_layout_counter_cadence_and_mig() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = a100_in_mig_mode(now_ms());
+    state["process_entry_bytes"] = 32.into();
+    state["devices"][0]["processes"] = serde_json::json!([
+        { "pid": std::process::id(), "used_mem": 1u64 << 30, "sm_util": 50 },
+        { "pid": 4_000_000, "sm_util": 250 }
+    ]);
+    let lib = standin(dir.path(), &state);
+    let times = aipm_sampler::sources::nvml_probe::ProbeTimes {
+        counter: std::time::Duration::from_millis(100),
+        utilisation: std::time::Duration::from_millis(200),
+    };
+    let report = aipm_sampler::sources::nvml_probe::gpu_probe(Some(&lib), times);
+    let has = |text: &str| report.lines().any(|l| l.contains(text));
+    assert!(has("open: 2 GPU(s) counted"), "{report}");
+    let me = std::process::id();
+    assert!(
+        has(&format!(
+            "nvmlDeviceGetComputeRunningProcesses_v3 entries of 32 bytes, 2 process(es): {me} (1024 MiB), 4000000 (memory n/a, not a process here)"
+        )),
+        "{report}"
+    );
+    assert!(has("energy: GPU 0: "), "{report}");
+    assert!(has("junk"), "{report}");
+    assert!(has("mig: GPU 1: mode 1"), "{report}");
+    assert!(has("largest GPU-instance profile 98 SMs"), "{report}");
+    assert!(has("slice 1 MIG-2222: 28 SMs"), "{report}");
+    println!("{report}");
+}

@@ -3,6 +3,7 @@
 
 pub mod nvml;
 mod nvml_ffi;
+pub mod nvml_probe;
 mod nvml_processes;
 pub mod powercap;
 pub mod rapl_perf;
