@@ -72,6 +72,9 @@
 //! utilisation samples but is no longer a compute process; junk is any `"sm_util"` (real
 //! drivers have been seen to give values above 100).
 //!
+//! `"delays_ms"` (top level, `{ "nvmlDeviceGetHandleByIndex_v2": 3000 }`) makes each named
+//! call take that long (at most a minute), as slow GPU initialisation does.
+//!
 //! Struct layouts follow the bindings of nvml-wrapper-sys 0.10, not the newest `nvml.h`.
 //! Nothing here may panic across `extern "C"`: handles are validated, arithmetic saturates,
 //! and every entry point runs under `catch_unwind` as a last resort.
@@ -403,6 +406,20 @@ impl State {
         Ok(State { root, mtime_ms })
     }
 
+    /// Sleep as long as `"delays_ms"` (top level) says `func` takes, at most a minute: the
+    /// first handle calls of GPUs without persistence mode take 1–3 s each, and a GPU that
+    /// fell off the bus can block NVML.
+    fn delay(&self, func: &str) {
+        let ms = self
+            .root
+            .get("delays_ms")
+            .and_then(|d| d.get(func))
+            .map_or(0, as_u64);
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
+        }
+    }
+
     /// `"mig_rules": "nvml"`: a MIG-mode GPU answers as real NVML does (see
     /// `NOT_ON_A_MIG_MODE_GPU`); by default it answers everything, as it always has here.
     fn nvml_mig_rules(&self) -> bool {
@@ -637,7 +654,10 @@ fn call(func: &str, body: impl FnOnce(&State) -> Ret) -> Ret {
             return UNINITIALIZED;
         }
         match State::load() {
-            Ok(state) => injected(&state.root, func).unwrap_or_else(|| body(&state)),
+            Ok(state) => {
+                state.delay(func);
+                injected(&state.root, func).unwrap_or_else(|| body(&state))
+            }
             Err(code) => code,
         }
     })
@@ -740,6 +760,7 @@ unsafe fn put_str(s: &str, buf: *mut c_char, length: c_uint) -> Ret {
 fn init(func: &str) -> Ret {
     guard(|| match State::load() {
         Ok(state) => injected(&state.root, func).unwrap_or_else(|| {
+            state.delay(func);
             INIT_COUNT.fetch_add(1, Ordering::SeqCst);
             SUCCESS
         }),
