@@ -230,6 +230,16 @@ impl NvmlSource {
         NvmlSource::new(nvml.ok(), gpus, uuids.to_vec())
     }
 
+    /// A recording's GPUs, none of them opened, each with `why`: the columns of a recording
+    /// continued when NVML could not be opened in time.
+    pub fn unopened_all(uuids: &[String], why: &str) -> NvmlSource {
+        let gpus = uuids
+            .iter()
+            .map(|uuid| Slot::Unopened(format!("GPU {uuid}: {why}")))
+            .collect();
+        NvmlSource::new(None, gpus, uuids.to_vec())
+    }
+
     fn new(nvml: Option<Nvml>, gpus: Vec<Slot>, channels: Vec<String>) -> NvmlSource {
         let gauges = channels
             .iter()
