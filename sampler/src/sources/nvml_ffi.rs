@@ -174,7 +174,9 @@ pub fn largest_gpu_instance_sms(device: &Device) -> Result<Option<u32>, NvmlErro
         let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         // sliceCount at byte 8, multiprocessorCount at byte 16.
         let (slices, sms) = (word(8), word(16));
-        if sms > 0 && largest.is_none_or(|(s, _)| slices > s) {
+        // Only a plausible profile: a driver writing another layout here would shift them.
+        let plausible = (1..=8).contains(&slices) && (1..=1024).contains(&sms);
+        if plausible && largest.is_none_or(|(s, _)| slices > s) {
             largest = Some((slices, sms));
         }
     }
