@@ -72,6 +72,8 @@
 //! utilisation samples but is no longer a compute process; junk is any `"sm_util"` (real
 //! drivers have been seen to give values above 100).
 //!
+//! A device's `"energy_step_mj"` makes its energy counter move in steps of that many mJ.
+//!
 //! `"delays_ms"` (top level, `{ "nvmlDeviceGetHandleByIndex_v2": 3000 }`) makes each named
 //! call take that long (at most a minute), as slow GPU initialisation does.
 //!
@@ -541,7 +543,12 @@ impl<'a> Gpu<'a> {
         let start = self.v.get("start_unix_ms").map_or(self.mtime_ms, as_u64);
         let elapsed_ms = now_ms().saturating_sub(start) as f64;
         // Float-to-int `as` saturates (and maps NaN to 0), so this cannot panic.
-        (self.f64("energy_start_mj") + self.f64("power_w") * elapsed_ms) as u64
+        let mj = (self.f64("energy_start_mj") + self.f64("power_w") * elapsed_ms) as u64;
+        // `"energy_step_mj"`: the counter moves in steps (about 10 ms of energy on real GPUs).
+        match self.u64("energy_step_mj") {
+            0 => mj,
+            step => mj - mj % step,
+        }
     }
 }
 
