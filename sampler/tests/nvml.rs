@@ -999,6 +999,7 @@ fn the_gpu_probe_reports_layout_counter_cadence_and_mig() {
     let dir = tempfile::tempdir().unwrap();
     let mut state = a100_in_mig_mode(now_ms());
     state["process_entry_bytes"] = 32.into();
+    state["devices"][0]["energy_step_mj"] = 1000.into();
     state["devices"][0]["processes"] = serde_json::json!([
         { "pid": std::process::id(), "used_mem": 1u64 << 30, "sm_util": 50 },
         { "pid": 4_000_000, "sm_util": 250 }
@@ -1019,9 +1020,26 @@ fn the_gpu_probe_reports_layout_counter_cadence_and_mig() {
         "{report}"
     );
     assert!(has("energy: GPU 0: "), "{report}");
+    assert!(has("(smallest step 1000 mJ"), "{report}");
     assert!(has("junk"), "{report}");
     assert!(has("mig: GPU 1: mode 1"), "{report}");
     assert!(has("largest GPU-instance profile 98 SMs"), "{report}");
     assert!(has("slice 1 MIG-2222: 28 SMs"), "{report}");
     println!("{report}");
+}
+
+/// Row 8: on GH200 the energy counter is the whole module's (Grace CPU, memory, GPU): named.
+#[test]
+fn a_grace_hopper_modules_counter_is_named_as_the_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    state["devices"][0]["name"] = "NVIDIA GH200 480GB".into();
+    let lib = standin(dir.path(), &state);
+    let source = open(&lib, None);
+    let degraded = source.degraded();
+    assert_eq!(degraded.len(), 1, "{degraded:?}");
+    assert!(
+        degraded[0].starts_with("GPU-aaaa: a Grace Hopper module: its energy counter includes"),
+        "{degraded:?}"
+    );
 }

@@ -352,6 +352,18 @@ impl NvmlSource {
             .device_by_index(index)
             .map_err(|e| format!("GPU {uuid}: {e}"))?;
         let mut found = probe(&gpu_device, mig.is_some());
+        // On a Grace Hopper module the counter and power are the module's: Grace CPU, its
+        // memory and the GPU (Zeus PR #172).
+        if gpu_device
+            .name()
+            .is_ok_and(|n| n.contains("GH200") || n.contains("Grace Hopper"))
+        {
+            found.notes.push(
+                "a Grace Hopper module: its energy counter includes the Grace CPU and its \
+                 memory, not the GPU's alone"
+                    .into(),
+            );
+        }
         // A whole GPU in MIG mode, named by its Slurm id or UUID: the job runs on a slice of
         // it, and NVML cannot say which from here.
         if mig.is_none() && gpu_device.mig_mode().is_ok_and(|m| m.current == 1) {
