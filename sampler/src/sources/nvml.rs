@@ -6,11 +6,20 @@
 //!
 //! Each query is tried once per GPU when the source opens; one the GPU answers NotSupported
 //! to is never made again, its column stays empty and the metadata says so, rather than
-//! counting a read error at every sample.
+//! counting a read error at every sample. An entry point this driver's NVML lacks is done
+//! without, or through an older one (`nvmlDeviceGetMemoryInfo` for `_v2`), named once.
+//! A GPU that cannot be opened costs only itself: it is named ([`NvmlSource::lost`]), the
+//! others are recorded.
+//!
+//! The compute-process list never goes through nvml-wrapper, whose buffer is smaller than
+//! what R535 drivers write (a heap overflow in slurmstepd): see `sources::nvml_processes`
+//! and the FFI edge `sources::nvml_ffi`. Real drivers' differences from the stand-in, and
+//! what each fix rests on: docs/nvml-real-drivers.md.
 //!
 //! A MIG slice (`MIG-…` in the job's CUDA_VISIBLE_DEVICES) has no energy or power of its own
-//! in NVML; it is given its parent GPU's energy times its share of the GPU's streaming
-//! multiprocessors (a 1g slice of an A100 gets 14/98), as CEEMS does.
+//! in NVML; it is given its parent GPU's energy times its share of the streaming
+//! multiprocessors MIG gives the GPU (those of its largest GPU-instance profile: a 1g slice
+//! of an A100 gets 14/98), as CEEMS does.
 //! See: docs.nvidia.com/deploy/nvml-api (nvmlDeviceGetTotalEnergyConsumption).
 //!
 //! A sampler that takes over a recording reopens the recording's GPUs by the UUIDs it

@@ -15,7 +15,7 @@
 //!    the whole GPU answers attributes and utilisation.
 //!
 //! Nothing here writes memory it does not own: the process list goes through
-//! [`nvml_ffi`](super::nvml_ffi) like the sampler's.
+//! `nvml_ffi` like the sampler's.
 
 use std::fmt::Write as _;
 use std::path::Path;
