@@ -1092,6 +1092,9 @@ unsafe fn write_processes(
 /// that R510–R530 drivers and nvml-wrapper-sys 0.10 use): 32 models R535 drivers before
 /// 535.98, which write `nvmlProcessInfo_v3_t` through this same symbol; 16 the v1 layout some
 /// drivers have been reported to write here. Values are clamped to 16..=64.
+/// `"process_count_extra"` (fault injection, not a behaviour seen) adds that many to the
+/// count returned on success, without writing more: a caller's bound on the count is what it
+/// tests.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     device: Device,
@@ -1102,9 +1105,17 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     call(FUNC, |state| {
         let knob = state.root.get("process_entry_bytes").map(as_u64);
         let entry_bytes = knob.map_or(size_of::<ProcessInfo>(), |b| b.clamp(16, 64) as usize);
+        let extra = state.root.get("process_count_extra").map_or(0, as_u64);
         device_call_in(state, FUNC, device, |gpu| {
             // SAFETY: NVML contract, with this driver's entry size (see `write_processes`).
-            unsafe { write_processes(gpu, count, infos.cast(), entry_bytes) }
+            let ret = unsafe { write_processes(gpu, count, infos.cast(), entry_bytes) };
+            if ret == SUCCESS && extra > 0 && !count.is_null() {
+                // SAFETY: non-null, valid for reads and writes per the NVML contract.
+                unsafe {
+                    *count = (*count).saturating_add(c_uint::try_from(extra).unwrap_or(c_uint::MAX))
+                };
+            }
+            ret
         })
     })
 }
