@@ -1043,3 +1043,30 @@ fn a_grace_hopper_modules_counter_is_named_as_the_modules() {
         "{degraded:?}"
     );
 }
+
+/// A count the driver gives back is never trusted beyond the room given: a count above the
+/// capacity refuses the list (named once), and so does a list longer than the 4096 read.
+#[test]
+fn a_process_count_out_of_bounds_is_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = two_gpus(now_ms());
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, None);
+    state["process_count_extra"] = 1000.into();
+    state["devices"][0]["processes"] = processes([4242]);
+    state["devices"][1]["processes"] = processes(10_000..15_000);
+    write_state(dir.path(), &state);
+    let (split, errors) = process_split(&mut source, &[4242]);
+    assert_eq!(split, [None; 4]);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("said it wrote 1001 processes into room for 32"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("5000 processes, more than the 4096 read"),
+        "{errors:?}"
+    );
+    let (_, errors) = process_split(&mut source, &[4242]);
+    assert!(errors.is_empty(), "named once: {errors:?}");
+}
