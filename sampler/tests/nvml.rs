@@ -1070,3 +1070,28 @@ fn a_process_count_out_of_bounds_is_refused_not_read() {
     let (_, errors) = process_split(&mut source, &[4242]);
     assert!(errors.is_empty(), "named once: {errors:?}");
 }
+
+/// Row 10: on a MIG-mode GPU opened whole, per-process utilisation is not supported, but the
+/// process list (all slices' processes) is read: the job's and the other slices' jobs'
+/// memory split the GPU, rather than the job getting all of it.
+#[test]
+fn a_mig_mode_gpu_opened_whole_is_split_by_the_processes_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = a100_in_mig_mode(now_ms());
+    state["process_entry_bytes"] = 32.into();
+    state["devices"][1]["processes"] = serde_json::json!([
+        { "pid": 4242, "used_mem": 10u64 << 30 },
+        { "pid": 777, "used_mem": 30u64 << 30 }
+    ]);
+    let lib = standin(dir.path(), &state);
+    let mut source = open(&lib, Some(&["1".to_string()]));
+    let find = || Some(vec![4242]);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    source.read(&mut Vec::new(), &mut errors);
+    source.read_gauges(&mut out, &mut errors, &mut JobPids::new(&find));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        out[3..9],
+        [Some(1), Some(1), Some(10 << 30), Some(30 << 30), None, None]
+    );
+}
