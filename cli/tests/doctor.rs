@@ -85,3 +85,48 @@ fn doctor_reports_each_source_and_what_to_fix() {
         "{shown}"
     );
 }
+
+/// `--gpu-probe` adds the first checks for a real GPU node, a line each; a GPU that cannot be
+/// opened fails the nvml check, naming it, while the others are found.
+#[test]
+fn doctor_probes_the_gpus_and_names_one_that_cannot_be_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let gpu = |uuid: &str| serde_json::json!({ "uuid": uuid, "name": "Fake", "power_w": 70.0, "start_unix_ms": 1_700_000_000_000u64 });
+    let mut lost = gpu("GPU-b");
+    lost["error"] = "GPU_IS_LOST".into();
+    let lib = standin_nvml(
+        root,
+        &serde_json::json!({ "process_entry_bytes": 32, "devices": [gpu("GPU-a"), lost] }),
+    );
+    let plugstack = root.join("plugstack.conf.d");
+    std::fs::create_dir(&plugstack).unwrap();
+    let line = format!(
+        "required /usr/local/lib/aipm/libaipm_spank.so spool={} nvml_lib={}\n",
+        s(&root.join("spool")),
+        s(&lib)
+    );
+    std::fs::write(plugstack.join("aipm.conf"), line).unwrap();
+    let out = aipm(&[
+        "doctor",
+        "--plugstack-dir",
+        s(&plugstack),
+        "--gpu-probe",
+        "--probe-seconds",
+        "0.2",
+    ]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("nvml       FIX  1 GPU(s): GPU-a; not opened: GPU 1: "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("gpu-probe  ok   open: 2 GPU(s) counted"),
+        "{shown}"
+    );
+    assert!(shown.contains("gpu-probe  ok   energy: GPU 0: "), "{shown}");
+    assert!(
+        shown.contains("gpu-probe  ok   processes: GPU 0: nvmlDeviceGetComputeRunningProcesses_v3"),
+        "{shown}"
+    );
+}

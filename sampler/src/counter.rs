@@ -13,6 +13,9 @@ pub struct Counter {
     total: u64,
     wraps: u64,
     resets: u64,
+    /// Whether a reset counter starts again from zero (NVML's, at a driver reload), so that
+    /// its value after a reset is energy since the reset, to be counted.
+    from_zero: bool,
 }
 
 impl Counter {
@@ -23,6 +26,24 @@ impl Counter {
             total: 0,
             wraps: 0,
             resets: 0,
+            from_zero: false,
+        }
+    }
+
+    /// This counter, of a kind that starts again from zero when it is reset.
+    pub fn from_zero(self) -> Counter {
+        Counter {
+            from_zero: true,
+            ..self
+        }
+    }
+
+    /// This kind of counter, continuing a count that another sampler left at `total` with
+    /// the counter at `last_raw`.
+    pub fn resumed(&self, last_raw: u64, total: u64) -> Counter {
+        Counter {
+            from_zero: self.from_zero,
+            ..Counter::resume(self.range, last_raw, total)
         }
     }
 
@@ -47,8 +68,14 @@ impl Counter {
                         self.wraps += 1;
                     }
                     // No range, or a value beyond it: the counter was reset (a driver
-                    // reload). The energy before the reset is kept; the new count starts here.
-                    _ => self.resets += 1,
+                    // reload). The energy before the reset is kept; a counter that starts
+                    // again from zero has counted `raw` since, the others start here.
+                    _ => {
+                        if self.from_zero {
+                            self.total += raw;
+                        }
+                        self.resets += 1;
+                    }
                 }
             }
         }
@@ -106,6 +133,21 @@ mod tests {
         assert_eq!(c.update(300), 2_000);
         assert_eq!(c.update(400), 2_100);
         assert_eq!(c.resets(), 1);
+    }
+
+    #[test]
+    fn a_counter_from_zero_counts_what_it_counted_since_its_reset() {
+        let mut c = Counter::new(None).from_zero();
+        c.update(10_000);
+        c.update(12_000);
+        assert_eq!(c.update(300), 2_300);
+        assert_eq!(c.resets(), 1);
+        let mut resumed = c.resumed(400, 2_400);
+        assert_eq!(
+            resumed.update(100),
+            2_500,
+            "a resumed counter keeps its kind"
+        );
     }
 
     #[test]

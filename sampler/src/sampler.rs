@@ -151,20 +151,26 @@ fn cut(text: &str, max: usize) -> String {
 
 /// Open the planned GPUs, or those of the recording this sampler continues (`previous`),
 /// and record what was found in the metadata.
-fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>) {
+fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>, control: &Control) {
     let Some(plan) = setup.gpus.take() else {
         return;
     };
+    let started = Instant::now();
+    let (lib, selectors) = (plan.lib.clone(), plan.selectors.clone());
     let opened = match previous {
         Some(previous) => {
             let recorded = previous.sources.iter().find(|s| s.name == "nvml");
             match recorded {
                 // The recording's GPUs by their UUIDs, each a column of the recording whether
                 // or not it can be opened now: its columns cannot change.
-                Some(nvml) if !nvml.channels.is_empty() => Ok(Found::Present(NvmlSource::reopen(
-                    plan.lib.as_deref(),
-                    &nvml.channels,
-                ))),
+                Some(nvml) if !nvml.channels.is_empty() => {
+                    let channels = nvml.channels.clone();
+                    let reopen = move || NvmlSource::reopen(lib.as_deref(), &channels);
+                    Ok(Found::Present(
+                        unless_stopped(control, reopen)
+                            .unwrap_or_else(|why| NvmlSource::unopened_all(&nvml.channels, &why)),
+                    ))
+                }
                 // Begun without GPU columns (NVML absent or failed), it cannot gain any: it
                 // goes on as begun, and its status says why.
                 _ => {
@@ -186,8 +192,12 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>) {
             });
             return;
         }
-        None => NvmlSource::open(plan.lib.as_deref(), plan.selectors.as_deref()),
+        None => {
+            let open = move || NvmlSource::open(lib.as_deref(), selectors.as_deref());
+            unless_stopped(control, open).unwrap_or_else(Err)
+        }
     };
+    let took = started.elapsed();
     let (status, detail, source) = match opened {
         Ok(Found::Present(source)) => {
             let mut detail = match &plan.lib {
@@ -222,6 +232,23 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>) {
                     unsupported.join("; ")
                 ));
             }
+            if took >= SLOW_OPEN {
+                detail.push_str(&format!(
+                    "; NVML took {:.1} s to open (GPUs without persistence mode?)",
+                    took.as_secs_f64()
+                ));
+            }
+            let degraded = source.degraded();
+            if !degraded.is_empty() {
+                detail.push_str(&format!("; read otherwise: {}", degraded.join("; ")));
+            }
+            let lost = source.lost();
+            if !lost.is_empty() {
+                detail.push_str(&format!("; not opened, not recorded: {}", lost.join("; ")));
+                for why in lost {
+                    (setup.log)(Level::Error, &format!("nvml: {why}"));
+                }
+            }
             let unopened = source.unopened();
             if !unopened.is_empty() {
                 detail.push_str(&format!(
@@ -254,6 +281,49 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>) {
     setup.meta.sources.push(status);
     if let Some(source) = source {
         setup.sources.push(Box::new(source));
+    }
+}
+
+/// An NVML open this slow is named in the metadata: 1–3 s per GPU is what GPUs without
+/// persistence mode take to initialise.
+const SLOW_OPEN: Duration = Duration::from_secs(1);
+/// How often the sampler looks at its stop flag while NVML opens.
+const OPEN_POLL: Duration = Duration::from_millis(10);
+
+/// `open` run on a thread of its own, waited for while the sampler is not told to stop. NVML
+/// can take seconds to open (each GPU initialised without persistence mode) or block (a GPU
+/// that fell off the bus): a job that ends meanwhile must still end its recording within
+/// the stop limit. The thread is then left to finish, or block, on its own. `Err` says why.
+fn unless_stopped<T: Send + 'static>(
+    control: &Control,
+    open: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let started = Instant::now();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("aipm-nvml-open".into())
+        .spawn(move || {
+            let _ = sender.send(open());
+        });
+    if let Err(e) = thread {
+        return Err(format!("cannot start a thread to open NVML: {e}"));
+    }
+    loop {
+        match receiver.recv_timeout(OPEN_POLL) {
+            Ok(opened) => return Ok(opened),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("opening NVML failed (its thread ended without an answer)".into())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if *control.stop.lock().unwrap_or_else(|p| p.into_inner()) {
+                    return Err(format!(
+                        "NVML not open after {:.1} s, when the sampler was stopped (GPUs \
+                         initialising without persistence mode, or one blocking NVML)",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -309,7 +379,7 @@ fn run(mut setup: SamplerSetup, control: &Control) {
     let mut next = Instant::now();
     loop {
         if leading.is_none() && setup.lock.try_lead() {
-            leading = Some(Leader::begin(&mut setup));
+            leading = Some(Leader::begin(&mut setup, control));
             next = Instant::now();
         }
         let wait = match leading.as_mut() {
@@ -359,7 +429,7 @@ fn thread_cpu_us() -> u64 {
 
 impl Leader {
     /// Start or continue this node's recording.
-    fn begin(setup: &mut SamplerSetup) -> Leader {
+    fn begin(setup: &mut SamplerSetup, control: &Control) -> Leader {
         let previous = setup.files.read_meta();
         let gpus_of_recording = previous
             .as_ref()
@@ -367,7 +437,7 @@ impl Leader {
         if let Some(recording) = &gpus_of_recording {
             follow_recording_gpus(setup, recording);
         }
-        open_gpus(setup, gpus_of_recording.as_ref());
+        open_gpus(setup, gpus_of_recording.as_ref(), control);
         if gpus_of_recording.is_none() {
             keep_gpus(setup);
         }
@@ -380,14 +450,24 @@ impl Leader {
                     .map(move |c| format!("{}:{c}", s.name()))
             })
             .collect();
-        let ranges: Vec<Option<u64>> = setup.sources.iter().flat_map(|s| s.ranges()).collect();
+        let counters: Vec<Counter> = setup
+            .sources
+            .iter()
+            .flat_map(|s| {
+                let from_zero = s.restarts_at_zero();
+                s.ranges().into_iter().map(move |range| match from_zero {
+                    true => Counter::new(range).from_zero(),
+                    false => Counter::new(range),
+                })
+            })
+            .collect();
         let gauges: Vec<String> = setup
             .sources
             .iter()
             .flat_map(|s| s.gauges().iter().map(move |g| format!("{}:{g}", s.name())))
             .collect();
         let mut leader = Leader {
-            counters: ranges.iter().map(|r| Counter::new(*r)).collect(),
+            counters,
             row: SampleRow::default(),
             line: String::with_capacity(256),
             raw: Vec::with_capacity(channels.len()),
@@ -423,7 +503,7 @@ impl Leader {
             Ok((existing, last)) if existing == header.trim_end() => {
                 if let Some(last) = last {
                     let sources = &mut setup.sources;
-                    leader.resume_counters(&existing, &last, &channels, &ranges, sources);
+                    leader.resume_counters(&existing, &last, &channels, sources);
                 }
             }
             Ok((existing, _)) => {
@@ -449,7 +529,6 @@ impl Leader {
         header: &str,
         last: &str,
         channels: &[String],
-        ranges: &[Option<u64>],
         sources: &mut [Box<dyn EnergySource>],
     ) {
         let Ok(parsed) = Samples::parse(&format!("{header}\n{last}\n")) else {
@@ -462,7 +541,7 @@ impl Leader {
                 value(&samples::energy_column(channel)),
                 value(&samples::raw_column(channel)),
             ) {
-                self.counters[i] = Counter::resume(ranges[i], raw, total);
+                self.counters[i] = self.counters[i].resumed(raw, total);
             }
         }
         if let Some(time) = value(samples::TIME_COLUMN) {

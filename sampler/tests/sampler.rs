@@ -904,3 +904,104 @@ fn energy_integrated_from_power_goes_on_across_a_takeover() {
     assert!(raw.windows(2).all(|w| w[1] > w[0]), "{raw:?}");
     assert!(energy.windows(2).all(|w| w[1] > w[0]), "{energy:?}");
 }
+
+/// Issue 17, row 11: a driver reload restarts NVML's energy counter from zero. What it has
+/// counted since the reload is the GPU's energy, not a value to start from: the recording
+/// keeps it.
+#[test]
+fn a_gpu_counter_reset_by_a_driver_reload_keeps_what_it_counted_since() {
+    let dir = tempdir();
+    let mut gpu = fake_a100("GPU-aaaa", 100.0);
+    gpu["energy_start_mj"] = 50_000_000.into();
+    let lib = standin_nvml(dir.path(), vec![gpu.clone()]);
+    let messages = Messages::default();
+    let sampler = Sampler::start(gpu_step(dir.path(), &lib, &messages, &["0"])).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    // The reload: the counter starts again from 0, 20 s before "now" in the stand-in's
+    // clock, so that it stands at 2 000 J (100 W × 20 s) when read.
+    gpu["energy_start_mj"] = 0.into();
+    gpu["start_unix_ms"] = (aipm_recording::time::now_unix_ms() - 20_000).into();
+    let state = serde_json::json!({ "devices": [gpu] });
+    let tmp = dir.path().join("state.tmp");
+    fs::write(&tmp, state.to_string()).unwrap();
+    fs::rename(&tmp, dir.path().join("libnvidia-ml.so.json")).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    sampler.stop();
+    let (_, samples) = read(dir.path());
+    let energy: Vec<u64> = samples
+        .values(&samples::energy_column("nvml:GPU-aaaa"))
+        .collect();
+    let total_j = *energy.last().unwrap() as f64 / 1e6;
+    // About 15 J before the reload, 2 000 J at it and about 15 J after.
+    assert!((2_000.0..2_100.0).contains(&total_j), "{total_j} J");
+}
+
+/// The stand-in's state in `dir`: these devices counting from now, and `extra` top-level
+/// keys.
+fn standin_state(dir: &Path, devices: Vec<serde_json::Value>, extra: serde_json::Value) {
+    let now = aipm_recording::time::now_unix_ms();
+    let devices: Vec<serde_json::Value> = devices
+        .into_iter()
+        .map(|mut d| {
+            d["start_unix_ms"] = now.into();
+            d
+        })
+        .collect();
+    let mut state = extra;
+    state["devices"] = devices.into();
+    let tmp = dir.join("state.tmp");
+    fs::write(&tmp, state.to_string()).unwrap();
+    fs::rename(&tmp, dir.join("libnvidia-ml.so.json")).unwrap();
+}
+
+/// Issue 17, row 7: NVML can take seconds to open (1–3 s per GPU without persistence mode)
+/// or block. A job that ends meanwhile still gets a recording with an end, within the stop
+/// limit, with its other sources and the reason GPUs are missing.
+#[test]
+fn a_job_that_ends_while_nvml_opens_still_ends_its_recording() {
+    let dir = tempdir();
+    let lib = standin_nvml(dir.path(), vec![]);
+    let delays = serde_json::json!({ "delays_ms": { "nvmlDeviceGetHandleByIndex_v2": 4000 } });
+    standin_state(dir.path(), vec![fake_a100("GPU-aaaa", 100.0)], delays);
+    let messages = Messages::default();
+    let sampler = Sampler::start(gpu_step(dir.path(), &lib, &messages, &["0"])).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    assert!(
+        sampler.stop_within(Duration::from_secs(2)),
+        "the sampler stopped in time"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let (meta, samples) = read(dir.path());
+    assert!(meta.end_unix_ms.is_some(), "the recording has an end");
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.status, "failed", "{nvml:?}");
+    assert!(nvml.detail.starts_with("NVML not open after"), "{nvml:?}");
+    assert!(!samples.rows.is_empty());
+    assert!(samples.column("nvml:GPU-aaaa:power_mw").is_none());
+    assert!(samples
+        .column(&samples::energy_column("rapl:package-0"))
+        .is_some());
+}
+
+/// A slow open that finishes is recorded, and named.
+#[test]
+fn a_slow_nvml_open_is_named_in_the_metadata() {
+    let dir = tempdir();
+    let lib = standin_nvml(dir.path(), vec![]);
+    let delays = serde_json::json!({ "delays_ms": { "nvmlInit_v2": 1100 } });
+    standin_state(dir.path(), vec![fake_a100("GPU-aaaa", 100.0)], delays);
+    let messages = Messages::default();
+    let sampler = Sampler::start(gpu_step(dir.path(), &lib, &messages, &["0"])).unwrap();
+    std::thread::sleep(Duration::from_millis(1400));
+    sampler.stop();
+    let (meta, samples) = read(dir.path());
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.status, "found", "{nvml:?}");
+    assert!(nvml.detail.contains("NVML took 1."), "{nvml:?}");
+    assert!(samples.column("nvml:GPU-aaaa:power_mw").is_some());
+}

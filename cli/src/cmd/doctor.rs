@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use aipm_recording::config::{PluginConfig, DEFAULT_PLUGSTACK_DIR};
 use aipm_sampler::sources::nvml::NvmlSource;
+use aipm_sampler::sources::nvml_probe::{gpu_probe, ProbeTimes};
 use aipm_sampler::sources::{open_rapl, EnergySource, Found, PERF_POWER_PMU};
 use serde::Serialize;
 
@@ -14,9 +15,20 @@ use crate::output::{write_json, Format};
 /// Check this node for aipm: the plugin's configuration, RAPL, NVML and its GPUs, the
 /// cgroup layout, and the spool. Run it as root on a compute node, as the plugin runs.
 ///
-/// Example: `sudo aipm-analyze doctor`
+/// With `--gpu-probe`, also the first checks to run on a real GPU node, a line each: the
+/// process list's entry size and pids, the energy counter's step against integrated power,
+/// the per-process utilisation cadence, open latency and permissions, MIG handles (see
+/// docs/nvml-real-drivers.md). Run it as root, as a user and inside a job.
+///
+/// Example: `sudo aipm-analyze doctor`, `aipm-analyze doctor --gpu-probe`
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Probe NVML and each GPU as well (about 8 s per GPU).
+    #[arg(long)]
+    pub gpu_probe: bool,
+    /// How long the probe's timed checks run per GPU, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 8.0, requires = "gpu_probe")]
+    pub probe_seconds: f64,
     /// Where the admin's plugstack files are.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PLUGSTACK_DIR)]
     pub plugstack_dir: PathBuf,
@@ -76,16 +88,27 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     checks.push(check("rapl", rapl.is_some(), found, Some("without RAPL, CPU and DRAM energy are not recorded: check the intel_rapl_msr module, or run as root")));
     let nvml = NvmlSource::open(config.nvml_lib.as_deref(), None);
     checks.push(match nvml {
-        Ok(Found::Present(source)) => check(
-            "nvml",
-            true,
-            format!(
+        Ok(Found::Present(source)) => {
+            let mut found = format!(
                 "{} GPU(s): {}",
                 source.channels().len(),
                 source.channels().join(", ")
-            ),
-            None,
-        ),
+            );
+            let degraded = source.degraded();
+            if !degraded.is_empty() {
+                found.push_str(&format!("; read otherwise: {}", degraded.join("; ")));
+            }
+            let lost = source.lost();
+            if !lost.is_empty() {
+                found.push_str(&format!("; not opened: {}", lost.join("; ")));
+            }
+            check(
+                "nvml",
+                lost.is_empty(),
+                found,
+                Some("a GPU is lost or not permitted: check nvidia-smi and the node's GPUs"),
+            )
+        }
         // No GPU here is fine for a CPU node.
         Ok(Found::Absent(why)) => check("nvml", true, format!("absent ({why})"), None),
         Err(e) => check(
@@ -104,6 +127,17 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         spool.clone().unwrap_or_else(|e| e),
         Some("install -d -o root -g root -m 0755 the spool, or fix spool= in plugstack"),
     ));
+
+    if args.gpu_probe {
+        let seconds = args.probe_seconds.clamp(0.01, 600.0);
+        let times = ProbeTimes {
+            counter: std::time::Duration::from_secs_f64(seconds * 3.0 / 8.0),
+            utilisation: std::time::Duration::from_secs_f64(seconds * 5.0 / 8.0),
+        };
+        for line in gpu_probe(config.nvml_lib.as_deref(), times).lines() {
+            checks.push(check("gpu-probe", true, line, None));
+        }
+    }
 
     let all_ok = checks.iter().all(|c| c.ok);
     match args.format {

@@ -2,6 +2,9 @@
 //! [`Found::Absent`] is a node without that hardware, an `Err` a source present but broken.
 
 pub mod nvml;
+mod nvml_ffi;
+pub mod nvml_probe;
+mod nvml_processes;
 pub mod powercap;
 pub mod rapl_perf;
 
@@ -13,6 +16,11 @@ pub trait EnergySource: Send {
     fn channels(&self) -> &[String];
     /// The wrap-around value of each channel's counter, if it wraps.
     fn ranges(&self) -> Vec<Option<u64>>;
+    /// Whether a counter found lower than its last reading, without a wrap, was reset to
+    /// zero and has counted since (NVML's at a driver reload): its value is then counted.
+    fn restarts_at_zero(&self) -> bool {
+        false
+    }
     /// Read every channel's raw counter in µJ; `None` for a channel that failed this time.
     fn read(&mut self, out: &mut Vec<Option<u64>>, errors: &mut Vec<String>);
     /// Instantaneous values besides energy (`CHANNEL:power_mw`), fixed when opened.

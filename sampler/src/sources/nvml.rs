@@ -6,11 +6,20 @@
 //!
 //! Each query is tried once per GPU when the source opens; one the GPU answers NotSupported
 //! to is never made again, its column stays empty and the metadata says so, rather than
-//! counting a read error at every sample.
+//! counting a read error at every sample. An entry point this driver's NVML lacks is done
+//! without, or through an older one (`nvmlDeviceGetMemoryInfo` for `_v2`), named once.
+//! A GPU that cannot be opened costs only itself: it is named ([`NvmlSource::lost`]), the
+//! others are recorded.
+//!
+//! The compute-process list never goes through nvml-wrapper, whose buffer is smaller than
+//! what R535 drivers write (a heap overflow in slurmstepd): see `sources::nvml_processes`
+//! and the FFI edge `sources::nvml_ffi`. Real drivers' differences from the stand-in, and
+//! what each fix rests on: docs/nvml-real-drivers.md.
 //!
 //! A MIG slice (`MIG-…` in the job's CUDA_VISIBLE_DEVICES) has no energy or power of its own
-//! in NVML; it is given its parent GPU's energy times its share of the GPU's streaming
-//! multiprocessors (a 1g slice of an A100 gets 14/98), as CEEMS does.
+//! in NVML; it is given its parent GPU's energy times its share of the streaming
+//! multiprocessors MIG gives the GPU (those of its largest GPU-instance profile: a 1g slice
+//! of an A100 gets 14/98), as CEEMS does.
 //! See: docs.nvidia.com/deploy/nvml-api (nvmlDeviceGetTotalEnergyConsumption).
 //!
 //! A sampler that takes over a recording reopens the recording's GPUs by the UUIDs it
@@ -23,13 +32,15 @@ use std::time::{Duration, Instant};
 use aipm_recording::samples;
 use aipm_recording::time::now_unix_ms;
 
-use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
+use nvml_wrapper::enums::device::SampleValue;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 use nvml_wrapper::Nvml;
 
+use super::nvml_ffi;
+use super::nvml_processes::{self, ProcessList, Processes};
 use super::{EnergySource, Found, JobPids};
 
 pub struct NvmlSource {
@@ -39,11 +50,14 @@ pub struct NvmlSource {
     gpus: Vec<Slot>,
     channels: Vec<String>,
     gauges: Vec<String>,
+    /// The GPUs that could not be opened when the source opened, each with why: not
+    /// recorded, so that the others are.
+    lost: Vec<String>,
 }
 
 /// One GPU of the source, by channel.
 enum Slot {
-    Open(Gpu),
+    Open(Box<Gpu>),
     /// A GPU of a continued recording that could not be opened: why, naming it. It reads
     /// nothing, and counts a read error at each sample, as a GPU lost later does.
     Unopened(String),
@@ -58,10 +72,23 @@ struct Gpu {
     mig: Option<MigSlice>,
     /// Timestamp (µs) of the newest per-process utilisation sample already counted.
     last_seen_us: Option<u64>,
+    /// The last per-process SM list that had new samples, and when it was read: it stands
+    /// for the samples that find nothing newer within the driver's sampling period.
+    last_sm: Option<(Instant, Vec<(u32, u64)>)>,
     /// Energy integrated from power, for GPUs without the energy counter.
     integrated: Option<Integrated>,
     /// Queries the GPU answered NotSupported when the source opened: never made again.
     unsupported: Vec<Query>,
+    /// Queries whose entry point this NVML lacks (`FailedToLoadSymbol`), with no other to
+    /// make them through: never made.
+    missing: Vec<Query>,
+    /// The compute-process list, unless not supported, missing or refused.
+    processes: Option<ProcessList>,
+    /// Memory through `nvmlDeviceGetMemoryInfo` (v1), for an NVML without the v2 call.
+    memory_v1: bool,
+    /// Readings made another way than usual, or given up, each named once for the
+    /// metadata (`memory: …`).
+    notes: Vec<String>,
     /// The gauges of the last `read`, for `read_gauges`.
     taken: Taken,
 }
@@ -72,8 +99,8 @@ struct Taken {
     power_mw: Option<u64>,
     util_pct: Option<u64>,
     mem_used_bytes: Option<u64>,
-    /// Pid and bytes used of each compute process.
-    processes: Option<Vec<(u32, u64)>>,
+    /// Pid and bytes used (`None`: not available) of each compute process.
+    processes: Option<Processes>,
     /// Pid and SM % of each utilisation sample newer than the last sample's.
     sm: Option<Vec<(u32, u64)>>,
     power_instant_mw: Option<u64>,
@@ -171,13 +198,23 @@ impl NvmlSource {
         } else {
             Vec::new()
         };
-        let (mut gpus, mut uuids) = (Vec::new(), Vec::new());
+        // One GPU lost, or answering UNKNOWN, costs only itself its recording.
+        let (mut gpus, mut uuids, mut lost) = (Vec::new(), Vec::new(), Vec::new());
         for selector in selectors {
-            let (gpu, uuid) = Self::open_one(&nvml, &selector, &device_files)?;
-            gpus.push(Slot::Open(gpu));
-            uuids.push(uuid);
+            match Self::open_one(&nvml, &selector, &device_files) {
+                Ok((gpu, uuid)) => {
+                    gpus.push(Slot::Open(Box::new(gpu)));
+                    uuids.push(uuid);
+                }
+                Err(why) => lost.push(why),
+            }
         }
-        Ok(Found::Present(NvmlSource::new(Some(nvml), gpus, uuids)))
+        if gpus.is_empty() {
+            return Err(lost.join("; "));
+        }
+        let mut source = NvmlSource::new(Some(nvml), gpus, uuids);
+        source.lost = lost;
+        Ok(Found::Present(source))
     }
 
     /// Reopen the GPUs of a recording that another sampler began, by the UUIDs (`GPU-…`,
@@ -193,13 +230,23 @@ impl NvmlSource {
             .iter()
             .map(|uuid| match &nvml {
                 Ok(nvml) => match Self::open_one(nvml, &Selector::Uuid(uuid.clone()), &[]) {
-                    Ok((gpu, _)) => Slot::Open(gpu),
+                    Ok((gpu, _)) => Slot::Open(Box::new(gpu)),
                     Err(why) => Slot::Unopened(why),
                 },
                 Err(why) => Slot::Unopened(format!("GPU {uuid}: {why}")),
             })
             .collect();
         NvmlSource::new(nvml.ok(), gpus, uuids.to_vec())
+    }
+
+    /// A recording's GPUs, none of them opened, each with `why`: the columns of a recording
+    /// continued when NVML could not be opened in time.
+    pub fn unopened_all(uuids: &[String], why: &str) -> NvmlSource {
+        let gpus = uuids
+            .iter()
+            .map(|uuid| Slot::Unopened(format!("GPU {uuid}: {why}")))
+            .collect();
+        NvmlSource::new(None, gpus, uuids.to_vec())
     }
 
     fn new(nvml: Option<Nvml>, gpus: Vec<Slot>, channels: Vec<String>) -> NvmlSource {
@@ -212,6 +259,7 @@ impl NvmlSource {
             gpus,
             channels,
             gauges,
+            lost: Vec::new(),
         }
     }
 
@@ -219,7 +267,7 @@ impl NvmlSource {
     fn opened(&self) -> impl Iterator<Item = (&Gpu, &String)> {
         let gpus = self.gpus.iter().zip(&self.channels);
         gpus.filter_map(|(slot, uuid)| match slot {
-            Slot::Open(gpu) => Some((gpu, uuid)),
+            Slot::Open(gpu) => Some((&**gpu, uuid)),
             Slot::Unopened(_) => None,
         })
     }
@@ -233,6 +281,21 @@ impl NvmlSource {
             Slot::Unopened(why) => Some(why.as_str()),
         })
         .collect()
+    }
+
+    /// The GPUs that could not be opened when the source opened, each naming the GPU and
+    /// why: they have no columns, the others are recorded.
+    pub fn lost(&self) -> &[String] {
+        &self.lost
+    }
+
+    /// Readings made another way than usual or given up, once per GPU (`GPU-…: memory from
+    /// nvmlDeviceGetMemoryInfo …`), for the metadata.
+    pub fn degraded(&self) -> Vec<String> {
+        self.opened()
+            .filter(|(g, _)| !g.notes.is_empty())
+            .map(|(g, uuid)| format!("{uuid}: {}", g.notes.join(", ")))
+            .collect()
     }
 
     /// A GPU by `selector`, and its channel name.
@@ -263,7 +326,14 @@ impl NvmlSource {
                     .map(|a| a.multiprocessor_count)
                     .map_err(|e| format!("MIG {uuid}: {what} attributes: {e}"))
             };
-            let (slice_sms, gpu_sms) = (sms(&device, "slice")?, sms(&parent, "GPU")?);
+            // nvmlDeviceGetAttributes_v2 answers only for MIG handles on real NVML: the GPU's
+            // SMs are those of its largest GPU-instance profile (98 of an A100's 108), its
+            // own attributes only where they answer.
+            let slice_sms = sms(&device, "slice")?;
+            let gpu_sms = match nvml_ffi::largest_gpu_instance_sms(&parent) {
+                Ok(Some(sms)) => sms,
+                _ => sms(&parent, "GPU")?,
+            };
             if gpu_sms == 0 || slice_sms > gpu_sms {
                 return Err(format!(
                     "MIG {uuid}: {slice_sms} SMs of a GPU with {gpu_sms}"
@@ -290,26 +360,66 @@ impl NvmlSource {
         let gpu_device = nvml
             .device_by_index(index)
             .map_err(|e| format!("GPU {uuid}: {e}"))?;
-        let mut unsupported = probe(&gpu_device, mig.is_some());
-        let integrated = match gpu_device.total_energy_consumption() {
-            Ok(_) => None,
-            Err(NvmlError::NotSupported) if unsupported.contains(&Query::Power) => {
-                unsupported.insert(0, Query::Energy);
+        let mut found = probe(&gpu_device, mig.is_some());
+        // On a Grace Hopper module the counter and power are the module's: Grace CPU, its
+        // memory and the GPU (Zeus PR #172).
+        if gpu_device
+            .name()
+            .is_ok_and(|n| n.contains("GH200") || n.contains("Grace Hopper"))
+        {
+            found.notes.push(
+                "a Grace Hopper module: its energy counter includes the Grace CPU and its \
+                 memory, not the GPU's alone"
+                    .into(),
+            );
+        }
+        // A whole GPU in MIG mode, named by its Slurm id or UUID: the job runs on a slice of
+        // it, and NVML cannot say which from here.
+        if mig.is_none() && gpu_device.mig_mode().is_ok_and(|m| m.current == 1) {
+            found.notes.push(
+                "in MIG mode but opened whole: its energy is the whole GPU's, of every slice's \
+                 jobs"
+                    .into(),
+            );
+        }
+        let no_power =
+            found.unsupported.contains(&Query::Power) || found.missing.contains(&Query::Power);
+        // Other errors are the samples' to count: a GPU answering UNKNOWN once at open is
+        // still read.
+        let counter = gpu_device.total_energy_consumption();
+        if let (Err(NvmlError::FailedToLoadSymbol(_)), false) = (&counter, no_power) {
+            found.notes.push(
+                "energy integrated from power (no nvmlDeviceGetTotalEnergyConsumption in this NVML)"
+                    .into(),
+            );
+        }
+        let integrated = match counter {
+            Err(NvmlError::NotSupported) if no_power => {
+                found.unsupported.insert(0, Query::Energy);
                 None
             }
-            Err(NvmlError::NotSupported) => Some(Integrated {
+            Err(NvmlError::FailedToLoadSymbol(_)) if no_power => {
+                found.missing.insert(0, Query::Energy);
+                None
+            }
+            Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) => Some(Integrated {
                 energy_uj: 0.0,
                 last: None,
             }),
-            Err(e) => return Err(format!("GPU {uuid}: energy counter: {e}")),
+            _ => None,
         };
         let gpu = Gpu {
             index,
             by_index,
             mig,
             last_seen_us: None,
+            last_sm: None,
             integrated,
-            unsupported,
+            unsupported: found.unsupported,
+            missing: found.missing,
+            processes: found.processes,
+            memory_v1: found.memory_v1,
+            notes: found.notes,
             taken: Taken::default(),
         };
         Ok((gpu, uuid))
@@ -454,32 +564,97 @@ fn by_minor(files: &[DeviceFile], minor: u32) -> Result<(u32, bool), String> {
     ))
 }
 
-/// The queries `device` answers NotSupported to, of those a sample makes (only power for a
-/// MIG slice's GPU). Other errors are left to the samples, which count them.
-fn probe(device: &nvml_wrapper::Device, slice: bool) -> Vec<Query> {
-    let mut unsupported = Vec::new();
-    let mut check = |query: Query, result: Result<(), NvmlError>| {
-        if matches!(result, Err(NvmlError::NotSupported)) {
-            unsupported.push(query);
+/// What a GPU answers when the source opens.
+#[derive(Default)]
+struct Probe {
+    unsupported: Vec<Query>,
+    missing: Vec<Query>,
+    processes: Option<ProcessList>,
+    memory_v1: bool,
+    notes: Vec<String>,
+}
+
+/// The queries `device` answers NotSupported to, or whose entry point this NVML lacks, of
+/// those a sample makes (only power for a MIG slice's GPU); the process list's entry point
+/// and the memory call to make. Other errors are left to the samples, which count them.
+fn probe(device: &nvml_wrapper::Device, slice: bool) -> Probe {
+    let mut found = Probe::default();
+    let check = |found: &mut Probe, query: Query, result: Result<(), NvmlError>| match result {
+        Err(NvmlError::NotSupported) => found.unsupported.push(query),
+        Err(NvmlError::FailedToLoadSymbol(_)) => {
+            found.missing.push(query);
+            found
+                .notes
+                .push(format!("no {} in this NVML", query.name()));
         }
+        _ => {}
     };
-    check(Query::Power, device.power_usage().map(drop));
+    check(&mut found, Query::Power, device.power_usage().map(drop));
     if slice {
-        return unsupported;
+        return found;
     }
-    check(Query::Utilisation, device.utilization_rates().map(drop));
-    check(Query::Memory, device.memory_info().map(drop));
     check(
-        Query::Processes,
-        device.running_compute_processes().map(drop),
+        &mut found,
+        Query::Utilisation,
+        device.utilization_rates().map(drop),
     );
+    // Drivers without `nvmlDeviceGetMemoryInfo_v2` have the v1 call, whose `used` includes
+    // the memory the driver reserves.
+    match device.memory_info() {
+        // FunctionNotFound: exported but not implemented, as 510.39's _v2 answered some.
+        Err(NvmlError::FailedToLoadSymbol(_) | NvmlError::FunctionNotFound) => {
+            found.memory_v1 = true;
+            found.notes.push(
+                "memory from nvmlDeviceGetMemoryInfo (no _v2 in this NVML: used includes reserved)"
+                    .into(),
+            );
+            check(
+                &mut found,
+                Query::Memory,
+                nvml_ffi::memory_v1(device).map(drop),
+            );
+        }
+        result => check(&mut found, Query::Memory, result.map(drop)),
+    }
+    match ProcessList::find(device) {
+        Ok(list) => {
+            if list.symbol() != "nvmlDeviceGetComputeRunningProcesses_v3" {
+                found
+                    .notes
+                    .push(format!("processes from {}", list.symbol()));
+            }
+            if let Some(bytes) = list.entry_bytes().filter(|&b| b != 24) {
+                found
+                    .notes
+                    .push(format!("process entries of {bytes} bytes"));
+            }
+            found.processes = Some(list);
+        }
+        Err((_, nvml_processes::ReadError::Nvml(NvmlError::NotSupported))) => {
+            found.unsupported.push(Query::Processes)
+        }
+        Err((_, nvml_processes::ReadError::Nvml(NvmlError::FailedToLoadSymbol(_)))) => {
+            found.missing.push(Query::Processes);
+            found.notes.push("no process list in this NVML".into());
+        }
+        Err((_, nvml_processes::ReadError::Refused(why))) => {
+            found.missing.push(Query::Processes);
+            found.notes.push(format!("process list not read ({why})"));
+        }
+        Err((list, nvml_processes::ReadError::Nvml(_))) => found.processes = Some(list),
+    }
     // NotFound: no sample yet, which a GPU that keeps them answers.
     check(
+        &mut found,
         Query::ProcessUtilisation,
         device.process_utilization_stats(None).map(drop),
     );
-    check(Query::InstantPower, instant_power_mw(device).map(drop));
-    unsupported
+    check(
+        &mut found,
+        Query::InstantPower,
+        instant_power_mw(device).map(drop),
+    );
+    found
 }
 
 impl Gpu {
@@ -491,7 +666,7 @@ impl Gpu {
         uuid: &str,
         errors: &mut Vec<String>,
     ) -> Option<u64> {
-        let supports = |query| !self.unsupported.contains(&query);
+        let supports = |query| !self.unsupported.contains(&query) && !self.missing.contains(&query);
         let mut ask = |query: Query, value: Result<u64, NvmlError>| match value {
             Ok(v) => Some(v),
             Err(e) => {
@@ -530,34 +705,54 @@ impl Gpu {
             taken.util_pct = ask(Query::Utilisation, util);
         }
         if supports(Query::Memory) {
-            taken.mem_used_bytes = ask(Query::Memory, device.memory_info().map(|m| m.used));
+            let used = match self.memory_v1 {
+                true => nvml_ffi::memory_v1(device).map(|m| m.used),
+                false => device.memory_info().map(|m| m.used),
+            };
+            taken.mem_used_bytes = ask(Query::Memory, used);
         }
-        if supports(Query::Processes) {
-            match device.running_compute_processes() {
-                Ok(processes) => {
-                    let list = processes.iter().map(|p| match p.used_gpu_memory {
-                        UsedGpuMemory::Used(bytes) => (p.pid, bytes),
-                        UsedGpuMemory::Unavailable => (p.pid, 0),
-                    });
-                    taken.processes = Some(list.collect());
+        if let Some(list) = &mut self.processes {
+            match list.read(device) {
+                Ok(nvml_processes::Read::Listed(processes)) => taken.processes = Some(processes),
+                Ok(nvml_processes::Read::Unsettled) => {}
+                Err(nvml_processes::ReadError::Nvml(e)) => {
+                    errors.push(format!("GPU {uuid}: processes: {e}"))
                 }
-                Err(e) => errors.push(format!("GPU {uuid}: processes: {e}")),
+                // Named once, and never read again.
+                Err(nvml_processes::ReadError::Refused(why)) => {
+                    errors.push(format!("GPU {uuid}: processes: not read any more: {why}"));
+                    self.notes.push(format!("process list not read ({why})"));
+                    self.processes = None;
+                }
             }
         }
         if supports(Query::ProcessUtilisation) {
+            // Only the compute processes listed now: samples of exited pids are left out.
+            let running = |pid: &u32| {
+                let list = taken.processes.as_ref();
+                list.is_none_or(|list| list.iter().any(|(p, _)| p == pid))
+            };
             match device.process_utilization_stats(self.last_seen_us) {
                 Ok(samples) => {
-                    for s in &samples {
-                        self.last_seen_us = Some(
-                            self.last_seen_us
-                                .map_or(s.timestamp, |t| t.max(s.timestamp)),
-                        );
-                    }
-                    let list = samples.iter().map(|s| (s.pid, u64::from(s.sm_util)));
-                    taken.sm = Some(list.collect());
+                    let fresh = fresh_sm(&samples, self.last_seen_us);
+                    let newest = samples.iter().map(|s| s.timestamp).max();
+                    self.last_seen_us = self.last_seen_us.max(newest);
+                    let list: Vec<_> = fresh.into_iter().filter(|(p, _)| running(p)).collect();
+                    self.last_sm = Some((Instant::now(), list.clone()));
+                    taken.sm = Some(list);
                 }
-                // NVML's answer when no sample is newer than the last one seen: no kernel ran.
-                Err(NvmlError::NotFound) => taken.sm = Some(Vec::new()),
+                // No sample newer than the last one seen. The driver samples every 1/6 to
+                // 1 s: within that of the last new samples, they still stand; later, no
+                // kernel ran.
+                Err(NvmlError::NotFound) => {
+                    let recent = self
+                        .last_sm
+                        .as_ref()
+                        .filter(|(at, _)| at.elapsed() < SM_SAMPLES_STAND);
+                    let list =
+                        recent.map(|(_, list)| list.iter().copied().filter(|(p, _)| running(p)));
+                    taken.sm = Some(list.map(Iterator::collect).unwrap_or_default());
+                }
                 Err(e) => errors.push(format!("GPU {uuid}: process utilisation: {e}")),
             }
         }
@@ -581,6 +776,12 @@ impl EnergySource for NvmlSource {
     /// The counter is 64-bit and never wraps; a lower value means a driver reload.
     fn ranges(&self) -> Vec<Option<u64>> {
         vec![None; self.gpus.len()]
+    }
+
+    /// NVML's counter is the energy "since the driver was last reloaded": after a reload its
+    /// value is energy since then.
+    fn restarts_at_zero(&self) -> bool {
+        true
     }
 
     /// Energy and every gauge at once: one device lookup per GPU and sample, and gauges
@@ -647,12 +848,18 @@ impl EnergySource for NvmlSource {
                 Slot::Unopened(_) => &NOTHING_TAKEN,
             };
             out.extend([taken.power_mw, taken.util_pct, taken.mem_used_bytes]);
+            // A process whose memory the driver does not know leaves its side's sum unknown,
+            // never 0.
             match split(taken.processes.as_deref(), job_pids) {
-                Some((job, other)) => out.extend([job.0, other.0, job.1, other.1].map(Some)),
+                Some((job, other)) => out.extend([Some(job.0), Some(other.0), job.1, other.1]),
                 None => out.extend([None; 4]),
             }
-            match split(taken.sm.as_deref(), job_pids) {
-                Some((job, other)) => out.extend([Some(job.1), Some(other.1)]),
+            let sm = taken.sm.as_ref().map(|list| {
+                let known = list.iter().map(|&(pid, sm)| (pid, Some(sm)));
+                known.collect::<Vec<_>>()
+            });
+            match split(sm.as_deref(), job_pids) {
+                Some((job, other)) => out.extend([job.1, other.1]),
                 None => out.extend([None; 2]),
             }
             out.push(taken.power_instant_mw);
@@ -660,21 +867,51 @@ impl EnergySource for NvmlSource {
     }
 }
 
+/// One side of a split: how many, and the sum of their values, `None` if one is unknown.
+type Side = (u64, Option<u64>);
+
+/// How long per-process SM samples stand for the samples after them that find nothing
+/// newer: twice the slowest sampling period of the driver (1 s, `man nvidia-smi`).
+const SM_SAMPLES_STAND: Duration = Duration::from_secs(2);
+
+/// The SM % of each process from NVML's samples: the newest per pid, leaving out junk that
+/// drivers have been seen to return (pid 0, a zero or already seen timestamp, more than
+/// 100 %: nvtop #110, go-nvml #11, DCGM #83).
+fn fresh_sm(
+    samples: &[nvml_wrapper::struct_wrappers::device::ProcessUtilizationSample],
+    last_seen_us: Option<u64>,
+) -> Vec<(u32, u64)> {
+    let mut newest: Vec<(u32, u64, u64)> = Vec::new();
+    for s in samples {
+        let seen = last_seen_us.is_some_and(|t| s.timestamp <= t);
+        if s.pid == 0 || s.timestamp == 0 || seen || s.sm_util > 100 {
+            continue;
+        }
+        match newest.iter_mut().find(|(pid, _, _)| *pid == s.pid) {
+            Some(entry) if entry.1 >= s.timestamp => {}
+            Some(entry) => *entry = (s.pid, s.timestamp, u64::from(s.sm_util)),
+            None => newest.push((s.pid, s.timestamp, u64::from(s.sm_util))),
+        }
+    }
+    newest.into_iter().map(|(pid, _, sm)| (pid, sm)).collect()
+}
+
 /// `(pid, value)` pairs split into the job's and the others' `(count, sum of values)`;
 /// `None` when the list or, for a list that is not empty, the job's pids are unknown.
-fn split(list: Option<&[(u32, u64)]>, job_pids: &mut JobPids) -> Option<((u64, u64), (u64, u64))> {
+fn split(list: Option<&[(u32, Option<u64>)]>, job_pids: &mut JobPids) -> Option<(Side, Side)> {
     let list = list?;
     if list.is_empty() {
-        return job_pids.known().then_some(((0, 0), (0, 0)));
+        return job_pids.known().then_some(((0, Some(0)), (0, Some(0))));
     }
     let pids = job_pids.get()?;
-    let (mut job, mut other) = ((0, 0), (0, 0));
+    let (mut job, mut other) = ((0, Some(0)), (0, Some(0)));
     for &(pid, value) in list {
-        let side = match pids.binary_search(&pid) {
+        let side: &mut Side = match pids.binary_search(&pid) {
             Ok(_) => &mut job,
             Err(_) => &mut other,
         };
-        *side = (side.0 + 1, side.1 + value);
+        side.0 += 1;
+        side.1 = side.1.zip(value).map(|(sum, v)| sum.saturating_add(v));
     }
     Some((job, other))
 }

@@ -57,6 +57,26 @@
 //! `nvmlDeviceGetMaxMigDeviceCount` reports; real GPUs say 7) defaults to the number of entries,
 //! and indices beyond the entries are `NOT_FOUND`, as for an unpopulated slot.
 //!
+//! `nvmlDeviceGetComputeRunningProcesses_v3` writes entries of `"process_entry_bytes"` (top
+//! level, default 24) into the caller's buffer, as a driver does whatever the caller's idea of
+//! the entry: 32 models R535 drivers before 535.98 (`nvmlProcessInfo_v3_t`), 16 the v1 layout.
+//! `_v2` always writes 24-byte entries and the unversioned call 16-byte ones. A driver whose
+//! NVML lacks a symbol is a copy of this library with it hidden: [`symbols::hide_symbols`].
+//!
+//! `"mig_rules": "nvml"` (top level) makes a GPU in MIG mode answer `NOT_SUPPORTED` to its
+//! attributes, utilisation and process utilisation, as real NVML does; by default it answers.
+//! `nvmlDeviceGetGpuInstanceProfileInfo` answers from a GPU's `"gpu_instance_profiles"`.
+//!
+//! Per-process utilisation: `"process_sample_period_ms"` (top level, default 0: a fresh sample
+//! at every call) models the driver's sampling tick; a process with `"exited": true` has
+//! utilisation samples but is no longer a compute process; junk is any `"sm_util"` (real
+//! drivers have been seen to give values above 100).
+//!
+//! A device's `"energy_step_mj"` makes its energy counter move in steps of that many mJ.
+//!
+//! `"delays_ms"` (top level, `{ "nvmlDeviceGetHandleByIndex_v2": 3000 }`) makes each named
+//! call take that long (at most a minute), as slow GPU initialisation does.
+//!
 //! Struct layouts follow the bindings of nvml-wrapper-sys 0.10, not the newest `nvml.h`.
 //! Nothing here may panic across `extern "C"`: handles are validated, arithmetic saturates,
 //! and every entry point runs under `catch_unwind` as a last resort.
@@ -80,6 +100,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+pub mod symbols;
 
 /// `nvmlReturn_t`.
 type Ret = c_uint;
@@ -224,6 +246,23 @@ pub struct FieldValue {
     pub value: SampleValue,
 }
 
+/// `nvmlGpuInstanceProfileInfo_t` (v1), what `nvmlDeviceGetGpuInstanceProfileInfo` fills.
+#[repr(C)]
+pub struct GpuInstanceProfileInfo {
+    pub id: c_uint,
+    pub is_p2p_supported: c_uint,
+    pub slice_count: c_uint,
+    pub instance_count: c_uint,
+    pub multiprocessor_count: c_uint,
+    pub copy_engine_count: c_uint,
+    pub decoder_count: c_uint,
+    pub encoder_count: c_uint,
+    pub jpeg_count: c_uint,
+    pub ofa_count: c_uint,
+    pub memory_size_mb: c_ulonglong,
+}
+
+const _: () = assert!(size_of::<GpuInstanceProfileInfo>() == 48);
 const _: () = assert!(size_of::<Utilization>() == 8);
 const _: () = assert!(size_of::<MemoryV1>() == 24);
 const _: () = assert!(size_of::<MemoryV2>() == 40);
@@ -258,6 +297,9 @@ const NO_INSTANCE: c_uint = 0xFFFF_FFFF;
 const DEFAULT_DRIVER_VERSION: &str = "550.54.15";
 /// Default for a GPU's `sm_count`: an H100 SXM's streaming multiprocessors.
 const DEFAULT_SM_COUNT: c_uint = 132;
+
+/// The largest process entry `"process_entry_bytes"` may ask for.
+const MAX_PROCESS_ENTRY: usize = 64;
 
 /// GPUs the state file may describe; later entries are ignored.
 const MAX_DEVICES: usize = 64;
@@ -364,6 +406,26 @@ impl State {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or_else(now_ms, |d| u64::try_from(d.as_millis()).unwrap_or(0));
         Ok(State { root, mtime_ms })
+    }
+
+    /// Sleep as long as `"delays_ms"` (top level) says `func` takes, at most a minute: the
+    /// first handle calls of GPUs without persistence mode take 1–3 s each, and a GPU that
+    /// fell off the bus can block NVML.
+    fn delay(&self, func: &str) {
+        let ms = self
+            .root
+            .get("delays_ms")
+            .and_then(|d| d.get(func))
+            .map_or(0, as_u64);
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
+        }
+    }
+
+    /// `"mig_rules": "nvml"`: a MIG-mode GPU answers as real NVML does (see
+    /// `NOT_ON_A_MIG_MODE_GPU`); by default it answers everything, as it always has here.
+    fn nvml_mig_rules(&self) -> bool {
+        self.root.get("mig_rules").and_then(Value::as_str) == Some("nvml")
     }
 
     fn devices(&self) -> &[Value] {
@@ -481,7 +543,12 @@ impl<'a> Gpu<'a> {
         let start = self.v.get("start_unix_ms").map_or(self.mtime_ms, as_u64);
         let elapsed_ms = now_ms().saturating_sub(start) as f64;
         // Float-to-int `as` saturates (and maps NaN to 0), so this cannot panic.
-        (self.f64("energy_start_mj") + self.f64("power_w") * elapsed_ms) as u64
+        let mj = (self.f64("energy_start_mj") + self.f64("power_w") * elapsed_ms) as u64;
+        // `"energy_step_mj"`: the counter moves in steps (about 10 ms of energy on real GPUs).
+        match self.u64("energy_step_mj") {
+            0 => mj,
+            step => mj - mj % step,
+        }
     }
 }
 
@@ -594,7 +661,10 @@ fn call(func: &str, body: impl FnOnce(&State) -> Ret) -> Ret {
             return UNINITIALIZED;
         }
         match State::load() {
-            Ok(state) => injected(&state.root, func).unwrap_or_else(|| body(&state)),
+            Ok(state) => {
+                state.delay(func);
+                injected(&state.root, func).unwrap_or_else(|| body(&state))
+            }
             Err(code) => code,
         }
     })
@@ -602,18 +672,55 @@ fn call(func: &str, body: impl FnOnce(&State) -> Ret) -> Ret {
 
 /// `call` for functions taking a GPU or MIG handle; also applies the device's injected errors.
 fn any_device_call(func: &str, device: Device, body: impl FnOnce(&Dev) -> Ret) -> Ret {
-    call(func, |state| {
-        let Some(dev) = state.dev(device) else {
-            return INVALID_ARGUMENT;
-        };
-        dev.error(func, true).unwrap_or_else(|| body(&dev))
-    })
+    call(func, |state| any_device_call_in(state, func, device, body))
 }
+
+/// `any_device_call` inside a `call` that has loaded `state` already.
+fn any_device_call_in(
+    state: &State,
+    func: &str,
+    device: Device,
+    body: impl FnOnce(&Dev) -> Ret,
+) -> Ret {
+    let Some(dev) = state.dev(device) else {
+        return INVALID_ARGUMENT;
+    };
+    let mig_rule = match &dev {
+        Dev::Gpu(gpu) => state.nvml_mig_rules() && gpu.mig_entries().is_some(),
+        Dev::Mig(_) => false,
+    };
+    if mig_rule && NOT_ON_A_MIG_MODE_GPU.contains(&func) {
+        return NOT_SUPPORTED;
+    }
+    dev.error(func, true).unwrap_or_else(|| body(&dev))
+}
+
+/// What a GPU in MIG mode answers `NOT_SUPPORTED` to under `"mig_rules": "nvml"`: its
+/// attributes (nvml.h: "only supports MIG device handles"), its utilisation and its
+/// per-process utilisation (nvidia-smi shows N/A for a MIG-mode GPU's utilisation).
+const NOT_ON_A_MIG_MODE_GPU: [&str; 3] = [
+    "nvmlDeviceGetAttributes_v2",
+    "nvmlDeviceGetUtilizationRates",
+    "nvmlDeviceGetProcessUtilization",
+];
 
 /// `any_device_call` for functions that only whole GPUs answer: `NOT_SUPPORTED` on a MIG
 /// handle, as real NVML answers for energy and power.
 fn device_call(func: &str, device: Device, body: impl FnOnce(&Gpu) -> Ret) -> Ret {
     any_device_call(func, device, |dev| match dev {
+        Dev::Gpu(gpu) => body(gpu),
+        Dev::Mig(_) => NOT_SUPPORTED,
+    })
+}
+
+/// `device_call` inside a `call` that has loaded `state` already.
+fn device_call_in(
+    state: &State,
+    func: &str,
+    device: Device,
+    body: impl FnOnce(&Gpu) -> Ret,
+) -> Ret {
+    any_device_call_in(state, func, device, |dev| match dev {
         Dev::Gpu(gpu) => body(gpu),
         Dev::Mig(_) => NOT_SUPPORTED,
     })
@@ -660,6 +767,7 @@ unsafe fn put_str(s: &str, buf: *mut c_char, length: c_uint) -> Ret {
 fn init(func: &str) -> Ret {
     guard(|| match State::load() {
         Ok(state) => injected(&state.root, func).unwrap_or_else(|| {
+            state.delay(func);
             INIT_COUNT.fetch_add(1, Ordering::SeqCst);
             SUCCESS
         }),
@@ -930,43 +1038,119 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(device: Device, memory: *mut
     })
 }
 
-/// Count protocol: `*count` is the capacity in, the number of processes out;
+/// The compute processes of `gpu` as a driver writes them: `entry_bytes` per entry, laid
+/// out as `nvmlProcessInfo_v1_t` (16 bytes: pid, usedGpuMemory), `_v2_t` (24: and the MIG
+/// instance ids) or `_v3_t` (32: and usedGpuCcProtectedMemory), whatever the caller's type.
+/// Count protocol: `*count` is the capacity in entries, the number of processes out;
 /// `INSUFFICIENT_SIZE` if they do not fit (a null buffer fits nothing).
+///
+/// # Safety
+/// `count` is null or valid for reads and writes; `infos` is null or holds `*count` entries
+/// of `entry_bytes` bytes each, 8-byte aligned: NVML's contract, with the driver's idea of
+/// the entry, which is exactly what a caller with a smaller idea of it breaks.
+unsafe fn write_processes(
+    gpu: &Gpu,
+    count: *mut c_uint,
+    infos: *mut u8,
+    entry_bytes: usize,
+) -> Ret {
+    if count.is_null() {
+        return INVALID_ARGUMENT;
+    }
+    // An `"exited"` process has left utilisation samples behind, but no context.
+    let exited = |p: &&Value| p.get("exited").and_then(Value::as_bool) == Some(true);
+    let procs: Vec<&Value> = gpu.processes().iter().filter(|p| !exited(p)).collect();
+    // SAFETY: non-null; NVML contract: valid for reads and writes.
+    let capacity = unsafe { count.replace(procs.len() as c_uint) } as usize;
+    if procs.is_empty() {
+        return SUCCESS;
+    }
+    if infos.is_null() || capacity < procs.len() {
+        return INSUFFICIENT_SIZE;
+    }
+    for (i, p) in procs.iter().enumerate() {
+        let mut entry = [0u8; MAX_PROCESS_ENTRY];
+        let pid = p.get("pid").map_or(0, as_u64) as c_uint;
+        let used = p.get("used_mem").map_or(VALUE_NOT_AVAILABLE, as_u64);
+        entry[0..4].copy_from_slice(&pid.to_ne_bytes());
+        entry[8..16].copy_from_slice(&used.to_ne_bytes());
+        entry[16..20].copy_from_slice(&NO_INSTANCE.to_ne_bytes());
+        entry[20..24].copy_from_slice(&NO_INSTANCE.to_ne_bytes());
+        // usedGpuCcProtectedMemory (bytes 24..32) and anything after: 0.
+        let entry = &entry[..entry_bytes.min(MAX_PROCESS_ENTRY)];
+        // SAFETY: i < procs.len() <= capacity, the number of `entry_bytes` entries `infos`
+        // holds per the contract above; a stand-in entry cannot overlap the caller's buffer.
+        unsafe {
+            let at = infos.add(i * entry.len());
+            std::ptr::copy_nonoverlapping(entry.as_ptr(), at, entry.len());
+        }
+    }
+    SUCCESS
+}
+
+/// Writes entries of `"process_entry_bytes"` (top level; default 24, the `nvmlProcessInfo_v2_t`
+/// that R510–R530 drivers and nvml-wrapper-sys 0.10 use): 32 models R535 drivers before
+/// 535.98, which write `nvmlProcessInfo_v3_t` through this same symbol; 16 the v1 layout some
+/// drivers have been reported to write here. Values are clamped to 16..=64.
+/// `"process_count_extra"` (fault injection, not a behaviour seen) adds that many to the
+/// count returned on success, without writing more: a caller's bound on the count is what it
+/// tests.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     device: Device,
     count: *mut c_uint,
     infos: *mut ProcessInfo,
 ) -> Ret {
-    device_call("nvmlDeviceGetComputeRunningProcesses_v3", device, |gpu| {
-        if count.is_null() {
-            return INVALID_ARGUMENT;
-        }
-        let procs = gpu.processes();
-        // SAFETY: non-null; NVML contract: valid for reads and writes.
-        let capacity = unsafe { count.replace(procs.len() as c_uint) } as usize;
-        if procs.is_empty() {
-            return SUCCESS;
-        }
-        if infos.is_null() || capacity < procs.len() {
-            return INSUFFICIENT_SIZE;
-        }
-        for (i, p) in procs.iter().enumerate() {
-            let info = ProcessInfo {
-                pid: p.get("pid").map_or(0, as_u64) as c_uint,
-                used_gpu_memory: p.get("used_mem").map_or(VALUE_NOT_AVAILABLE, as_u64),
-                gpu_instance_id: NO_INSTANCE,
-                compute_instance_id: NO_INSTANCE,
-            };
-            // SAFETY: i < procs.len() <= capacity, the number of entries `infos` holds.
-            unsafe { infos.add(i).write(info) };
-        }
-        SUCCESS
+    const FUNC: &str = "nvmlDeviceGetComputeRunningProcesses_v3";
+    call(FUNC, |state| {
+        let knob = state.root.get("process_entry_bytes").map(as_u64);
+        let entry_bytes = knob.map_or(size_of::<ProcessInfo>(), |b| b.clamp(16, 64) as usize);
+        let extra = state.root.get("process_count_extra").map_or(0, as_u64);
+        device_call_in(state, FUNC, device, |gpu| {
+            // SAFETY: NVML contract, with this driver's entry size (see `write_processes`).
+            let ret = unsafe { write_processes(gpu, count, infos.cast(), entry_bytes) };
+            if ret == SUCCESS && extra > 0 && !count.is_null() {
+                // SAFETY: non-null, valid for reads and writes per the NVML contract.
+                unsafe {
+                    *count = (*count).saturating_add(c_uint::try_from(extra).unwrap_or(c_uint::MAX))
+                };
+            }
+            ret
+        })
     })
 }
 
-/// One sample per process whose `ts_us` (default: now) is newer than `last_seen`;
-/// `NOT_FOUND` when there is none, as real NVML does. Count protocol as above.
+/// `nvmlProcessInfo_v2_t` entries (24 bytes), in every driver since R450.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v2(
+    device: Device,
+    count: *mut c_uint,
+    infos: *mut ProcessInfo,
+) -> Ret {
+    device_call("nvmlDeviceGetComputeRunningProcesses_v2", device, |gpu| {
+        // SAFETY: NVML contract: `infos` holds `*count` v2 entries.
+        unsafe { write_processes(gpu, count, infos.cast(), size_of::<ProcessInfo>()) }
+    })
+}
+
+/// The first version: `nvmlProcessInfo_v1_t` entries (16 bytes).
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses(
+    device: Device,
+    count: *mut c_uint,
+    infos: *mut c_void,
+) -> Ret {
+    device_call("nvmlDeviceGetComputeRunningProcesses", device, |gpu| {
+        // SAFETY: NVML contract: `infos` holds `*count` v1 entries.
+        unsafe { write_processes(gpu, count, infos.cast(), 16) }
+    })
+}
+
+/// One sample per process (an `"exited"` one included) whose `ts_us` is newer than
+/// `last_seen`; `NOT_FOUND` when there is none, as real NVML does. Without `ts_us`, a
+/// sample is taken at every call (`now`), or, with `"process_sample_period_ms"` (top
+/// level), at the last tick of that period, as the driver samples every 1/6 to 1 s: calls
+/// closer together than that find nothing newer. Count protocol as above.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
     device: Device,
@@ -974,38 +1158,49 @@ pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
     count: *mut c_uint,
     last_seen: c_ulonglong,
 ) -> Ret {
-    device_call("nvmlDeviceGetProcessUtilization", device, |gpu| {
-        if count.is_null() {
-            return INVALID_ARGUMENT;
-        }
-        let now = now_us();
-        let u32_of = |p: &Value, key: &str| p.get(key).map_or(0, as_u64) as c_uint;
-        let fresh: Vec<ProcessUtilizationSample> = gpu
-            .processes()
-            .iter()
-            .map(|p| ProcessUtilizationSample {
-                pid: u32_of(p, "pid"),
-                time_stamp: p.get("ts_us").map_or(now, as_u64),
-                sm_util: u32_of(p, "sm_util"),
-                mem_util: u32_of(p, "mem_util"),
-                enc_util: u32_of(p, "enc_util"),
-                dec_util: u32_of(p, "dec_util"),
-            })
-            .filter(|s| s.time_stamp > last_seen)
-            .collect();
-        // SAFETY: non-null; NVML contract: valid for reads and writes.
-        let capacity = unsafe { count.replace(fresh.len() as c_uint) } as usize;
-        if fresh.is_empty() {
-            return NOT_FOUND;
-        }
-        if samples.is_null() || capacity < fresh.len() {
-            return INSUFFICIENT_SIZE;
-        }
-        for (i, sample) in fresh.into_iter().enumerate() {
-            // SAFETY: i < fresh.len() <= capacity, the number of entries `samples` holds.
-            unsafe { samples.add(i).write(sample) };
-        }
-        SUCCESS
+    const FUNC: &str = "nvmlDeviceGetProcessUtilization";
+    call(FUNC, |state| {
+        device_call_in(state, FUNC, device, |gpu| {
+            if count.is_null() {
+                return INVALID_ARGUMENT;
+            }
+            let period_us = state
+                .root
+                .get("process_sample_period_ms")
+                .map_or(0, as_u64)
+                .saturating_mul(1000);
+            let now = match now_us() {
+                now if period_us > 0 => now - now % period_us,
+                now => now,
+            };
+            let u32_of = |p: &Value, key: &str| p.get(key).map_or(0, as_u64) as c_uint;
+            let fresh: Vec<ProcessUtilizationSample> = gpu
+                .processes()
+                .iter()
+                .map(|p| ProcessUtilizationSample {
+                    pid: u32_of(p, "pid"),
+                    time_stamp: p.get("ts_us").map_or(now, as_u64),
+                    sm_util: u32_of(p, "sm_util"),
+                    mem_util: u32_of(p, "mem_util"),
+                    enc_util: u32_of(p, "enc_util"),
+                    dec_util: u32_of(p, "dec_util"),
+                })
+                .filter(|s| s.time_stamp > last_seen)
+                .collect();
+            // SAFETY: non-null; NVML contract: valid for reads and writes.
+            let capacity = unsafe { count.replace(fresh.len() as c_uint) } as usize;
+            if fresh.is_empty() {
+                return NOT_FOUND;
+            }
+            if samples.is_null() || capacity < fresh.len() {
+                return INSUFFICIENT_SIZE;
+            }
+            for (i, sample) in fresh.into_iter().enumerate() {
+                // SAFETY: i < fresh.len() <= capacity, the number of entries `samples` holds.
+                unsafe { samples.add(i).write(sample) };
+            }
+            SUCCESS
+        })
     })
 }
 
@@ -1094,5 +1289,62 @@ pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
             // SAFETY: NVML contract: `mig_device` is null or a valid out-pointer.
             unsafe { put(mig_device, mig.handle()) }
         })
+    })
+}
+
+/// The GPU-instance profile `profile` (`NVML_GPU_INSTANCE_PROFILE_*`: 0 = 1 slice … 4 = 7
+/// slices) of a MIG-capable GPU, from its `"gpu_instance_profiles"` entries (`{"id": 4,
+/// "slices": 7, "sm_count": 98, "mem_mb": 40192, "instances": 1}`); `NOT_SUPPORTED` for a
+/// profile it does not list, and for every profile of a GPU without the key.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetGpuInstanceProfileInfo(
+    device: Device,
+    profile: c_uint,
+    info: *mut GpuInstanceProfileInfo,
+) -> Ret {
+    device_call("nvmlDeviceGetGpuInstanceProfileInfo", device, |gpu| {
+        let profiles = gpu.v.get("gpu_instance_profiles").and_then(Value::as_array);
+        let found = profiles
+            .into_iter()
+            .flatten()
+            .find(|p| p.get("id").map(as_u64) == Some(u64::from(profile)));
+        let Some(p) = found else {
+            return NOT_SUPPORTED;
+        };
+        let u32_of =
+            |key: &str| c_uint::try_from(p.get(key).map_or(0, as_u64)).unwrap_or(c_uint::MAX);
+        let filled = GpuInstanceProfileInfo {
+            id: profile,
+            is_p2p_supported: 0,
+            slice_count: u32_of("slices"),
+            instance_count: u32_of("instances"),
+            multiprocessor_count: u32_of("sm_count"),
+            copy_engine_count: 0,
+            decoder_count: 0,
+            encoder_count: 0,
+            jpeg_count: 0,
+            ofa_count: 0,
+            memory_size_mb: p.get("mem_mb").map_or(0, as_u64),
+        };
+        // SAFETY: NVML contract: `info` is null or a valid out-pointer.
+        unsafe { put(info, filled) }
+    })
+}
+
+/// MIG mode, current and pending: enabled (1) for a GPU with a `"mig"` array, else disabled.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMigMode(
+    device: Device,
+    current: *mut c_uint,
+    pending: *mut c_uint,
+) -> Ret {
+    device_call("nvmlDeviceGetMigMode", device, |gpu| {
+        let mode = c_uint::from(gpu.mig_entries().is_some());
+        // SAFETY: NVML contract: both are null or valid out-pointers.
+        match unsafe { put(current, mode) } {
+            // SAFETY: as above.
+            SUCCESS => unsafe { put(pending, mode) },
+            error => error,
+        }
     })
 }

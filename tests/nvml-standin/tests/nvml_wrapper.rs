@@ -248,6 +248,57 @@ fn running_compute_processes() {
     assert!(idle.running_compute_processes().unwrap().is_empty());
 }
 
+/// What R535 drivers before 535.98 do to nvml-wrapper 0.13, which gives
+/// `nvmlDeviceGetComputeRunningProcesses_v3` 24 bytes per entry: 32-byte entries read as 24
+/// scramble every entry after the first. (Two processes only: its buffer has room for five
+/// more, so nothing is written past it here; past 15 processes it would be.)
+#[test]
+fn r535_entries_of_32_bytes_scramble_the_wrappers_pids() {
+    let mut busy = gpu("GPU-p", 100.0);
+    busy["processes"] = json!([
+        { "pid": 1234, "used_mem": 1_000_000 },
+        { "pid": 5678, "used_mem": 2_000_000 },
+    ]);
+    let fake = Fake::new(&json!({ "process_entry_bytes": 32, "devices": [busy] }));
+    let nvml = fake.init().unwrap();
+    let procs = nvml
+        .device_by_index(0)
+        .unwrap()
+        .running_compute_processes()
+        .unwrap();
+    let pids: Vec<u32> = procs.iter().map(|p| p.pid).collect();
+    assert_eq!(pids[0], 1234);
+    assert_ne!(pids[1], 5678, "the second entry is read 8 bytes early");
+}
+
+/// An NVML without a symbol is a copy of the stand-in with it hidden: nvml-wrapper finds it
+/// missing when it loads the library, as on an older driver.
+#[test]
+fn hidden_symbols_are_missing_to_the_wrapper() {
+    let fake = Fake::new(&json!({ "devices": [gpu("GPU-p", 100.0)] }));
+    aipm_nvml_standin::symbols::hide_symbols(
+        &fake.lib,
+        &[
+            "nvmlDeviceGetComputeRunningProcesses_v3",
+            "nvmlDeviceGetMemoryInfo_v2",
+        ],
+    )
+    .unwrap();
+    let nvml = fake.init().unwrap();
+    let device = nvml.device_by_index(0).unwrap();
+    assert!(matches!(
+        device.running_compute_processes(),
+        Err(NvmlError::FailedToLoadSymbol(_))
+    ));
+    assert!(matches!(
+        device.memory_info(),
+        Err(NvmlError::FailedToLoadSymbol(_))
+    ));
+    assert_eq!(device.uuid().unwrap(), "GPU-p");
+    let missing = aipm_nvml_standin::symbols::hide_symbols(&fake.lib, &["nvmlNoSuchCall"]);
+    assert!(missing.is_err());
+}
+
 #[test]
 fn process_utilization_samples_newer_than_last_seen() {
     let mut dev = gpu("GPU-s", 100.0);
