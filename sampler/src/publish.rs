@@ -55,18 +55,17 @@ pub fn publish(
     };
 
     // The store may hold an older job's recording with this id (ids restart when Slurm's
-    // state is wiped): kept aside, never replaced. The same recording published again (a
-    // retry) is replaced by itself.
-    let published_before = JobDir::open(store, job_id)
+    // state is wiped; a requeued job runs again): kept aside, never replaced, and so is
+    // anything there that cannot be shown to be this very recording (unreadable, or
+    // another user's directory, moved aside whole). Only the same recording published
+    // again (a retry) is replaced by itself.
+    let same_recording = JobDir::open(store, job_id)
         .ok()
         .flatten()
-        .and_then(|dir| dir.read_meta(node).ok());
-    let moved_aside_older = match published_before {
-        Some(old) if old.start_unix_ms != meta.start_unix_ms => {
-            retire_previous(store, job_id, node, uid)?.is_some()
-        }
-        _ => false,
-    };
+        .filter(|dir| dir.owner_uid() == uid)
+        .and_then(|dir| dir.read_meta(node).ok())
+        .is_some_and(|old| old.start_unix_ms == meta.start_unix_ms);
+    let moved_aside_older = !same_recording && retire_previous(store, job_id, node, uid)?.is_some();
     let (target, target_path) = open_job_dir(store, job_id, uid, gid, dir_mode)?;
 
     let now_ms = aipm_recording::time::now_unix_ms();
@@ -205,6 +204,30 @@ mod tests {
             3,
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn another_users_directory_of_a_reused_id_in_the_store_is_moved_aside_whole() {
+        let (spool, store) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // Mallory's job 7, its metadata removed: nothing says which recording it was.
+        let older = store.path().join("7");
+        std::fs::create_dir(&older).unwrap();
+        std::fs::write(older.join("n1.samples.csv"), "time_unix_ms\n").unwrap();
+        std::os::unix::fs::chown(&older, Some(12345), Some(12345)).unwrap();
+        recorded(spool.path(), aipm_recording::time::now_unix_ms() - 2000);
+        let published = publish(spool.path(), store.path(), 7, &node(), ReaderGroup(None))
+            .unwrap()
+            .unwrap();
+        assert!(published.moved_aside_older);
+        assert_eq!(
+            names(&store.path().join("7")),
+            ["n2.meta.json", "n2.samples.csv", "n2.steps"]
+        );
+        let aside: Vec<String> = names(store.path())
+            .into_iter()
+            .filter(|n| n.starts_with("7.previous-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{:?}", names(store.path()));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use aipm_recording::layout::{self, NodeName};
@@ -269,10 +270,27 @@ pub fn retire_previous(
         .map_err(|e| err("moving aside", &dir_path, e))
 }
 
+/// Rename `from` to `to` in `dir` unless `to` exists. NFS and some other shared file
+/// systems refuse rename flags (EINVAL): there the check is made first, then a plain rename
+/// (the directories renamed in are root's or the job user's own, where only they create).
+fn rename_no_replace(dir: &OwnedFd, from: &str, to: &str) -> rustix::io::Result<()> {
+    use rustix::fs::RenameFlags;
+    match rfs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
+        Err(rustix::io::Errno::INVAL) => {
+            match rfs::statat(dir, to, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(_) => return Err(rustix::io::Errno::EXIST),
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(e),
+            }
+            rfs::renameat(dir, from, dir, to)
+        }
+        other => other,
+    }
+}
+
 /// Rename each of `names` (those that exist) in `dir` to `<name>.previous-<start>`, all or
 /// none, never over an existing name: `-2`, `-3`, … are tried after. Returns the suffix.
 fn move_aside(dir: &OwnedFd, names: &[&str], start: u64) -> rustix::io::Result<String> {
-    use rustix::fs::RenameFlags;
     for attempt in 1..=100 {
         let suffix = match attempt {
             1 => format!("previous-{start}"),
@@ -282,7 +300,7 @@ fn move_aside(dir: &OwnedFd, names: &[&str], start: u64) -> rustix::io::Result<S
         let mut taken = None;
         for &name in names {
             let aside = format!("{name}.{suffix}");
-            match rfs::renameat_with(dir, name, dir, aside.as_str(), RenameFlags::NOREPLACE) {
+            match rename_no_replace(dir, name, &aside) {
                 Ok(()) => moved.push((name, aside)),
                 Err(rustix::io::Errno::NOENT) => {}
                 Err(e) => {
@@ -296,8 +314,7 @@ fn move_aside(dir: &OwnedFd, names: &[&str], start: u64) -> rustix::io::Result<S
             Some(e) => {
                 // Put back what was moved: a recording is moved whole or not at all.
                 for (name, aside) in moved.iter().rev() {
-                    let _ =
-                        rfs::renameat_with(dir, aside.as_str(), dir, *name, RenameFlags::NOREPLACE);
+                    let _ = rename_no_replace(dir, aside, name);
                 }
                 if e != rustix::io::Errno::EXIST {
                     return Err(e);
@@ -387,10 +404,13 @@ pub struct ElectionLock {
 impl ElectionLock {
     /// Open (creating if needed) `lockdir/job_<id>.lock`. Runs as root.
     pub fn open(lockdir: &Path, job_id: u32) -> Result<ElectionLock, SpoolError> {
-        match rfs::mkdir(lockdir, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(err("creating lock directory", lockdir, e)),
-        }
+        // With `%n` the lock directory is a subdirectory of one in /run, which a reboot
+        // empties: its parents are made too, root's, 0755.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(lockdir)
+            .map_err(|e| err("creating lock directory", lockdir, e))?;
         let dir = rfs::openat(rfs::CWD, lockdir, DIR_FLAGS, Mode::empty())
             .map_err(|e| err("opening lock directory", lockdir, e))?;
         let name = layout::lock_file_name(job_id);

@@ -32,11 +32,25 @@ pub fn of_slurmstepd(proc_root: &Path, job_id: u32, step_id: u32) -> Result<Node
     let table = fs::read_to_string(&table_path)
         .map_err(|e| format!("reading {}: {e}", table_path.display()))?;
     let suffix = format!("_{job_id}.{step_id}");
-    table
+    let ours: Vec<(u64, &str)> = table
         .lines()
         .skip(1)
         .filter_map(parse_unix_line)
         .filter(|(inode, _)| inodes.contains(inode))
+        .collect();
+    // The kernel prints socket names raw: an abstract name holding a newline could forge a
+    // line that gives one of our inodes another path. Such an inode then has two lines.
+    if let Some((inode, _)) = ours
+        .iter()
+        .find(|(inode, _)| ours.iter().filter(|(other, _)| other == inode).count() > 1)
+    {
+        return Err(format!(
+            "socket inode {inode} is listed twice in {}: not trusted",
+            table_path.display()
+        ));
+    }
+    ours.iter()
+        .filter(|(_, path)| path.starts_with('/') && is_roots_socket(path))
         .find_map(|(_, path)| node_of_socket(path, &suffix))
         .ok_or_else(|| {
             format!("no socket *{suffix} of slurmstepd among this process's descriptors")
@@ -60,6 +74,13 @@ pub fn host_name() -> String {
         Some((short, _)) => short.to_string(),
         None => name,
     }
+}
+
+/// Whether `path` is a socket file of root's, as slurmstepd's own is (a forged table line
+/// could name any path). Tests run as root with their own socket files.
+fn is_roots_socket(path: &str) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket() && m.uid() == 0)
 }
 
 /// `socket:[12345]`, as `/proc/self/fd` links show a socket, to its inode.
@@ -104,9 +125,18 @@ mod tests {
             symlink(target, fd_dir.join(i.to_string())).unwrap();
         }
         fs::create_dir_all(root.path().join("net")).unwrap();
+        // `SPOOL/` in a line stands for a directory of real socket files (bound here, owned
+        // by root as the tests run), as slurmd's spool holds slurmstepd's.
+        let spool = root.path().join("spool");
+        fs::create_dir_all(&spool).unwrap();
         let mut text = String::from("Num       RefCount Protocol Flags    Type St Inode Path\n");
         for line in table {
-            text.push_str(line);
+            let in_spool = line.contains("SPOOL/");
+            let line = line.replace("SPOOL/", &format!("{}/", spool.display()));
+            if let Some(path) = line.split_whitespace().nth(7).filter(|_| in_spool) {
+                std::os::unix::net::UnixListener::bind(path).unwrap();
+            }
+            text.push_str(&line);
             text.push('\n');
         }
         fs::write(root.path().join("net/unix"), text).unwrap();
@@ -121,9 +151,9 @@ mod tests {
             &["/dev/null", "socket:[31801]", "pipe:[31800]", "socket:[40]"],
             &[
                 // Another step's socket, not ours, and an unnamed one of ours.
-                "0000: 00000002 00000000 00010000 0001 01 31790 /var/spool/slurmd/d-n3/n3_7.0",
+                "0000: 00000002 00000000 00010000 0001 01 31790 SPOOL/n3_7.0",
                 "0000: 00000002 00000000 00010000 0001 01 40",
-                "0000: 00000002 00000000 00010000 0001 01 31801 /var/spool/slurmd/d-n2/n2_7.4294967291",
+                "0000: 00000002 00000000 00010000 0001 01 31801 SPOOL/n2_7.4294967291",
             ],
         );
         let node = of_slurmstepd(proc.path(), 7, BATCH).unwrap();
@@ -134,10 +164,35 @@ mod tests {
     fn names_with_underscores_and_a_heterogeneous_component_are_kept_whole() {
         let proc = fake_proc(
             &["socket:[9]"],
-            &["0000: 00000002 00000000 00010000 0001 01 9 /var/spool/slurmd/gpu_node_12_1234.0.1"],
+            &["0000: 00000002 00000000 00010000 0001 01 9 SPOOL/gpu_node_12_1234.0.1"],
         );
         let node = of_slurmstepd(proc.path(), 1234, 0).unwrap();
         assert_eq!(node.as_str(), "gpu_node_12");
+    }
+
+    #[test]
+    fn a_line_forged_by_a_socket_name_with_a_newline_is_not_trusted() {
+        // A user's abstract socket named "x\n0: ... 31801 evil_7.0" prints as a second line
+        // for our socket's inode.
+        let proc = fake_proc(
+            &["socket:[31801]"],
+            &[
+                "0000: 00000002 00000000 00010000 0001 01 555 @x",
+                "0: 0 0 0 0 0 31801 evil_7.0",
+                "0000: 00000002 00000000 00010000 0001 01 31801 SPOOL/n2_7.0",
+            ],
+        );
+        let err = of_slurmstepd(proc.path(), 7, 0).unwrap_err();
+        assert!(err.contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn a_path_that_is_no_socket_file_is_not_trusted() {
+        let proc = fake_proc(
+            &["socket:[8]"],
+            &["0000: 00000002 00000000 00010000 0001 01 8 /nonexistent/evil_7.0"],
+        );
+        assert!(of_slurmstepd(proc.path(), 7, 0).is_err());
     }
 
     #[test]
@@ -145,14 +200,14 @@ mod tests {
         // The socket exists, but it is another process's: not among our descriptors.
         let proc = fake_proc(
             &["socket:[5]"],
-            &["0000: 00000002 00000000 00010000 0001 01 6 /var/spool/slurmd/n1_7.0"],
+            &["0000: 00000002 00000000 00010000 0001 01 6 SPOOL/n1_7.0"],
         );
         let err = of_slurmstepd(proc.path(), 7, 0).unwrap_err();
         assert!(err.contains("no socket *_7.0"), "{err}");
         // A longer job id that ends like ours is not ours.
         let proc = fake_proc(
             &["socket:[6]"],
-            &["0000: 00000002 00000000 00010000 0001 01 6 /var/spool/slurmd/n1_7.01"],
+            &["0000: 00000002 00000000 00010000 0001 01 6 SPOOL/n1_7.01"],
         );
         assert!(of_slurmstepd(proc.path(), 7, 0).is_err());
     }

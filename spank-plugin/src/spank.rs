@@ -236,25 +236,34 @@ pub fn user_name(uid: u32) -> Option<String> {
 /// The id of group `name` through the system's name service.
 pub fn group_id(name: &str) -> Option<u32> {
     let name = CString::new(name).ok()?;
-    let mut grp = std::mem::MaybeUninit::<libc::group>::uninit();
-    let mut buf = vec![0 as c_char; 64 * 1024];
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: getgrnam_r writes the entry into `grp`, its strings into `buf` (of the length
-    // given) and sets `result` to `grp` on success or NULL; all outlive the call.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            name.as_ptr(),
-            grp.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
+    // A group of thousands of members (LDAP) needs more than the usual buffer: ERANGE says
+    // so, and the call is made again with more, up to 16 MiB.
+    let mut len = 64 * 1024;
+    loop {
+        let mut grp = std::mem::MaybeUninit::<libc::group>::uninit();
+        let mut buf = vec![0 as c_char; len];
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: getgrnam_r writes the entry into `grp`, its strings into `buf` (of the
+        // length given) and sets `result` to `grp` on success or NULL; all outlive the call.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                grp.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && len < 16 << 20 {
+            len *= 4;
+            continue;
+        }
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        // SAFETY: on success `result` points to the initialised `grp`.
+        return Some(unsafe { (*result).gr_gid });
     }
-    // SAFETY: on success `result` points to the initialised `grp`.
-    Some(unsafe { (*result).gr_gid })
 }
 
 fn strerror(rc: sys::spank_err_t) -> String {

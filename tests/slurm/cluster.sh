@@ -201,9 +201,13 @@ StoragePass=aipmtest
 CONF
 	# The controller's epilog stores each recorded job's energy in its AdminComment, as an
 	# admin would set it up (contrib/aipm-epilog-slurmctld.sh), with this build's binary.
+	# It runs as SlurmUser: the script and the binary are installed where slurm can run
+	# them (a checkout under /root is closed to it).
+	install -D -m 0755 "$CONTRIB/aipm-epilog-slurmctld.sh" /usr/local/lib/aipm/aipm-epilog-slurmctld.sh
+	install -D -m 0755 "$ANALYZE" /usr/local/lib/aipm/aipm-analyze
 	cat > "$EPILOG" <<SH
 #!/bin/sh
-AIPM_ANALYZE=$ANALYZE AIPM_EPILOG_LOG=$LOG/epilog-slurmctld.log exec $CONTRIB/aipm-epilog-slurmctld.sh
+AIPM_ANALYZE=/usr/local/lib/aipm/aipm-analyze AIPM_EPILOG_LOG=$LOG/epilog-slurmctld.log exec /usr/local/lib/aipm/aipm-epilog-slurmctld.sh
 SH
 	chmod 0755 "$EPILOG"
 	log "nodes=$(node_names | tr '\n' ' ')cpus=$cpus mem=${mem}M $proctrack"

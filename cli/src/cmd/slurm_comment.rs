@@ -35,7 +35,8 @@ pub struct Args {
     pub wait: i64,
     /// The job's nodes, as Slurm lists them (`n[1-3],gpu5`; the controller's epilog passes
     /// `$SLURM_JOB_NODELIST`): wait until each has a finished recording, not only those
-    /// seen so far (nodes publish at their own pace).
+    /// seen so far (nodes publish at their own pace); with one still missing at the end of
+    /// --wait, write nothing and exit 1 (the export's --slurm-comment writes it later).
     #[arg(long, value_name = "HOSTLIST")]
     pub nodes: Option<String>,
     #[command(flatten)]
@@ -67,19 +68,22 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                     .iter()
                     .all(|node| metas.iter().any(|m| &m.node == node));
                 let done = !metas.is_empty() && metas.iter().all(|m| m.end_unix_ms.is_some());
-                if done && !all_there && Instant::now() >= deadline {
+                if !all_there && Instant::now() >= deadline {
+                    // A figure without some nodes would stand for good in the accounting:
+                    // none is written, and the export (`--slurm-comment`) writes it later.
                     let missing: Vec<&str> = expected
                         .iter()
                         .filter(|n| !metas.iter().any(|m| &m.node == *n))
                         .map(String::as_str)
                         .collect();
                     eprintln!(
-                        "aipm-analyze: job {job}: no recording of node(s) {} in {}; summed without them",
+                        "aipm-analyze: job {job}: no recording of node(s) {} in {}; no comment written",
                         missing.join(","),
                         spool.display()
                     );
+                    return Ok(ExitCode::from(1));
                 }
-                done && (all_there || Instant::now() >= deadline)
+                done && all_there
             }
             JobRef::ArrayTask { .. } => match find_job(&spool, job)? {
                 Lookup::Found(recs) => recs.iter().all(|r| r.meta.end_unix_ms.is_some()),
