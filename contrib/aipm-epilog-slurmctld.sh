@@ -18,5 +18,7 @@ LOGFILE=${AIPM_EPILOG_LOG:-/dev/null}
 [ -n "${SPANK_AIPM_RECORDED:-}" ] || exit 0
 setsid timeout 60 "$ANALYZE" slurm-comment "$SLURM_JOB_ID" --wait 20s \
 	${SLURM_JOB_NODELIST:+--nodes "$SLURM_JOB_NODELIST"} \
+	${SLURM_JOB_UID:+--uid "$SLURM_JOB_UID"} \
+	${SLURM_JOB_RESTART_COUNT:+--restart-count "$SLURM_JOB_RESTART_COUNT"} \
 	</dev/null >>"$LOGFILE" 2>&1 &
 exit 0

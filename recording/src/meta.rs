@@ -41,6 +41,10 @@ pub struct Meta {
     /// Added after the first release: absent in older files.
     #[serde(default)]
     pub mem_alloc_bytes: Option<u64>,
+    /// Slurm's count of the job's restarts (requeues) when this recording began: which run
+    /// of a requeued job it is. Added in the fourth session: absent in older files.
+    #[serde(default)]
+    pub restart_count: Option<u32>,
     /// GPUs allocated to the job on this node, as Slurm lists them.
     pub gpus: Vec<String>,
     pub start_unix_ms: u64,
@@ -97,6 +101,7 @@ impl Default for Meta {
             partition: None,
             cpus: None,
             mem_alloc_bytes: None,
+            restart_count: None,
             gpus: Vec::new(),
             start_unix_ms: 0,
             start_utc: String::new(),

@@ -226,6 +226,7 @@ fn prepare(
         partition: sp.getenv("SLURM_JOB_PARTITION"),
         cpus: sp.job_alloc_cores().as_deref().and_then(count_cpu_list),
         mem_alloc_bytes: sp.job_alloc_mem_mb().map(|mb| mb << 20),
+        restart_count: sp.job_restart_count(),
         gpus,
         period_ms: period.as_millis() as u64,
         sources: statuses,

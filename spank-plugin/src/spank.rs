@@ -97,6 +97,11 @@ impl Spank {
         self.item_u32(sys::spank_item::S_JOB_GID)
     }
 
+    /// How many times the job was requeued before this run.
+    pub fn job_restart_count(&self) -> Option<u32> {
+        self.item_u32(sys::spank_item::S_SLURM_RESTART_COUNT)
+    }
+
     pub fn job_local_task_count(&self) -> Option<u32> {
         self.item_u32(sys::spank_item::S_JOB_LOCAL_TASK_COUNT)
     }

@@ -39,6 +39,14 @@ pub struct Args {
     /// --wait, write nothing and exit 1 (the export's --slurm-comment writes it later).
     #[arg(long, value_name = "HOSTLIST")]
     pub nodes: Option<String>,
+    /// The job's uid (the controller's epilog passes `$SLURM_JOB_UID`): a recording whose
+    /// directory belongs to another user is an older job's of the same id, never this one's.
+    #[arg(long, value_name = "UID")]
+    pub uid: Option<u32>,
+    /// Which run of a requeued job (`$SLURM_JOB_RESTART_COUNT`): only recordings of that run
+    /// count, not an earlier run's still in the store before the nodes publish this one.
+    #[arg(long, value_name = "N")]
+    pub restart_count: Option<u32>,
     #[command(flatten)]
     pub spool: super::spool_arg::SpoolArg,
 }
@@ -64,6 +72,22 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let finished = match job {
             JobRef::Job(id) => {
                 let metas = job_metas(&spool, id)?;
+                if let (Some(uid), Some(meta)) = (args.uid, metas.first()) {
+                    // The uid of a recording is its directory's owner (the reader's word).
+                    if meta.uid != uid {
+                        eprintln!(
+                            "aipm-analyze: job {job}: the recording in {} is uid {}'s, not the job's uid {uid}: an older job's; no comment written",
+                            spool.display(),
+                            meta.uid
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+                let this_run = |m: &&aipm_recording::meta::Meta| {
+                    args.restart_count
+                        .is_none_or(|run| m.restart_count.unwrap_or(0) == run)
+                };
+                let metas: Vec<_> = metas.iter().filter(this_run).collect();
                 let all_there = expected
                     .iter()
                     .all(|node| metas.iter().any(|m| &m.node == node));
@@ -92,7 +116,14 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         };
         if finished {
             break match job {
-                JobRef::Job(id) => job_recordings(&spool, id)?,
+                // An earlier run's nodes that this run did not use stay in the store.
+                JobRef::Job(id) => job_recordings(&spool, id)?
+                    .into_iter()
+                    .filter(|r| {
+                        args.restart_count
+                            .is_none_or(|run| r.meta.restart_count.unwrap_or(0) == run)
+                    })
+                    .collect(),
                 JobRef::ArrayTask { .. } => match find_job(&spool, job)? {
                     Lookup::Found(recs) => recs,
                     Lookup::NotFound(_) => Vec::new(),
