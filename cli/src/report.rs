@@ -129,7 +129,12 @@ impl NodeReport {
                 } else {
                     0.0
                 },
-                node_peak_power_w: crate::power::channel_peak_power(s, &c.channel),
+                // Over half a period at least: see channel_peak_power.
+                node_peak_power_w: crate::power::channel_peak_power(
+                    s,
+                    &c.channel,
+                    rec.meta.period_ms / 2,
+                ),
             })
             .collect();
         let gpus = attribution
