@@ -10,34 +10,11 @@ pub fn channel_power(s: &Samples, channel: &str) -> Vec<(f64, f64)> {
     channels_power(s, &[channel]).collect()
 }
 
-/// One channel's highest power over intervals of at least `min_interval_ms` (0 without
-/// any). Samples a few milliseconds apart (two samplers at a handover, a last sample just
-/// after the one before) give a power that is mostly the counter's rounding (seen: 340 W
-/// on a 60 W node over 5 ms): such intervals are joined to the next until long enough.
-pub fn channel_peak_power(s: &Samples, channel: &str, min_interval_ms: u64) -> f64 {
-    let (Some(time), Some(energy)) = (s.column(TIME_COLUMN), s.column(&energy_column(channel)))
-    else {
-        return 0.0;
-    };
-    let mut peak = 0.0_f64;
-    let mut anchor: Option<(u64, u64)> = None;
-    for row in s.rows.iter() {
-        let (Some(t), Some(e)) = (row.get(time), row.get(energy)) else {
-            continue;
-        };
-        match anchor {
-            // A counter that went backwards (a reset) starts again from here.
-            Some((t0, e0)) if e >= e0 && t > t0 => {
-                if t - t0 >= min_interval_ms.max(1) {
-                    peak = peak.max((e - e0) as f64 / (t - t0) as f64 / 1000.0);
-                    anchor = Some((t, e));
-                }
-            }
-            Some((t0, _)) if t <= t0 => {}
-            _ => anchor = Some((t, e)),
-        }
-    }
-    peak
+/// One channel's highest power between consecutive samples (0 without any).
+pub fn channel_peak_power(s: &Samples, channel: &str) -> f64 {
+    channels_power(s, &[channel])
+        .map(|(_, w)| w)
+        .fold(0.0, f64::max)
 }
 
 /// The summed power of `channels` between consecutive samples, in one pass; an interval
@@ -109,29 +86,9 @@ mod tests {
             channel_power(&s, "rapl:package-0"),
             [(1.5, 30.0), (3.0, 30.0)]
         );
-        assert_eq!(channel_peak_power(&s, "rapl:package-0", 500), 30.0);
         let parts = components(&s);
         assert_eq!(parts.len(), 1, "core is inside package-0: {parts:?}");
         assert_eq!(parts[0].0, "CPU packages");
         assert_eq!(parts[0].1, [(1.5, 40.0), (3.0, 40.0)]);
-    }
-
-    #[test]
-    fn a_peak_is_never_taken_over_a_few_milliseconds() {
-        // 60 W, sampled every second; at 2.000 s a handover takes a second sample 5 ms
-        // later, when the counter has just caught up by 1.7 J: 340 W over those 5 ms.
-        let text = "time_unix_ms,rapl:package-0:energy_uj,rapl:package-0:raw\n\
-                    1000,0,0\n\
-                    2000,60000000,0\n\
-                    2005,61700000,0\n\
-                    3000,120000000,0\n";
-        let s = Samples::parse(text).unwrap();
-        let naive = channel_power(&s, "rapl:package-0")
-            .into_iter()
-            .map(|(_, w)| w)
-            .fold(0.0, f64::max);
-        assert!(naive > 300.0, "{naive}");
-        let peak = channel_peak_power(&s, "rapl:package-0", 500);
-        assert!((peak - 60.0).abs() < 0.01, "{peak}");
     }
 }

@@ -129,12 +129,7 @@ impl NodeReport {
                 } else {
                     0.0
                 },
-                // Over half a period at least: see channel_peak_power.
-                node_peak_power_w: crate::power::channel_peak_power(
-                    s,
-                    &c.channel,
-                    rec.meta.period_ms / 2,
-                ),
+                node_peak_power_w: crate::power::channel_peak_power(s, &c.channel),
             })
             .collect();
         let gpus = attribution
