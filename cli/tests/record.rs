@@ -175,3 +175,50 @@ fn a_bad_period_names_the_accepted_forms() {
         "{err}"
     );
 }
+
+/// Row 8 of issue 17, end to end: a GPU that goes from 60 W to 300 W early in a 2 s command,
+/// whose power reading is a 1 s average (Ampere and newer) and whose counter moves in steps
+/// of 10 ms of energy. Power integrated lags the counter by a fraction of a second of power:
+/// the report does not call that a disagreement.
+#[test]
+fn a_gpu_whose_power_is_a_one_second_average_is_not_doubted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let lib = standin_nvml(
+        tmp.path(),
+        &serde_json::json!({ "devices": [{ "uuid": "GPU-0", "name": "Fake H100",
+            "power_w": 60.0, "power_steps": [[400, 300.0]], "power_average_ms": 1000,
+            "energy_step_mj": 3000, "energy_start_mj": 0, "start_unix_ms": now,
+            "util_gpu": 90, "util_mem": 5, "mem_total": 1u64 << 34, "mem_used": 1u64 << 30,
+            "mem_reserved": 0 }] }),
+    );
+    let out = Command::new(BIN)
+        .args([
+            "record",
+            "--period",
+            "100ms",
+            "--format",
+            "json",
+            "--powercap-root",
+        ])
+        .arg(tmp.path().join("no-powercap"))
+        .arg("--nvml-lib")
+        .arg(&lib)
+        .arg("--out")
+        .arg(tmp.path().join("records"))
+        .env("CUDA_VISIBLE_DEVICES", "0")
+        .args(["--", "sleep", "2"])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = &report[0];
+    let gpu_j = node["job_gpu_j"].as_f64().unwrap();
+    assert!(gpu_j > 300.0, "{gpu_j} J: {node}");
+    let notes = node["notes"].to_string();
+    assert!(!notes.contains("the energy counter says"), "{notes}");
+}
