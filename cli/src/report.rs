@@ -2,6 +2,7 @@
 
 use aipm_recording::attribution::{attribute, ChannelKind};
 use aipm_recording::samples::{CPU_COLUMN, MEM_COLUMN, MEM_PEAK_COLUMN, TIME_COLUMN};
+use aipm_sampler::sources::nvml::{noted_gpus, GRACE_HOPPER_NOTE, MIG_SHARE_UNKNOWN_NOTE};
 use serde::Serialize;
 
 use crate::spool::NodeRecording;
@@ -31,7 +32,8 @@ pub struct NodeReport {
     pub mem_alloc_bytes: Option<u64>,
     /// `exclusive` (the node's energy is the job's) or `shared` (the job's share of it).
     pub attribution: &'static str,
-    /// The job's CPU package and DRAM energy, nested zones never counted twice.
+    /// The job's CPU package and DRAM energy, nested zones never counted twice; 0 beside a
+    /// Grace Hopper module, whose GPU counter already holds them (named in the notes).
     pub job_cpu_j: f64,
     pub job_dram_j: f64,
     /// Energy of the GPUs allocated to the job (their whole counter delta).
@@ -156,6 +158,30 @@ impl NodeReport {
                 }
             })
             .collect();
+        let mut notes = notes(rec, &attribution, peak_mem_bytes);
+        let (mut job_cpu_j, mut job_dram_j) = (
+            attribution.job_total_uj(ChannelKind::Package) / 1e6,
+            attribution.job_total_uj(ChannelKind::Dram) / 1e6,
+        );
+        // A Grace Hopper module's counter holds its Grace CPU and memory: a CPU or DRAM
+        // channel beside it is not added to the job's energy again.
+        let modules = noted_gpu_channels(rec, &attribution, GRACE_HOPPER_NOTE);
+        let cpu_channels = attribution
+            .channels
+            .iter()
+            .any(|c| matches!(c.kind, ChannelKind::Package | ChannelKind::Dram));
+        if !modules.is_empty() && cpu_channels {
+            notes.push(format!(
+                "{}: Grace Hopper module(s), whose energy counter includes the Grace CPU and its memory: the CPU ({job_cpu_j:.1} J) and DRAM ({job_dram_j:.1} J) channels are not added to the job's energy again",
+                modules.join(", ")
+            ));
+            (job_cpu_j, job_dram_j) = (0.0, 0.0);
+        }
+        for gpu in noted_gpu_channels(rec, &attribution, MIG_SHARE_UNKNOWN_NOTE) {
+            notes.push(format!(
+                "{gpu}: whole GPU, MIG mode: share unknown: the job ran on a MIG slice of it that the sampler could not name, and its energy here is the whole GPU's, every slice's: an upper bound"
+            ));
+        }
         let counted = |kind| attribution.channels.iter().filter(move |c| c.kind == kind);
         let unattributed_uj: f64 = counted(ChannelKind::Package)
             .chain(counted(ChannelKind::Dram))
@@ -184,8 +210,8 @@ impl NodeReport {
             peak_mem_bytes,
             mem_alloc_bytes: meta.mem_alloc_bytes,
             attribution: attribution.tag.as_str(),
-            job_cpu_j: attribution.job_total_uj(ChannelKind::Package) / 1e6,
-            job_dram_j: attribution.job_total_uj(ChannelKind::Dram) / 1e6,
+            job_cpu_j,
+            job_dram_j,
             job_gpu_j: attribution.job_total_uj(ChannelKind::Gpu) / 1e6,
             unattributed_j: unattributed_uj / 1e6,
             gpus,
@@ -197,7 +223,7 @@ impl NodeReport {
                 .collect(),
             bad_lines: s.bad_lines.len(),
             truncated_tail: s.truncated_tail,
-            notes: notes(rec, &attribution, peak_mem_bytes),
+            notes,
             wall: None,
             emissions_g_co2e: None,
         }
@@ -208,6 +234,22 @@ impl NodeReport {
 /// memory others could have had.
 pub fn memory_mostly_unused(peak_bytes: u64, alloc_bytes: u64) -> bool {
     peak_bytes.saturating_mul(4) < alloc_bytes && alloc_bytes - peak_bytes >= 1 << 30
+}
+
+/// The GPUs recorded on the node (`GPU-…`) that the nvml source's metadata names with
+/// `note`.
+fn noted_gpu_channels(
+    rec: &NodeRecording,
+    attribution: &aipm_recording::attribution::Attribution,
+    note: &str,
+) -> Vec<String> {
+    let sources = rec.meta.sources.iter().filter(|src| src.name == "nvml");
+    let noted = sources.flat_map(|src| noted_gpus(&src.detail, note));
+    let recorded = |uuid: &String| {
+        let channel = format!("nvml:{uuid}");
+        attribution.channels.iter().any(|c| c.channel == channel)
+    };
+    noted.filter(recorded).collect()
 }
 
 /// How far apart a GPU's counter and its integrated power may be, as a share of the larger,
