@@ -197,7 +197,55 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>, control: &Contro
             unless_stopped(control, open).unwrap_or_else(Err)
         }
     };
-    let took = started.elapsed();
+    settle_gpus(setup, &plan, opened, started.elapsed());
+}
+
+/// An NVML open under way on a thread of its own, while the other sources are sampled.
+struct PendingGpus {
+    plan: GpuPlan,
+    started: Instant,
+    receiver: std::sync::mpsc::Receiver<Result<Found<NvmlSource>, String>>,
+}
+
+/// Start opening the planned GPUs of a new recording on a thread of its own; `None` when
+/// there is nothing to open (no plan, no GPU) or the thread cannot start, and `open_gpus`
+/// does it as before.
+fn start_opening_gpus(setup: &mut SamplerSetup) -> Option<PendingGpus> {
+    let plan = setup.gpus.as_ref()?;
+    if plan.selectors.as_ref().is_some_and(Vec::is_empty) {
+        return None;
+    }
+    let (lib, selectors) = (plan.lib.clone(), plan.selectors.clone());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("aipm-nvml-open".into())
+        .spawn(move || {
+            let _ = sender.send(NvmlSource::open(lib.as_deref(), selectors.as_deref()));
+        });
+    thread.ok()?;
+    Some(PendingGpus {
+        plan: setup.gpus.take()?,
+        started: Instant::now(),
+        receiver,
+    })
+}
+
+/// How long a new recording's first sample waits for NVML to open: GPUs in persistence mode
+/// open in less; slower opens (1–3 s per GPU without it) do not hold the other sources back.
+const OPEN_GRACE: Duration = Duration::from_millis(200);
+
+/// How long a new recording's other sources are sampled and held in memory while NVML
+/// opens. Past it the recording goes on without GPU columns, and says why: an NVML blocked
+/// by a GPU fallen off the bus must not hold the recording back, nor grow the rows held.
+const OPEN_GIVE_UP: Duration = Duration::from_secs(120);
+
+/// Record in the metadata what opening NVML gave, and add its source.
+fn settle_gpus(
+    setup: &mut SamplerSetup,
+    plan: &GpuPlan,
+    opened: Result<Found<NvmlSource>, String>,
+    took: Duration,
+) {
     let (status, detail, source) = match opened {
         Ok(Found::Present(source)) => {
             let mut detail = match &plan.lib {
@@ -403,6 +451,7 @@ fn run(mut setup: SamplerSetup, control: &Control) {
         }
     }
     if let Some(mut leader) = leading {
+        leader.settle_pending(&mut setup, true, Duration::ZERO);
         leader.sample(&mut setup);
         leader.finish(&mut setup);
     }
@@ -420,6 +469,27 @@ struct Leader {
     logged_read_error: bool,
     cpu_at_start_us: u64,
     census: Option<JobCensus>,
+    /// NVML opening while the other sources are sampled: their rows are `held`.
+    pending: Option<PendingGpus>,
+    held: Vec<SampleRow>,
+}
+
+/// One counter per channel of `sources`, in order.
+fn counters_of(sources: &[Box<dyn EnergySource>]) -> Vec<Counter> {
+    sources
+        .iter()
+        .flat_map(|s| {
+            let from_zero = s.restarts_at_zero();
+            s.ranges().into_iter().map(move |range| match from_zero {
+                true => Counter::new(range).from_zero(),
+                false => Counter::new(range),
+            })
+        })
+        .collect()
+}
+
+fn gauge_count(sources: &[Box<dyn EnergySource>]) -> usize {
+    sources.iter().map(|s| s.gauges().len()).sum()
 }
 
 fn thread_cpu_us() -> u64 {
@@ -437,45 +507,31 @@ impl Leader {
         if let Some(recording) = &gpus_of_recording {
             follow_recording_gpus(setup, recording);
         }
-        open_gpus(setup, gpus_of_recording.as_ref(), control);
-        if gpus_of_recording.is_none() {
-            keep_gpus(setup);
+        // A new recording's other sources are sampled while NVML opens (issue 17, row 7):
+        // their rows are held until the GPUs' columns are known.
+        let pending = match previous {
+            None => start_opening_gpus(setup),
+            Some(_) => None,
+        };
+        if pending.is_none() {
+            open_gpus(setup, gpus_of_recording.as_ref(), control);
+            if gpus_of_recording.is_none() {
+                keep_gpus(setup);
+            }
         }
-        let channels: Vec<String> = setup
-            .sources
-            .iter()
-            .flat_map(|s| {
-                s.channels()
-                    .iter()
-                    .map(move |c| format!("{}:{c}", s.name()))
-            })
-            .collect();
-        let counters: Vec<Counter> = setup
-            .sources
-            .iter()
-            .flat_map(|s| {
-                let from_zero = s.restarts_at_zero();
-                s.ranges().into_iter().map(move |range| match from_zero {
-                    true => Counter::new(range).from_zero(),
-                    false => Counter::new(range),
-                })
-            })
-            .collect();
-        let gauges: Vec<String> = setup
-            .sources
-            .iter()
-            .flat_map(|s| s.gauges().iter().map(move |g| format!("{}:{g}", s.name())))
-            .collect();
+        let counters = counters_of(&setup.sources);
         let mut leader = Leader {
             counters,
             row: SampleRow::default(),
             line: String::with_capacity(256),
-            raw: Vec::with_capacity(channels.len()),
+            raw: Vec::new(),
             errors: Vec::new(),
             stats: SamplerStats::default(),
             writing: true,
             logged_read_error: false,
             cpu_at_start_us: thread_cpu_us(),
+            pending,
+            held: Vec::new(),
             census: setup
                 .usage
                 .as_ref()
@@ -493,6 +549,35 @@ impl Leader {
             setup.meta.start_unix_ms = now;
             setup.meta.start_utc = format_utc(now);
         }
+        setup.meta.end_unix_ms = None;
+        setup.meta.end_utc = None;
+        match leader.pending.is_none() {
+            true => leader.begin_file(setup),
+            // An open that takes no time (persistence mode) is waited for: the first rows
+            // then have their GPUs.
+            false => leader.settle_pending(setup, false, OPEN_GRACE),
+        }
+        leader
+    }
+
+    /// Write the samples file's header (or check it against the recording continued) and
+    /// the metadata: once the sources, GPUs included, are known.
+    fn begin_file(&mut self, setup: &mut SamplerSetup) {
+        let leader = self;
+        let channels: Vec<String> = setup
+            .sources
+            .iter()
+            .flat_map(|s| {
+                s.channels()
+                    .iter()
+                    .map(move |c| format!("{}:{c}", s.name()))
+            })
+            .collect();
+        let gauges: Vec<String> = setup
+            .sources
+            .iter()
+            .flat_map(|s| s.gauges().iter().map(move |g| format!("{}:{g}", s.name())))
+            .collect();
         let header = samples::header_line(&channels, &gauges);
         match setup.files.samples_tail() {
             Ok((existing, _)) if existing.is_empty() => {
@@ -518,10 +603,60 @@ impl Leader {
             }
             Err(e) => leader.write_failed(setup, &e),
         }
-        setup.meta.end_unix_ms = None;
-        setup.meta.end_utc = None;
         leader.write_meta(setup);
-        leader
+    }
+
+    /// Whether NVML has opened (or failed, or must be given up: `stopping`, or after
+    /// `OPEN_GIVE_UP`); if so, add its source and counters, begin the file and write the
+    /// rows held meanwhile, their GPU columns empty.
+    fn settle_pending(&mut self, setup: &mut SamplerSetup, stopping: bool, wait: Duration) {
+        let Some(pending) = &self.pending else { return };
+        let answer = pending.receiver.recv_timeout(wait);
+        let waited = pending.started.elapsed();
+        let opened = match answer {
+            Ok(opened) => opened,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err("opening NVML failed (its thread ended without an answer)".into())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                if stopping || waited >= OPEN_GIVE_UP =>
+            {
+                let when = match stopping {
+                    true => "when the sampler was stopped",
+                    false => "when the sampler gave up waiting",
+                };
+                Err(format!(
+                    "NVML not open after {:.1} s, {when} (GPUs initialising without \
+                     persistence mode, or one blocking NVML)",
+                    waited.as_secs_f64()
+                ))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return,
+        };
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let before = (self.counters.len(), gauge_count(&setup.sources));
+        settle_gpus(setup, &pending.plan, opened, waited);
+        keep_gpus(setup);
+        let counters = counters_of(&setup.sources);
+        self.counters.extend(counters.into_iter().skip(before.0));
+        let added = (
+            self.counters.len() - before.0,
+            gauge_count(&setup.sources) - before.1,
+        );
+        self.begin_file(setup);
+        for mut row in std::mem::take(&mut self.held) {
+            row.energy.extend(std::iter::repeat_n(None, added.0));
+            row.gauges.extend(std::iter::repeat_n(None, added.1));
+            if self.writing {
+                self.line.clear();
+                row.format_into(&mut self.line);
+                if let Err(e) = setup.files.append_sample(&self.line) {
+                    self.write_failed(setup, &e);
+                }
+            }
+        }
     }
 
     fn resume_counters(
@@ -553,6 +688,7 @@ impl Leader {
     }
 
     fn sample(&mut self, setup: &mut SamplerSetup) {
+        self.settle_pending(setup, false, Duration::ZERO);
         self.errors.clear();
         self.raw.clear();
         self.row.time_unix_ms = now_unix_ms();
@@ -605,7 +741,9 @@ impl Leader {
             }
         }
         self.stats.samples += 1;
-        if self.writing {
+        if self.pending.is_some() {
+            self.held.push(self.row.clone());
+        } else if self.writing {
             self.line.clear();
             self.row.format_into(&mut self.line);
             if let Err(e) = setup.files.append_sample(&self.line) {

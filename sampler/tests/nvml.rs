@@ -880,7 +880,9 @@ fn a_gpu_in_mig_mode_opened_whole_is_named_so() {
     let degraded = source.degraded();
     assert_eq!(degraded.len(), 1, "{degraded:?}");
     assert!(
-        degraded[0].starts_with("GPU-bbbb: in MIG mode but opened whole"),
+        degraded[0].starts_with(
+            "GPU-bbbb: whole GPU, MIG mode: share unknown (in MIG mode but opened whole"
+        ),
         "{degraded:?}"
     );
     assert_eq!(

@@ -1005,3 +1005,44 @@ fn a_slow_nvml_open_is_named_in_the_metadata() {
     assert!(nvml.detail.contains("NVML took 1."), "{nvml:?}");
     assert!(samples.column("nvml:GPU-aaaa:power_mw").is_some());
 }
+
+/// Issue 17, row 7: the other sources do not wait for a slow NVML open. RAPL is sampled from
+/// the start; the rows taken while NVML opens have empty GPU columns, the later ones the
+/// GPU's, in one file whose header has them all.
+#[test]
+fn rapl_is_sampled_from_the_start_while_nvml_opens() {
+    let dir = tempdir();
+    let lib = standin_nvml(dir.path(), vec![]);
+    let delays = serde_json::json!({ "delays_ms": { "nvmlInit_v2": 1500 } });
+    standin_state(dir.path(), vec![fake_a100("GPU-aaaa", 100.0)], delays);
+    let messages = Messages::default();
+    let started = aipm_recording::time::now_unix_ms();
+    let sampler = Sampler::start(gpu_step(dir.path(), &lib, &messages, &["0"])).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    sampler.stop();
+    let (meta, samples) = read(dir.path());
+    let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
+    assert_eq!(nvml.status, "found", "{nvml:?}");
+    assert!(nvml.detail.contains("NVML took 1."), "{nvml:?}");
+    let times: Vec<u64> = samples.values(samples::TIME_COLUMN).collect();
+    assert!(
+        times[0] - started < 700,
+        "first sample {} ms after the start",
+        times[0] - started
+    );
+    let rapl = samples::energy_column("rapl:package-0");
+    assert_eq!(samples.values(&rapl).count(), samples.rows.len());
+    let gpu = samples
+        .column(&samples::energy_column("nvml:GPU-aaaa"))
+        .unwrap();
+    let with_gpu: Vec<bool> = samples.rows.iter().map(|r| r.get(gpu).is_some()).collect();
+    assert!(!with_gpu[0], "the first rows were taken before NVML opened");
+    assert!(with_gpu[with_gpu.len() - 1], "the last ones have the GPU");
+    let first_gpu = with_gpu.iter().position(|&g| g).unwrap();
+    assert!(with_gpu[first_gpu..].iter().all(|&g| g));
+    assert!(
+        times[first_gpu] - started >= 1400,
+        "{}",
+        times[first_gpu] - started
+    );
+}

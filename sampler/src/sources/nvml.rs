@@ -154,6 +154,41 @@ struct Integrated {
     last: Option<(Instant, u64)>,
 }
 
+/// The metadata's note on a Grace Hopper module (GH200): its counter is the module's, Grace
+/// CPU and memory included (Zeus PR #172), so a CPU channel of the same node covers part of
+/// the same energy. Reports look for it with [`noted_gpus`].
+pub const GRACE_HOPPER_NOTE: &str = "a Grace Hopper module: its energy counter includes the \
+     Grace CPU and its memory, not the GPU's alone";
+
+/// The metadata's note on a GPU in MIG mode opened whole (by a Slurm id): the job runs on a
+/// slice of it that NVML cannot name from here, so its energy is every slice's. Reports look
+/// for it with [`noted_gpus`].
+pub const MIG_SHARE_UNKNOWN_NOTE: &str = "whole GPU, MIG mode: share unknown (in MIG mode but \
+     opened whole: its energy is the whole GPU's, of every slice's jobs)";
+
+/// The GPUs (`GPU-…`) that the nvml source's metadata `detail` names with `note` among its
+/// readings made otherwise (`read otherwise: GPU-a: note, other; GPU-b: …`).
+pub fn noted_gpus(detail: &str, note: &str) -> Vec<String> {
+    let Some((_, otherwise)) = detail.split_once("read otherwise: ") else {
+        return Vec::new();
+    };
+    // The list ends where the next part of the detail begins (`; not opened, …`).
+    let mut found = Vec::new();
+    for part in otherwise.split("; ") {
+        let Some((uuid, notes)) = part.split_once(": ") else {
+            break;
+        };
+        let named = uuid.starts_with("GPU-") || uuid.starts_with("MIG-");
+        if !named || uuid.contains(' ') {
+            break;
+        }
+        if notes.contains(note) {
+            found.push(uuid.to_string());
+        }
+    }
+    found
+}
+
 /// The gauges recorded for each GPU, after its UUID. The `job_`/`other_` pairs split the
 /// GPU's compute processes between the job's and everyone else's, for GPUs that several
 /// jobs share (MPS, sharding): SM utilisation from NVML's per-process samples since the last
@@ -367,20 +402,12 @@ impl NvmlSource {
             .name()
             .is_ok_and(|n| n.contains("GH200") || n.contains("Grace Hopper"))
         {
-            found.notes.push(
-                "a Grace Hopper module: its energy counter includes the Grace CPU and its \
-                 memory, not the GPU's alone"
-                    .into(),
-            );
+            found.notes.push(GRACE_HOPPER_NOTE.into());
         }
         // A whole GPU in MIG mode, named by its Slurm id or UUID: the job runs on a slice of
-        // it, and NVML cannot say which from here.
+        // it, and NVML cannot say which from here (docs/nvml-real-drivers.md, row 10).
         if mig.is_none() && gpu_device.mig_mode().is_ok_and(|m| m.current == 1) {
-            found.notes.push(
-                "in MIG mode but opened whole: its energy is the whole GPU's, of every slice's \
-                 jobs"
-                    .into(),
-            );
+            found.notes.push(MIG_SHARE_UNKNOWN_NOTE.into());
         }
         let no_power =
             found.unsupported.contains(&Query::Power) || found.missing.contains(&Query::Power);
@@ -940,5 +967,23 @@ impl Integrated {
         }
         self.last = Some((now, power_mw));
         self.energy_uj as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noted_gpus_are_found_in_the_sources_detail_and_only_there() {
+        let detail = format!(
+            "NVML from /x; not supported, left empty: GPU-c: utilisation; read otherwise: \
+             GPU-a: process entries of 32 bytes, {GRACE_HOPPER_NOTE}; MIG-d: no power in this \
+             NVML; GPU-b: {MIG_SHARE_UNKNOWN_NOTE}; \
+             not opened, not recorded: GPU 3: {GRACE_HOPPER_NOTE}"
+        );
+        assert_eq!(noted_gpus(&detail, GRACE_HOPPER_NOTE), ["GPU-a"]);
+        assert_eq!(noted_gpus(&detail, MIG_SHARE_UNKNOWN_NOTE), ["GPU-b"]);
+        assert!(noted_gpus("NVML", GRACE_HOPPER_NOTE).is_empty());
     }
 }

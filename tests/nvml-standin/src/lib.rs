@@ -27,7 +27,8 @@
 //!                  "max_mig_count": 7 } ] }
 //! ```
 //!
-//! Energy is `energy_start_mj + power_w × (now_ms − start_unix_ms)` (W·ms = mJ);
+//! Energy is `energy_start_mj + power_w × (now_ms − start_unix_ms)` (W·ms = mJ; see
+//! `"power_steps"` below);
 //! `start_unix_ms` defaults to the file's mtime, so tests should always set it. Error codes
 //! may be numbers or names, with or without the `NVML_ERROR_` prefix. A device's `"error"`
 //! applies to every per-device call except `nvmlDeviceGetHandleByIndex_v2`; an `"errors"` map
@@ -72,7 +73,13 @@
 //! utilisation samples but is no longer a compute process; junk is any `"sm_util"` (real
 //! drivers have been seen to give values above 100).
 //!
-//! A device's `"energy_step_mj"` makes its energy counter move in steps of that many mJ.
+//! A device's `"energy_step_mj"` makes its energy counter move in steps of that many mJ (real
+//! counters move in steps of about 10 ms of energy). Its true power may change over time:
+//! `"power_steps": [[at_ms, watts], …]` (ms after `start_unix_ms`, ascending) follow
+//! `power_w`, and the counter integrates them. `"power_average_ms"` (default 0: the true power
+//! now) makes `nvmlDeviceGetPowerUsage` and the average power field the mean of the true power
+//! over that window, as on Ampere and newer GPUs except GA100 (1 s); the instant field stays
+//! the true power.
 //!
 //! `"delays_ms"` (top level, `{ "nvmlDeviceGetHandleByIndex_v2": 3000 }`) makes each named
 //! call take that long (at most a minute), as slow GPU initialisation does.
@@ -531,19 +538,76 @@ impl<'a> Gpu<'a> {
             return Err(code);
         }
         match field_id {
-            FI_DEV_POWER_AVERAGE => Ok(self.mw("power_w")),
-            FI_DEV_POWER_INSTANT => {
-                let instant = self.v.get("power_instant_w").and_then(Value::as_f64);
-                Ok(self.mw(instant.map_or("power_w", |_| "power_instant_w")))
-            }
+            FI_DEV_POWER_AVERAGE => Ok(self.power_reading_mw()),
+            FI_DEV_POWER_INSTANT => match self.v.get("power_instant_w").and_then(Value::as_f64) {
+                Some(_) => Ok(self.mw("power_instant_w")),
+                None => {
+                    let now = now_ms().saturating_sub(self.start_ms()) as f64;
+                    let timeline = self.power_timeline();
+                    let watts = timeline
+                        .iter()
+                        .rev()
+                        .find(|s| s.0 <= now)
+                        .map_or(0.0, |s| s.1);
+                    Ok((watts * 1000.0).round() as c_uint)
+                }
+            },
             _ => Err(NOT_SUPPORTED),
         }
     }
+    fn start_ms(&self) -> u64 {
+        self.v.get("start_unix_ms").map_or(self.mtime_ms, as_u64)
+    }
+    /// The true power's timeline, in ms since `start_unix_ms`: `power_w` from the start, then
+    /// each `"power_steps"` entry `[at_ms, watts]` (ascending) from its time on.
+    fn power_timeline(&self) -> Vec<(f64, f64)> {
+        let mut timeline = vec![(f64::NEG_INFINITY, self.f64("power_w"))];
+        let steps = self.v.get("power_steps").and_then(Value::as_array);
+        for step in steps.into_iter().flatten() {
+            let at = step.get(0).and_then(Value::as_f64);
+            let watts = step.get(1).and_then(Value::as_f64);
+            if let (Some(at), Some(watts)) = (at, watts) {
+                timeline.push((at, watts));
+            }
+        }
+        timeline
+    }
+    /// The true power's energy between `a` and `b` ms after the start, in mJ (W·ms).
+    fn energy_between(&self, a: f64, b: f64) -> f64 {
+        let timeline = self.power_timeline();
+        let mut mj = 0.0;
+        for (i, &(from, watts)) in timeline.iter().enumerate() {
+            let to = timeline.get(i + 1).map_or(f64::INFINITY, |s| s.0);
+            let (lo, hi) = (from.max(a), to.min(b));
+            if hi > lo {
+                mj += watts * (hi - lo);
+            }
+        }
+        mj
+    }
+    /// What `nvmlDeviceGetPowerUsage` and the average power field read, in W: the true power,
+    /// or with `"power_average_ms"` its mean over that window, as Ampere and newer GPUs except
+    /// GA100 give a 1 s average.
+    fn power_reading_w(&self) -> f64 {
+        let window = self.f64("power_average_ms");
+        let now = now_ms().saturating_sub(self.start_ms()) as f64;
+        if window > 0.0 {
+            return self.energy_between(now - window, now) / window;
+        }
+        let timeline = self.power_timeline();
+        timeline
+            .iter()
+            .rev()
+            .find(|s| s.0 <= now)
+            .map_or(0.0, |s| s.1)
+    }
+    fn power_reading_mw(&self) -> c_uint {
+        (self.power_reading_w() * 1000.0).round() as c_uint
+    }
     fn energy_mj(&self) -> u64 {
-        let start = self.v.get("start_unix_ms").map_or(self.mtime_ms, as_u64);
-        let elapsed_ms = now_ms().saturating_sub(start) as f64;
+        let elapsed_ms = now_ms().saturating_sub(self.start_ms()) as f64;
         // Float-to-int `as` saturates (and maps NaN to 0), so this cannot panic.
-        let mj = (self.f64("energy_start_mj") + self.f64("power_w") * elapsed_ms) as u64;
+        let mj = (self.f64("energy_start_mj") + self.energy_between(0.0, elapsed_ms)) as u64;
         // `"energy_step_mj"`: the counter moves in steps (about 10 ms of energy on real GPUs).
         match self.u64("energy_step_mj") {
             0 => mj,
@@ -924,7 +988,7 @@ pub unsafe extern "C" fn nvmlDeviceGetTotalEnergyConsumption(
 pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(device: Device, power: *mut c_uint) -> Ret {
     device_call("nvmlDeviceGetPowerUsage", device, |gpu| {
         // SAFETY: NVML contract: `power` is null or a valid out-pointer.
-        unsafe { put(power, gpu.mw("power_w")) }
+        unsafe { put(power, gpu.power_reading_mw()) }
     })
 }
 

@@ -173,6 +173,53 @@ fn energy_advances_by_power_times_elapsed() {
     );
 }
 
+/// Row 8: the true power steps from 100 W to 300 W; the counter integrates the steps, the
+/// instant field follows them at once, and with `"power_average_ms"` the power reading is the
+/// mean of the last second, as on Ampere and newer GPUs except GA100.
+#[test]
+fn power_is_a_one_second_average_where_asked_and_the_counter_follows_the_steps() {
+    let start = now_ms() - 10_000;
+    let mut dev = gpu("GPU-p", 100.0);
+    dev["start_unix_ms"] = json!(start);
+    // 300 W from 9.5 s after the start: half a second ago.
+    dev["power_steps"] = json!([[9_500, 300.0]]);
+    dev["power_average_ms"] = json!(1000);
+    let fake = Fake::new(&json!({ "devices": [dev.clone()] }));
+    let nvml = fake.init().unwrap();
+    let device = nvml.device_by_index(0).unwrap();
+    let elapsed = (now_ms() - start) as f64;
+    // The mean of the last second: 100 W, then 300 W for (elapsed − 9 500) ms.
+    let expected = 100.0 + 200.0 * (elapsed - 9_500.0) / 1000.0;
+    let reading = device.power_usage().unwrap() as f64 / 1000.0;
+    assert!(
+        (reading - expected).abs() < 15.0,
+        "{reading} W, expected {expected} W"
+    );
+    let counter = device.total_energy_consumption().unwrap() as f64;
+    let elapsed = (now_ms() - start) as f64;
+    let expected = 100.0 * 9_500.0 + 300.0 * (elapsed - 9_500.0);
+    assert!(
+        (counter / expected - 1.0).abs() < 0.01,
+        "{counter} mJ, {expected} mJ"
+    );
+    let instant = device
+        .field_values_for(&[nvml_wrapper::structs::device::FieldId(186)])
+        .unwrap();
+    let instant = instant.into_iter().next().unwrap().unwrap().value.unwrap();
+    assert!(
+        matches!(
+            instant,
+            nvml_wrapper::enums::device::SampleValue::U32(300_000)
+        ),
+        "{instant:?}"
+    );
+
+    // Without the knob, the reading is the true power now: today's behaviour.
+    dev.as_object_mut().unwrap().remove("power_average_ms");
+    fake.set_state(&json!({ "devices": [dev] }));
+    assert_eq!(device.power_usage().unwrap(), 300_000);
+}
+
 #[test]
 fn state_changes_apply_without_reinit() {
     let fake = Fake::new(&json!({ "devices": [gpu("GPU-c", 100.0)] }));
