@@ -153,6 +153,19 @@ pub fn bins(
     let mut out = Vec::new();
     let mut start = from;
     while start < to {
+        // Bins without any data are left out (the caller counts them), so that a window of
+        // years over a day of data costs a day's bins.
+        let next_data = [
+            sensors.range(start..).next().map(|(s, _)| *s),
+            wall.range(start..).next().map(|(s, _)| *s),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next_data {
+            Some(second) if second < to => start += (second - start) / every * every,
+            _ => break,
+        }
         let end = (start + every).min(to);
         let length = (end - start) as f64;
         let seen: Vec<(&i64, &SensorSecond)> = sensors
@@ -194,6 +207,12 @@ pub fn bins(
     }
     flag(&mut out);
     out
+}
+
+/// How many bins of `every` seconds `[from, to)` makes: the bins `bins` left out are the
+/// others.
+pub fn bin_count(from: i64, to: i64, every: i64) -> u64 {
+    ((to - from).max(0) as u64).div_ceil(every.max(1) as u64)
 }
 
 /// The node's usual wall / sensors ratio: the median over the bins that have one.
@@ -267,5 +286,26 @@ mod tests {
         assert_eq!(b[0].ratio, None);
         assert_eq!(b[0].sensor_coverage, 0.3);
         assert_eq!(b[0].sensors_w, Some(100.0));
+    }
+
+    /// Centuries in one-second bins over two minutes of data: the data's bins, in order, and
+    /// the empty ones counted, not built.
+    #[test]
+    fn empty_bins_cost_nothing() {
+        let t = 1_700_000_000;
+        let sensors = sensors(t..t + 60, 100.0);
+        let wall: BTreeMap<i64, f64> = (t + 30..t + 120).map(|s| (s, 150.0)).collect();
+        let (from, to) = (0, crate::window::LATEST_S);
+        let out = bins(&sensors, &wall, from, to, 1);
+        assert_eq!(out.len(), 120);
+        assert_eq!(out[0].start_unix_s, t);
+        assert_eq!(out[119].end_unix_s, t + 120);
+        assert_eq!(
+            bin_count(from, to, 1) - out.len() as u64,
+            7_258_118_400 - 120
+        );
+        // Bins stay aligned on --from.
+        let out = bins(&sensors, &wall, 7, to, 3600);
+        assert_eq!(out[0].start_unix_s, 7 + (t - 7) / 3600 * 3600);
     }
 }

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::compare::{bins, median_ratio, sensor_seconds, Bin};
-use crate::export::parse_span;
-use crate::omegawatt::days::parse_time;
+use crate::compare::{bin_count, bins, median_ratio, sensor_seconds, Bin};
 use crate::omegawatt::wall::node_power_seconds;
 use crate::output::{write_json, Format};
 use crate::spool::node_recordings;
+use crate::window::parse_span;
+use crate::window::parse_time;
 
 /// Compare what RAPL and NVML saw of whole nodes with what the wall meter saw, bin by bin.
 ///
@@ -62,6 +62,8 @@ struct NodeComparison {
     /// The node's usual wall / (RAPL + NVML) over the window (median of the bins).
     median_ratio: Option<f64>,
     flagged_bins: usize,
+    /// Bins of the window without any data (no recording, no wall data), not listed.
+    empty_bins: u64,
     wall_missing: Vec<String>,
     bins: Vec<BinReport>,
 }
@@ -75,8 +77,9 @@ struct BinReport {
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    if args.to <= args.from || args.every <= 0 {
-        anyhow::bail!("--to must be after --from, and --every longer than 0 s");
+    crate::window::check_window(args.from, args.to, "--from", "--to")?;
+    if args.every <= 0 {
+        anyhow::bail!("--every must be longer than 0 s");
     }
     if let Some(path) = &args.plot {
         crate::plot::format_of(path)?;
@@ -115,6 +118,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             recordings: recordings.len(),
             median_ratio: median_ratio(&node_bins),
             flagged_bins: node_bins.iter().filter(|b| !b.flag.is_empty()).count(),
+            empty_bins: bin_count(args.from, args.to, args.every) - node_bins.len() as u64,
             wall_missing: read.archives_missing,
             bins: node_bins
                 .into_iter()
@@ -231,6 +235,13 @@ fn write_table(nodes: &[NodeComparison], out: &mut impl Write) -> anyhow::Result
                 opt(b.bin.wall_w, 1),
                 opt(b.bin.ratio, 2),
                 b.bin.flag
+            )?;
+        }
+        if n.empty_bins > 0 {
+            writeln!(
+                out,
+                "  {} bin(s) without any data (no recording, no wall data) not listed",
+                n.empty_bins
             )?;
         }
         for m in &n.wall_missing {

@@ -37,7 +37,7 @@ pub struct Args {
     pub legacy: Option<PathBuf>,
 
     /// Time zone of AIPowerMeter's naive dates: local, UTC or an offset such as +01:00.
-    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = parse_zone)]
+    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = parse_zone, allow_hyphen_values = true)]
     pub tz: Zone,
 
     #[command(flatten)]

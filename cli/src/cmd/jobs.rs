@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::export::summary::JobSummary;
-use crate::omegawatt::days::parse_time;
 use crate::output::{joules, write_json, Format};
 use crate::report::NodeReport;
 use crate::spool::{job_metas, job_recordings};
+use crate::window::parse_time;
 
 /// List a user's recorded jobs over a period, one line each, with their energy and a total.
 ///
@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR", conflicts_with = "state")]
     pub legacy: Option<std::path::PathBuf>,
     /// Time zone of AIPowerMeter's naive dates: local, UTC or an offset such as +01:00.
-    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = super::job::parse_zone)]
+    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = super::job::parse_zone, allow_hyphen_values = true)]
     pub tz: crate::legacy::Zone,
     /// Only jobs in these Slurm states (COMPLETED, FAILED, TIMEOUT, CANCELLED,
     /// OUT_OF_MEMORY…; comma-separated), as Slurm's accounting (`sacct`) gives them.
@@ -72,6 +72,9 @@ pub struct JobLine {
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    if let (Some(from), Some(to)) = (args.from, args.to) {
+        crate::window::check_window(from, to, "--from", "--to")?;
+    }
     let (lines, source) = match &args.legacy {
         Some(dir) => (legacy_lines(dir, &args)?, dir.display().to_string()),
         None => {

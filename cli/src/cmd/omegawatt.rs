@@ -10,12 +10,12 @@ use serde::Serialize;
 
 use crate::omegawatt::archive::read_log;
 use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::days::parse_time;
 use crate::omegawatt::generate::{self, Faults, Profile, Spec};
 use crate::omegawatt::seconds::{summarize, PerSecond};
 use crate::omegawatt::stream::StreamStats;
 use crate::omegawatt::wall::{node_seconds, NodeSeconds, WallSource};
 use crate::output::{write_json, Format};
+use crate::window::parse_time;
 
 /// Read Omegawatt wall-meter logs and archives.
 #[derive(Debug, clap::Args)]
@@ -127,9 +127,7 @@ pub struct NodeWindow {
 impl NodeWindow {
     /// The node's channels and its per-second data over the window.
     fn read(&self) -> anyhow::Result<(crate::omegawatt::channels::NodeChannels, NodeSeconds)> {
-        if self.to <= self.from {
-            anyhow::bail!("--to must be after --from");
-        }
+        crate::window::check_window(self.from, self.to, "--from", "--to")?;
         let map = ChannelMap::load(&self.map).map_err(anyhow::Error::msg)?;
         let entry = map.node(&self.node).map_err(anyhow::Error::msg)?.clone();
         let source = WallSource {
@@ -214,8 +212,8 @@ pub struct GenerateArgs {
     /// Seconds of data to write.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
-    /// First frame's Unix time.
-    #[arg(long, value_name = "UNIX_S", default_value_t = 1_700_000_000)]
+    /// First frame's time (Unix seconds, or as --from elsewhere).
+    #[arg(long, value_name = "TIME", default_value = "1700000000", value_parser = parse_time)]
     pub start: i64,
     /// A plug's power: PLUG=WATTS or PLUG=FROM..TO (a ramp over the run). Others draw 0 W.
     #[arg(long = "power", value_name = "PLUG=W", value_parser = Profile::parse)]
@@ -397,9 +395,7 @@ fn summary(args: SummaryArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
         );
     }
     if let (Some(from), Some(to)) = (args.from, args.to) {
-        if to <= from {
-            anyhow::bail!("--to must be after --from");
-        }
+        crate::window::check_window(from, to, "--from", "--to")?;
     }
     for plug in &args.plugs {
         if !all_plugs.contains(plug) {

@@ -1,14 +1,17 @@
 //! A node's wall power over a time window, from the daily archives of its port: the part of
 //! `omegawatt node` and of `job`'s wall-meter figures that reads the data.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 
 use chrono::NaiveDate;
 
 use super::archive::read_log;
 use super::cache;
 use super::channels::{check_header, NodeChannels};
-use super::days::{archive_dates, archive_name};
+use super::days::{archive_date_span, archive_name, missing_runs, parse_archive_name};
 use super::seconds::{plug_seconds, sum_whole_seconds, whole_node_seconds, PerSecond, SecondRow};
 
 /// Where a node's wall data comes from: the per-second cache first, the daily archives for
@@ -138,14 +141,17 @@ fn plan_days(
         cached: Vec::new(),
         archives: Vec::new(),
     };
-    let mut dates = archive_dates(from, to, rotation_hour);
+    let Some((first, last)) = archive_date_span(from, to, rotation_hour) else {
+        return Ok(days);
+    };
+    // Only the days that have files are looked at, so a window longer than the data costs
+    // what the data costs; the others are reported as runs of missing days.
+    let mut found = BTreeSet::new();
     if let Some(cache_dir) = &source.cache {
         // A day is cached when its file and its index entry (of this schema) are there; the
         // entry is checked before its data is read, and anything else is read from its archive.
-        let mut missing = Vec::new();
-        for date in dates {
+        for date in cache::days_present(cache_dir, &entry.port, first, last) {
             let Some(day) = cache::entry(cache_dir, &entry.port, date) else {
-                missing.push(date);
                 continue;
             };
             check_cached_channels(cache_dir, &day, node, entry)?;
@@ -158,23 +164,61 @@ fn plan_days(
                     .to_string(),
             );
             days.cached.push(date);
+            found.insert(date);
         }
-        dates = missing;
     }
-    for date in dates {
-        let name = archive_name(date, &entry.port);
-        let Some(archives) = &source.archives else {
-            out.archives_missing.push(name);
-            continue;
-        };
-        let path = archives.join(&name);
-        if path.exists() {
-            days.archives.push(path);
+    if let Some(archives) = &source.archives {
+        for (date, path) in archives_present(archives, &entry.port, first, last)? {
+            if found.insert(date) {
+                days.archives.push(path);
+            }
+        }
+    }
+    let name = |date| match &source.archives {
+        Some(dir) => dir
+            .join(archive_name(date, &entry.port))
+            .display()
+            .to_string(),
+        None => archive_name(date, &entry.port),
+    };
+    for (start, end) in missing_runs(first, last, &found) {
+        let count = (end - start).num_days() + 1;
+        if count <= MISSING_LISTED {
+            out.archives_missing
+                .extend(start.iter_days().take(count as usize).map(name));
         } else {
-            out.archives_missing.push(path.display().to_string());
+            out.archives_missing
+                .push(format!("{} to {} ({count} days)", name(start), name(end)));
         }
     }
     Ok(days)
+}
+
+/// Runs of missing days up to this long are named day by day, longer ones by their ends.
+const MISSING_LISTED: i64 = 3;
+
+/// The daily archives of `port` in `dir` dated `first..=last`, by date.
+fn archives_present(
+    dir: &Path,
+    port: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> anyhow::Result<Vec<(NaiveDate, PathBuf)>> {
+    let listing = std::fs::read_dir(dir)
+        .with_context(|| format!("listing the wall meters' archives {}", dir.display()))?;
+    let mut found = Vec::new();
+    for item in listing {
+        let item = item.with_context(|| format!("listing {}", dir.display()))?;
+        let name = item.file_name();
+        let Some((date, p)) = name.to_str().and_then(parse_archive_name) else {
+            continue;
+        };
+        if p == port && (first..=last).contains(&date) {
+            found.push((date, item.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// A cached day lacking one of the node's channels means a map that does not fit the data.
@@ -265,6 +309,7 @@ pub fn mid_second_points(node_seconds: &[(i64, f64)]) -> Vec<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::omegawatt::days::archive_dates;
 
     /// A day's archive of plugs 1 and 2 from `start_s`, `seconds` long, at constant powers.
     fn write_archive(path: &Path, start_s: i64, seconds: u64) {
