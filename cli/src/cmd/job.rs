@@ -615,14 +615,8 @@ fn run_legacy(
         .iter()
         .map(|f| legacy::read(f, zone))
         .collect::<anyhow::Result<_>>()?;
-    for r in &reports {
-        if let Some((line, reason)) = r.unreadable_lines.first() {
-            eprintln!(
-                "aipm-analyze: warning: {}: {} unreadable line(s); first at line {line}: {reason}",
-                r.file,
-                r.unreadable_lines.len()
-            );
-        }
+    for warning in reports.iter().flat_map(LegacyReport::warnings) {
+        eprintln!("aipm-analyze: warning: {warning}");
     }
     let series: Vec<String> = {
         let mut names: Vec<String> = reports
@@ -685,6 +679,20 @@ fn run_legacy(
                 }
                 if r.psys_not_measured > 0 {
                     writeln!(out, "  Note          psys not measured in {} sample(s) (AIPowerMeter's -1), left out", r.psys_not_measured)?;
+                }
+                if let Some((line, why)) = r.first_skipped.first() {
+                    writeln!(
+                        out,
+                        "  Note          {} sample(s) left out, first at line {line}: {why}",
+                        r.skipped_samples
+                    )?;
+                }
+                if let Some(line) = r.first_non_finite_line {
+                    writeln!(
+                        out,
+                        "  Note          {} NaN/Infinity value(s) read as missing, first at line {line}",
+                        r.non_finite_values
+                    )?;
                 }
             }
         }

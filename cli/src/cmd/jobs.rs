@@ -256,6 +256,9 @@ fn legacy_lines(dir: &std::path::Path, args: &Args) -> anyhow::Result<Vec<JobLin
             continue;
         }
         let r = crate::legacy::read(&file, args.tz)?;
+        for warning in r.warnings() {
+            eprintln!("aipm-analyze: warning: {warning}");
+        }
         let start_ms = r.start_unix_s.map_or(0, |t| (t * 1000.0) as u64);
         let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
             && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);
