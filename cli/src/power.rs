@@ -2,10 +2,12 @@
 //! powers come from.
 
 use aipm_recording::attribution::{channel_kind, ChannelKind};
+use aipm_recording::counter;
 use aipm_recording::samples::{channels_of_header, energy_column, Samples, TIME_COLUMN};
 
 /// One channel's power between consecutive samples: `(mid-point in Unix s, W)`. An interval
-/// whose counter is missing or went backwards (a reset) is left out.
+/// whose counter is missing, went backwards (a reset) or touches a reading no counter can
+/// make is left out.
 pub fn channel_power(s: &Samples, channel: &str) -> Vec<(f64, f64)> {
     channels_power(s, &[channel]).collect()
 }
@@ -27,7 +29,15 @@ fn channels_power<'a>(s: &'a Samples, channels: &[&str]) -> impl Iterator<Item =
         .collect();
     let readable = time.zip(columns);
     readable.into_iter().flat_map(move |(time, columns)| {
-        s.rows.pairs().filter_map(move |(a, b)| {
+        // A reading no counter can make would draw a spike (or a hole) of any height.
+        let impossible: std::collections::BTreeSet<usize> = columns
+            .iter()
+            .flat_map(|&c| counter::periods(&s.rows, time, c).impossible)
+            .collect();
+        s.rows.pairs().enumerate().filter_map(move |(i, (a, b))| {
+            if impossible.contains(&i) || impossible.contains(&(i + 1)) {
+                return None;
+            }
             let (t0, t1) = (a.get(time)?, b.get(time)?);
             let d_uj = columns
                 .iter()

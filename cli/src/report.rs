@@ -268,6 +268,18 @@ fn notes(
         );
     }
     for c in &attribution.channels {
+        if c.impossible_readings > 0 {
+            let first = c
+                .first_impossible_ms
+                .map(aipm_recording::time::format_utc)
+                .unwrap_or_default();
+            notes.push(format!(
+                "{}: {} reading(s) that no counter can make (going back, or faster than {} kW), first at {first}: left out, the energy counted across them",
+                c.channel,
+                c.impossible_readings,
+                aipm_recording::counter::MAX_CHANNEL_W / 1000
+            ));
+        }
         if c.periods_without_share > 0 {
             notes.push(format!(
                 "{}: {} period(s) without the inputs of the attribution; their energy is left unattributed",

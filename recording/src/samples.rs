@@ -498,10 +498,23 @@ fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
     for (i, field) in line.split(',').enumerate() {
         row.push(match field {
             "" if i > 0 => None,
-            f => Some(parse_u64(f).ok_or_else(|| {
-                let found = crate::untrusted::cut(f, 80);
-                format!("field {}: expected an integer, found {found:?}", i + 1)
-            })?),
+            f => Some(match parse_u64(f) {
+                // The largest u64 marks an absent value in memory: no sampler writes it.
+                Some(u64::MAX) => {
+                    return Err(format!(
+                        "field {}: {f} is no reading (expected an integer below 2^64 - 1)",
+                        i + 1
+                    ))
+                }
+                Some(v) => v,
+                None => {
+                    let found = crate::untrusted::cut(f, 80);
+                    return Err(format!(
+                        "field {}: expected an integer, found {found:?}",
+                        i + 1
+                    ));
+                }
+            }),
         });
     }
     Ok(row)
