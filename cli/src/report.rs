@@ -371,6 +371,7 @@ mod tests {
             samples: Samples::parse(&text).unwrap(),
             samples_path: "n.samples.csv".into(),
             claims: Vec::new(),
+            samples_missing: false,
         }
     }
 
@@ -408,6 +409,7 @@ mod tests {
             samples: Samples::parse(&text).unwrap(),
             samples_path: "n.samples.csv".into(),
             claims: Vec::new(),
+            samples_missing: false,
         };
         let notes = NodeReport::from_recording(&rec).notes;
         assert_eq!(
@@ -447,6 +449,7 @@ mod tests {
             samples: Samples::parse(&text).unwrap(),
             samples_path: "n.samples.csv".into(),
             claims: Vec::new(),
+            samples_missing: false,
         };
         let report = NodeReport::from_recording(&rec);
         assert_eq!(report.duration_s, 0.0);

@@ -139,7 +139,20 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         );
     }
     print_reports(&recordings, reports, args.format, args.units, out)?;
-    Ok(ExitCode::SUCCESS)
+    let missing: Vec<&NodeRecording> = recordings.iter().filter(|r| r.samples_missing).collect();
+    for rec in &missing {
+        eprintln!(
+            "aipm-analyze: {}: missing: node {} of job {} has metadata but no samples",
+            rec.samples_path.display(),
+            rec.meta.node,
+            rec.meta.job_id
+        );
+    }
+    Ok(if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// One panel per node: the node's power per component from the counters, and the wall
