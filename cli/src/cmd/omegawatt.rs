@@ -257,28 +257,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
 }
 
 fn skipped_line(stats: &StreamStats) -> String {
-    let mut parts = vec![format!("{} invalid frame(s)", stats.invalid_frames)];
-    if stats.bad_lines > 0 {
-        let first = stats
-            .first_bad
-            .first()
-            .map(|(l, r)| format!(" (first at line {l}: {r})"))
-            .unwrap_or_default();
-        parts.push(format!("{} unreadable line(s){first}", stats.bad_lines));
-    }
-    if stats.nan_values > 0 {
-        parts.push(format!("{} nan value(s)", stats.nan_values));
-    }
-    if stats.log_lines > 0 {
-        parts.push(format!("{} log line(s)", stats.log_lines));
-    }
-    if stats.clock_steps_back > 0 {
-        parts.push(format!("{} clock step(s) back", stats.clock_steps_back));
-    }
-    if stats.truncated_last_line {
-        parts.push("last line cut short".into());
-    }
-    parts.join(", ")
+    stats.skipped()
 }
 
 fn head(args: HeadArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
@@ -311,6 +290,10 @@ fn head(args: HeadArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         }
     })?;
     writeln!(out, "{}", args.file.display())?;
+    if plugs.is_empty() {
+        // No frame: the header's plugs, if it had one.
+        plugs = stats.header_plugs.clone().unwrap_or_default();
+    }
     writeln!(
         out,
         "  plugs: {} ({})",
@@ -343,6 +326,10 @@ fn head(args: HeadArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     )?;
     for line in shown {
         writeln!(out, "{line}")?;
+    }
+    if first_last.is_none() {
+        writeln!(out, "  no frame: {}", stats.why_no_frame())?;
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -382,8 +369,9 @@ fn summary(args: SummaryArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
     })?;
     let Some(per_second) = per_second else {
         anyhow::bail!(
-            "{}: no frame found (is it a wattmetre-read log?)",
-            args.file.display()
+            "{}: no frame found (is it a wattmetre-read log?): {}",
+            args.file.display(),
+            stats.why_no_frame()
         );
     };
     // Summed from the per-second statistics directly: a day of 24 plugs is 2 million rows.

@@ -15,6 +15,7 @@ mod python_json;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use aipm_recording::untrusted::cut;
 use chrono::{FixedOffset, Local, NaiveDateTime, Offset, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -23,6 +24,8 @@ const SEGMENT_END: &str = "END OF RECORDING SEGMENT";
 /// More than any one machine draws (eight 700 W GPUs and their CPUs are under 10 kW): a
 /// reading above it is a corrupt sample, not a power.
 const MAX_W: f64 = 100_000.0;
+/// Years of samples at one a second are a few GB: more is not a recording.
+const LEGACY_MAX_BYTES: u64 = 16 << 30;
 /// Lines kept as examples of each kind of problem; the rest are only counted.
 const EXAMPLES: usize = 10;
 
@@ -220,8 +223,7 @@ pub fn read(path: &Path, zone: Zone) -> anyhow::Result<LegacyReport> {
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    let text = crate::text_file::read_text(&file, LEGACY_MAX_BYTES).map_err(anyhow::Error::msg)?;
     let mut segments: Vec<Vec<Sample>> = vec![Vec::new()];
     let mut report = LegacyReport {
         file: file.display().to_string(),
@@ -265,7 +267,10 @@ pub fn read(path: &Path, zone: Zone) -> anyhow::Result<LegacyReport> {
         let Some(t) = naive.ok().and_then(|n| zone.unix_s(n)) else {
             report.unreadable_lines.push((
                 i + 1,
-                format!("expected a date like 2023-07-27 17:21:57.146517, found {date:?}"),
+                format!(
+                    "expected a date like 2023-07-27 17:21:57.146517, found {:?}",
+                    cut(date, 80)
+                ),
             ));
             continue;
         };

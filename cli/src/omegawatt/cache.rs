@@ -136,8 +136,13 @@ pub fn index_archive(
             .get_or_insert_with(|| PerSecond::new(header))
             .add(frame);
     })?;
-    let per_second =
-        per_second.with_context(|| format!("{}: no frame found", archive.display()))?;
+    let per_second = per_second.with_context(|| {
+        format!(
+            "{}: no frame found: {}",
+            archive.display(),
+            stats.why_no_frame()
+        )
+    })?;
     write_day(cache, port, date, &per_second)?;
     let (first_second, last_second) = per_second.span().unzip();
     let entry = DayEntry {
