@@ -136,8 +136,12 @@ pub struct Bin {
     /// Wall over sensors, on the seconds both saw (at least a minute of them, or the whole bin).
     pub ratio: Option<f64>,
     /// `wall-below-sensors` (impossible: a mis-wired channel or a wrong map), `drift` (the
-    /// ratio strays from the node's usual one: a sensor or a channel to check), or empty.
+    /// ratio strays from the node's usual one: a sensor or a channel to check),
+    /// `psu-share` (a PSU's share of the wall power strays from its usual one), or empty.
     pub flag: String,
+    /// Each PSU's share of the node's wall power over the bin, in the channel map's order
+    /// (empty without wall data).
+    pub psu_shares: Vec<f64>,
 }
 
 /// How far a bin's ratio may stray from the node's median before it is flagged.
@@ -202,6 +206,7 @@ pub fn bins(
             wall_w,
             ratio: ratio.filter(|r| r.is_finite()),
             flag: String::new(),
+            psu_shares: Vec::new(),
         });
         start = end;
     }
@@ -220,6 +225,49 @@ pub fn median_ratio(bins: &[Bin]) -> Option<f64> {
     let mut ratios: Vec<f64> = bins.iter().filter_map(|b| b.ratio).collect();
     ratios.sort_by(f64::total_cmp);
     ratios.get(ratios.len() / 2).copied()
+}
+
+/// Each PSU's share of the wall power per bin (on the seconds every PSU has), and a
+/// `psu-share` flag on a bin not flagged otherwise where a share strays more than [`DRIFT`]
+/// from that PSU's median: a channel reading 30% high on a PSU that carries a third of the
+/// node moves the node's ratio by less than the drift rule sees, its share by more.
+pub fn flag_psu_shares(bins: &mut [Bin], psus: &[BTreeMap<i64, f64>]) {
+    if psus.len() < 2 {
+        return;
+    }
+    for b in bins.iter_mut() {
+        let mut sums = vec![0.0; psus.len()];
+        for (second, first) in psus[0].range(b.start_unix_s..b.end_unix_s) {
+            let rest: Option<Vec<f64>> = psus[1..].iter().map(|p| p.get(second).copied()).collect();
+            if let Some(rest) = rest {
+                for (sum, w) in sums.iter_mut().zip(std::iter::once(*first).chain(rest)) {
+                    *sum += w;
+                }
+            }
+        }
+        let total: f64 = sums.iter().sum();
+        if total > 0.0 {
+            b.psu_shares = sums.iter().map(|w| w / total).collect();
+        }
+    }
+    let medians: Vec<Option<f64>> = (0..psus.len())
+        .map(|i| {
+            let mut shares: Vec<f64> = bins
+                .iter()
+                .filter_map(|b| b.psu_shares.get(i).copied())
+                .collect();
+            shares.sort_by(f64::total_cmp);
+            shares.get(shares.len() / 2).copied()
+        })
+        .collect();
+    for b in bins.iter_mut().filter(|b| b.flag.is_empty()) {
+        let strays = b.psu_shares.iter().zip(&medians).any(|(share, median)| {
+            median.is_some_and(|m| m > 0.0 && (share / m - 1.0).abs() > DRIFT)
+        });
+        if strays {
+            b.flag = "psu-share".into();
+        }
+    }
 }
 
 /// Flag each bin against the node's median ratio.
@@ -307,5 +355,23 @@ mod tests {
         // Bins stay aligned on --from.
         let out = bins(&sensors, &wall, 7, to, 3600);
         assert_eq!(out[0].start_unix_s, 7 + (t - 7) / 3600 * 3600);
+    }
+
+    /// Two PSUs carrying 30% and 70% of a node; in the third bin the first reads 30% high:
+    /// the node's ratio moves by 9% (under the drift rule), the PSU's share by 19%.
+    #[test]
+    fn a_psu_reading_high_is_flagged_by_its_share() {
+        let s = sensors(0..400, 100.0);
+        let low: BTreeMap<i64, f64> = (0..400)
+            .map(|t| (t, if (200..300).contains(&t) { 39.0 } else { 30.0 }))
+            .collect();
+        let high: BTreeMap<i64, f64> = (0..400).map(|t| (t, 70.0)).collect();
+        let wall: BTreeMap<i64, f64> = (0..400).map(|t| (t, low[&t] + high[&t])).collect();
+        let mut out = bins(&s, &wall, 0, 400, 100);
+        assert!(out.iter().all(|b| b.flag.is_empty()), "{out:?}");
+        flag_psu_shares(&mut out, &[low, high]);
+        let flags: Vec<&str> = out.iter().map(|b| b.flag.as_str()).collect();
+        assert_eq!(flags, ["", "", "psu-share", ""]);
+        assert!((out[0].psu_shares[0] - 0.3).abs() < 1e-9);
     }
 }

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::compare::{bin_count, bins, median_ratio, sensor_seconds, Bin};
-use crate::omegawatt::wall::node_power_seconds;
+use crate::compare::{bin_count, bins, flag_psu_shares, median_ratio, sensor_seconds, Bin};
+use crate::omegawatt::seconds::{plug_seconds, whole_node_seconds};
+use crate::omegawatt::wall::node_seconds;
 use crate::output::{write_json, Format};
 use crate::spool::node_recordings;
 use crate::window::parse_span;
@@ -20,8 +21,10 @@ use crate::window::parse_time;
 /// and their ratio wall / (RAPL + NVML) on the seconds both saw. The wall sees more (power
 /// supplies, fans, disks, network): a ratio that strays from the node's usual one by more
 /// than 15% is flagged `drift` (a failing sensor, a channel moved), one below 1
-/// `wall-below-sensors` (a mis-wired channel or a wrong map). Exits with 1 when a bin is
-/// flagged.
+/// `wall-below-sensors` (a mis-wired channel or a wrong map); a bin where one PSU's share of
+/// the wall power strays more than 15% from its usual share is flagged `psu-share` (one PSU's
+/// channel reading wrong). Bins without any data are counted, not listed. Exits with 1 when
+/// a bin is flagged.
 ///
 /// Example: `aipm-analyze compare --nodes n51,n52 --from "2023-11-16 08:00" --to "2023-11-17 08:00" --every 1h --wall-map channels.toml --wall-cache /data/omegawatt-cache`
 #[derive(Debug, clap::Args)]
@@ -100,7 +103,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let recordings =
             node_recordings(&spool, node, args.from as u64 * 1000, args.to as u64 * 1000)?;
         let sensors = sensor_seconds(&recordings, args.from, args.to);
-        let (wall, read) = node_power_seconds(
+        let mut read = node_seconds(
             node,
             entry,
             &source,
@@ -108,8 +111,22 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             args.to,
             args.wall.rotation_hour,
         )?;
-        let wall: std::collections::BTreeMap<i64, f64> = wall.into_iter().collect();
-        let node_bins = bins(&sensors, &wall, args.from, args.to, args.every);
+        let rows = std::mem::take(&mut read.rows);
+        let wall: std::collections::BTreeMap<i64, f64> = whole_node_seconds(&rows, &entry.channels)
+            .into_iter()
+            .collect();
+        // Each PSU's seconds, for its share of the node's power.
+        let psus: Vec<std::collections::BTreeMap<i64, f64>> = entry
+            .channels
+            .iter()
+            .map(|c| {
+                plug_seconds(rows.iter().filter(|r| r.plug == *c), &[*c])
+                    .into_iter()
+                    .collect()
+            })
+            .collect();
+        let mut node_bins = bins(&sensors, &wall, args.from, args.to, args.every);
+        flag_psu_shares(&mut node_bins, &psus);
         if args.plot.is_some() {
             panels.push(panel(node, &sensors, &wall));
         }
