@@ -257,6 +257,12 @@ pub fn add_wall(
         .map(|e| e.node_energy_j)
         .sum();
     let unseen_j = energy_j - rapl_nvml_j;
+    if read.clock_steps_back > 0 || read.merged_seconds > 0 {
+        report.notes.push(format!(
+            "the wall meter's clock stepped back {} time(s) in the days read; {} second(s) of the window found in two days' files had their frames merged",
+            read.clock_steps_back, read.merged_seconds
+        ));
+    }
     if covered_s < window_s * 0.99 {
         report.notes.push(format!(
             "the wall meter has data for {covered_s:.0} s of the {window_s:.0} s window: its energy covers that part only"

@@ -561,6 +561,9 @@ struct NodeReport {
     valid_frames: u64,
     skipped_frames: u64,
     unreadable_lines: u64,
+    /// Clock steps back in the days read, and seconds found in two days' files (merged).
+    clock_steps_back: u64,
+    merged_seconds: u64,
     /// Seconds of the window with data on every plug of the node.
     seconds_covered: u64,
     /// Seconds of the window without.
@@ -589,6 +592,8 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         valid_frames: data.valid_frames,
         skipped_frames: data.skipped_frames,
         unreadable_lines: data.unreadable_lines,
+        clock_steps_back: data.clock_steps_back,
+        merged_seconds: data.merged_seconds,
         seconds_covered: s.seconds_covered,
         seconds_uncovered: (w.to - w.from) as u64 - s.seconds_covered,
         energy_wh: s.energy_wh,

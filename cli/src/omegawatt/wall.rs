@@ -48,6 +48,11 @@ pub struct NodeSeconds {
     pub valid_frames: u64,
     pub skipped_frames: u64,
     pub unreadable_lines: u64,
+    /// Times the meter's clock stepped back in the days read.
+    pub clock_steps_back: u64,
+    /// Seconds of the window found in two days' files (a clock step back across the
+    /// rotation), their frames merged.
+    pub merged_seconds: u64,
 }
 
 /// Every second of the node's plugs over `[from, to)`.
@@ -77,6 +82,13 @@ pub fn node_seconds(
     // The cache's order (a day's rows by plug, then time): already sorted unless days came
     // from both the cache and archives.
     out.rows.sort_by_key(|r| (r.plug, r.second));
+    let seconds_of_plugs: BTreeSet<i64> = out
+        .rows
+        .windows(2)
+        .filter(|w| (w[0].plug, w[0].second) == (w[1].plug, w[1].second))
+        .map(|w| w[0].second)
+        .collect();
+    out.merged_seconds = seconds_of_plugs.len() as u64;
     Ok(out)
 }
 
@@ -107,13 +119,38 @@ pub fn node_power_seconds(
         read_archive(path, node, entry, from, to, &mut read)?;
     }
     // Cached and archived days summed together: a second with frames in two days' files is
-    // then seen as such (and left out), as `whole_node_seconds` does over rows.
+    // then seen as such, and merged from the whole rows of those few seconds.
+    let archived = std::mem::take(&mut read.rows);
     let mut all = cached;
-    all.extend(plug_seconds(
-        std::mem::take(&mut read.rows),
-        &entry.channels,
-    ));
-    let seconds = sum_whole_seconds(all, entry.channels.len());
+    all.extend(plug_seconds(&archived, &entry.channels));
+    let (mut seconds, duplicated) = sum_whole_seconds(all, entry.channels.len());
+    if let (Some(&first), Some(&last)) = (duplicated.first(), duplicated.last()) {
+        let mut rows = match &source.cache {
+            Some(cache_dir) => cache::read_seconds(
+                cache_dir,
+                &entry.port,
+                &days.cached,
+                &entry.channels,
+                first,
+                last + 1,
+            )?,
+            None => Vec::new(),
+        };
+        rows.extend(
+            archived
+                .iter()
+                .filter(|r| (first..=last).contains(&r.second))
+                .cloned(),
+        );
+        let wanted: BTreeSet<i64> = duplicated.into_iter().collect();
+        read.merged_seconds = wanted.len() as u64;
+        seconds.extend(
+            whole_node_seconds(&rows, &entry.channels)
+                .into_iter()
+                .filter(|(second, _)| wanted.contains(second)),
+        );
+        seconds.sort_by_key(|(second, _)| *second);
+    }
     Ok((seconds, read))
 }
 
@@ -158,6 +195,7 @@ fn plan_days(
             out.valid_frames += day.valid_frames;
             out.skipped_frames += day.invalid_frames;
             out.unreadable_lines += day.unreadable_lines;
+            out.clock_steps_back += day.clock_steps_back;
             out.days_cached.push(
                 cache::day_file(cache_dir, &entry.port, date)
                     .display()
@@ -270,6 +308,7 @@ fn read_archive(
     out.valid_frames += stats.valid_frames;
     out.skipped_frames += stats.invalid_frames;
     out.unreadable_lines += stats.bad_lines;
+    out.clock_steps_back += stats.clock_steps_back;
     out.rows.extend(per_second.iter().flat_map(PerSecond::rows));
     out.archives_read.push(name);
     Ok(())
@@ -359,8 +398,8 @@ mod tests {
             .iter()
             .map(|d| archives.join(archive_name(*d, "USB0")))
             .collect();
-        // The closing day's archive has the rotation's first second too (a late rotation):
-        // a second in two days' files, counted nowhere rather than twice.
+        // The closing day's archive has the rotation's first second too (a late rotation, a
+        // clock step back): a second in two days' files, its frames merged.
         write_archive(&paths[0], from, 61);
         write_archive(&paths[1], rotation, 60);
         cache::index_archive(&paths[1], &cache, "USB0", dates[1]).unwrap();
@@ -376,8 +415,12 @@ mod tests {
         let (seconds, read) = node_power_seconds("n1", &entry, &both, from, to, 7).unwrap();
         assert_eq!(read.days_cached.len(), 1);
         assert_eq!(read.archives_read, [paths[0].display().to_string()]);
-        assert_eq!(seconds.len(), 119);
-        assert!(!seconds.iter().any(|(s, _)| *s == rotation));
+        assert_eq!(seconds.len(), 120);
+        assert_eq!(read.merged_seconds, 1);
+        let at_rotation = seconds.iter().find(|(s, _)| *s == rotation).unwrap().1;
+        // Plug 2 ends one file near 80 W and starts the other at 50 W: the merged second is
+        // between the two files' (180 W and 150 W for both plugs), not either alone.
+        assert!((155.0..175.0).contains(&at_rotation), "{at_rotation}");
         // The same seconds and powers as from the archives alone, row by row.
         let archives_only = WallSource {
             cache: None,
