@@ -424,3 +424,45 @@ fn a_restart_finishes_the_day_a_stop_left_half_closed() {
     assert!(!closing.exists());
     assert!(!dir.join("11_16_2023_USB0.1.zip").exists());
 }
+
+/// SIGTERM (systemd's stop) ends the reading but not the day being closed: the process
+/// finishes the archive and exits 0, instead of dying with the day half compressed.
+#[test]
+fn sigterm_lets_the_closing_day_finish() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut child = Command::new(BIN)
+        .args(["omegawatt", "ingest", "--port", "USB0", "--dir"])
+        .arg(dir)
+        .env("TZ", "UTC")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // 06:59:00 to 07:01:00 UTC: the 16th is closed at 07:00.
+    stdin
+        .write_all(&generated_stream("1700117940", "120"))
+        .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
+    assert!(
+        err.contains("stopping: finishing the days being closed first"),
+        "{err}"
+    );
+    let archive = dir.join("11_16_2023_USB0.zip");
+    assert_eq!(frames_in(&archive), (6000, 0));
+    assert!(!dir.join(".closing_11_16_2023_USB0.zip").exists());
+}

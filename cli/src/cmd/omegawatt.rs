@@ -691,10 +691,17 @@ fn ingest(args: IngestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         args.rotation_hour,
         args.cache.clone(),
     )?;
+    // A stop (SIGTERM from systemd, SIGINT) must not cut the compression of a closing day:
+    // the signal only ends the reading, and the days being closed are finished first.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+            .context("setting up the stop signals")?;
+    }
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut buf = Vec::with_capacity(4096);
-    loop {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         buf.clear();
         if input.read_until(b'\n', &mut buf).context("reading stdin")? == 0 {
             break;
@@ -703,6 +710,9 @@ fn ingest(args: IngestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             buf.pop();
         }
         ingest.line(&String::from_utf8_lossy(&buf))?;
+    }
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("aipm-analyze: stopping: finishing the days being closed first");
     }
     let lines = ingest.lines;
     for archive in ingest.finish()? {
