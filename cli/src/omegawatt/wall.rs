@@ -81,14 +81,7 @@ pub fn node_seconds(
     }
     // The cache's order (a day's rows by plug, then time): already sorted unless days came
     // from both the cache and archives.
-    out.rows.sort_by_key(|r| (r.plug, r.second));
-    let seconds_of_plugs: BTreeSet<i64> = out
-        .rows
-        .windows(2)
-        .filter(|w| (w[0].plug, w[0].second) == (w[1].plug, w[1].second))
-        .map(|w| w[0].second)
-        .collect();
-    out.merged_seconds = seconds_of_plugs.len() as u64;
+    out.merged_seconds = seconds_in_two_files(&mut out.rows);
     Ok(out)
 }
 
@@ -115,16 +108,23 @@ pub fn node_power_seconds(
         )?,
         None => Vec::new(),
     };
+    let mut spans = days.spans.clone();
     for path in &days.archives {
-        read_archive(path, node, entry, from, to, &mut read)?;
+        spans.extend(read_archive(path, node, entry, from, to, &mut read)?);
     }
-    // Cached and archived days summed together: a second with frames in two days' files is
-    // then seen as such, and merged from the whole rows of those few seconds.
+    // Where two days' files overlap (a clock step back across the rotation, a late
+    // rotation), a plug's second may be in both: those few seconds are read again as whole
+    // rows and merged (`whole_node_seconds`); the two columns cannot tell plugs apart.
     let archived = std::mem::take(&mut read.rows);
     let mut all = cached;
     all.extend(plug_seconds(&archived, &entry.channels));
-    let (mut seconds, duplicated) = sum_whole_seconds(all, entry.channels.len());
-    if let (Some(&first), Some(&last)) = (duplicated.first(), duplicated.last()) {
+    let (mut seconds, _) = sum_whole_seconds(all, entry.channels.len());
+    for (first, last) in overlaps(spans) {
+        // A cached day's span is the whole day's: only the window's part is read.
+        let (first, last) = (first.max(from), last.min(to - 1));
+        if first > last {
+            continue;
+        }
         let mut rows = match &source.cache {
             Some(cache_dir) => cache::read_seconds(
                 cache_dir,
@@ -142,16 +142,42 @@ pub fn node_power_seconds(
                 .filter(|r| (first..=last).contains(&r.second))
                 .cloned(),
         );
-        let wanted: BTreeSet<i64> = duplicated.into_iter().collect();
-        read.merged_seconds = wanted.len() as u64;
-        seconds.extend(
-            whole_node_seconds(&rows, &entry.channels)
-                .into_iter()
-                .filter(|(second, _)| wanted.contains(second)),
-        );
-        seconds.sort_by_key(|(second, _)| *second);
+        read.merged_seconds += seconds_in_two_files(&mut rows);
+        seconds.retain(|(second, _)| !(first..=last).contains(second));
+        seconds.extend(whole_node_seconds(&rows, &entry.channels));
     }
+    seconds.sort_by_key(|(second, _)| *second);
     Ok((seconds, read))
+}
+
+/// Sort `rows` by plug then second, and count the seconds where a plug has two rows (from
+/// two days' files).
+fn seconds_in_two_files(rows: &mut [SecondRow]) -> u64 {
+    rows.sort_by_key(|r| (r.plug, r.second));
+    let seconds: BTreeSet<i64> = rows
+        .windows(2)
+        .filter(|w| (w[0].plug, w[0].second) == (w[1].plug, w[1].second))
+        .map(|w| w[0].second)
+        .collect();
+    seconds.len() as u64
+}
+
+/// The ranges of seconds (inclusive) that more than one of the files' spans cover.
+fn overlaps(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    spans.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    let mut reach: Option<i64> = None;
+    for (first, last) in spans {
+        if let Some(end) = reach.filter(|end| first <= *end) {
+            let range = (first, last.min(end));
+            match out.last_mut() {
+                Some(prev) if range.0 <= prev.1 + 1 => prev.1 = prev.1.max(range.1),
+                _ => out.push(range),
+            }
+        }
+        reach = Some(reach.map_or(last, |end| end.max(last)));
+    }
+    out
 }
 
 /// Where each day of a window is read from.
@@ -160,6 +186,8 @@ struct Days {
     cached: Vec<NaiveDate>,
     /// Archives of the other days that exist.
     archives: Vec<PathBuf>,
+    /// The first and last second of each cached day.
+    spans: Vec<(i64, i64)>,
 }
 
 /// Which days of `[from, to)` the cache holds and which archives hold the others; the cache's
@@ -177,6 +205,7 @@ fn plan_days(
     let mut days = Days {
         cached: Vec::new(),
         archives: Vec::new(),
+        spans: Vec::new(),
     };
     let Some((first, last)) = archive_date_span(from, to, rotation_hour) else {
         return Ok(days);
@@ -202,6 +231,7 @@ fn plan_days(
                     .to_string(),
             );
             days.cached.push(date);
+            days.spans.extend(day.first_second.zip(day.last_second));
             found.insert(date);
         }
     }
@@ -284,7 +314,7 @@ fn read_archive(
     from: i64,
     to: i64,
     out: &mut NodeSeconds,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<(i64, i64)>> {
     let name = path.display().to_string();
     let mut per_second: Option<PerSecond> = None;
     let mut header_error: Option<String> = None;
@@ -309,9 +339,12 @@ fn read_archive(
     out.skipped_frames += stats.invalid_frames;
     out.unreadable_lines += stats.bad_lines;
     out.clock_steps_back += stats.clock_steps_back;
+    let before = out.rows.len();
     out.rows.extend(per_second.iter().flat_map(PerSecond::rows));
     out.archives_read.push(name);
-    Ok(())
+    let added = &out.rows[before..];
+    let first = added.iter().map(|r| r.second).min();
+    Ok(first.zip(added.iter().map(|r| r.second).max()))
 }
 
 /// Energy in J over `[from_ms, to_ms)`: each second's node power (`whole_node_seconds`: its
@@ -457,5 +490,25 @@ mod tests {
         gap.retain(|r| !(r.second == 13 && r.plug == 2));
         let (j, covered) = energy_in_window(&whole_node_seconds(&gap, &[1, 2]), 12_000, 15_000);
         assert_eq!((j, covered), (300.0, 2.0));
+    }
+
+    #[test]
+    fn overlapping_spans() {
+        assert_eq!(overlaps(vec![(0, 10), (20, 30)]), []);
+        assert_eq!(overlaps(vec![(20, 30), (0, 20)]), [(20, 20)]);
+        assert_eq!(overlaps(vec![(0, 10), (5, 30), (8, 40)]), [(5, 30)]);
+    }
+
+    /// Plug 1's second in two days' files and plug 2's in neither: not a whole second, where
+    /// the two columns alone counted two entries for two plugs as one.
+    #[test]
+    fn a_plug_twice_and_another_missing_is_not_whole() {
+        let rows = vec![
+            row(7, 1, 100.0),
+            row(7, 1, 110.0),
+            row(8, 1, 100.0),
+            row(8, 2, 50.0),
+        ];
+        assert_eq!(whole_node_seconds(&rows, &[1, 2]), [(8, 150.0)]);
     }
 }
