@@ -94,7 +94,7 @@ pub fn parse_span(text: &str) -> Result<i64, String> {
     }
     let too_long = || {
         format!(
-            "{t:?} is longer than the accepted range ({RANGE}: {} days)",
+            "{t:?} is longer than the accepted range, {RANGE}, of {} days",
             LONGEST_SPAN_S / 86_400
         )
     };

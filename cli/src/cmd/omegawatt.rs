@@ -670,7 +670,13 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 )?;
             }
             for a in &report.archives_missing {
-                writeln!(out, "  Missing     {a} (that day is not covered)")?;
+                // A run of days reads "A to B (N days)"; a single day, its archive's name.
+                let what = if a.ends_with(" days)") {
+                    "those days are not covered"
+                } else {
+                    "that day is not covered"
+                };
+                writeln!(out, "  Missing     {a}: {what}")?;
             }
         }
     }
