@@ -76,7 +76,18 @@ fn one_recording(rec: &NodeRecording, from: i64, to: i64) -> BTreeMap<i64, Senso
             wanted.then(|| Some((kind, s.column(&energy_column(c))?)))?
         })
         .collect();
-    for (a, b) in s.rows.pairs() {
+    // A reading no counter can make (`counter::periods`) gives its two periods no energy,
+    // rather than a second of any power.
+    let impossible: Vec<std::collections::BTreeSet<usize>> = channels
+        .iter()
+        .map(|(_, column)| {
+            aipm_recording::counter::periods(&s.rows, time, *column)
+                .impossible
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    for (i, (a, b)) in s.rows.pairs().enumerate() {
         let (Some(t0), Some(t1)) = (a.get(time), b.get(time)) else {
             continue;
         };
@@ -84,7 +95,10 @@ fn one_recording(rec: &NodeRecording, from: i64, to: i64) -> BTreeMap<i64, Senso
             continue;
         }
         let mut joules = [0.0f64; 3];
-        for (kind, column) in &channels {
+        for ((kind, column), impossible) in channels.iter().zip(&impossible) {
+            if impossible.contains(&i) || impossible.contains(&(i + 1)) {
+                continue;
+            }
             let Some(d) = b
                 .get(*column)
                 .zip(a.get(*column))
@@ -373,5 +387,28 @@ mod tests {
         let flags: Vec<&str> = out.iter().map(|b| b.flag.as_str()).collect();
         assert_eq!(flags, ["", "", "psu-share", ""]);
         assert!((out[0].psu_shares[0] - 0.3).abs() < 1e-9);
+    }
+
+    /// A package counter that reads 2^64 - 2 for one sample: no second of exawatts.
+    #[test]
+    fn a_reading_no_counter_can_make_gives_no_power() {
+        let mut text = "time_unix_ms,rapl:package-0:energy_uj,rapl:package-0:raw\n".to_string();
+        for k in 0..10u64 {
+            let energy = if k == 5 { u64::MAX - 1 } else { k * 40_000_000 };
+            text.push_str(&format!("{},{energy},0\n", 1_000_000 + k * 1000));
+        }
+        let rec = crate::spool::NodeRecording {
+            meta: aipm_recording::meta::Meta::default(),
+            samples: aipm_recording::samples::Samples::parse(&text).unwrap(),
+            samples_path: std::path::PathBuf::new(),
+            claims: Vec::new(),
+            samples_missing: false,
+        };
+        let seconds = sensor_seconds(&[rec], 0, 2000);
+        assert!(
+            seconds.values().all(|v| v.cpu_j <= 40.0 + 1e-9),
+            "{seconds:?}"
+        );
+        assert!(seconds.values().filter(|v| v.cpu_j > 0.0).count() >= 7);
     }
 }
