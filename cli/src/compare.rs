@@ -76,7 +76,18 @@ fn one_recording(rec: &NodeRecording, from: i64, to: i64) -> BTreeMap<i64, Senso
             wanted.then(|| Some((kind, s.column(&energy_column(c))?)))?
         })
         .collect();
-    for (a, b) in s.rows.pairs() {
+    // A reading no counter can make (`counter::periods`) gives its two periods no energy,
+    // rather than a second of any power.
+    let impossible: Vec<std::collections::BTreeSet<usize>> = channels
+        .iter()
+        .map(|(_, column)| {
+            aipm_recording::counter::periods(&s.rows, time, *column)
+                .impossible
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    for (i, (a, b)) in s.rows.pairs().enumerate() {
         let (Some(t0), Some(t1)) = (a.get(time), b.get(time)) else {
             continue;
         };
@@ -84,7 +95,10 @@ fn one_recording(rec: &NodeRecording, from: i64, to: i64) -> BTreeMap<i64, Senso
             continue;
         }
         let mut joules = [0.0f64; 3];
-        for (kind, column) in &channels {
+        for ((kind, column), impossible) in channels.iter().zip(&impossible) {
+            if impossible.contains(&i) || impossible.contains(&(i + 1)) {
+                continue;
+            }
             let Some(d) = b
                 .get(*column)
                 .zip(a.get(*column))
@@ -136,8 +150,12 @@ pub struct Bin {
     /// Wall over sensors, on the seconds both saw (at least a minute of them, or the whole bin).
     pub ratio: Option<f64>,
     /// `wall-below-sensors` (impossible: a mis-wired channel or a wrong map), `drift` (the
-    /// ratio strays from the node's usual one: a sensor or a channel to check), or empty.
+    /// ratio strays from the node's usual one: a sensor or a channel to check),
+    /// `psu-share` (a PSU's share of the wall power strays from its usual one), or empty.
     pub flag: String,
+    /// Each PSU's share of the node's wall power over the bin, in the channel map's order
+    /// (empty without wall data).
+    pub psu_shares: Vec<f64>,
 }
 
 /// How far a bin's ratio may stray from the node's median before it is flagged.
@@ -153,6 +171,19 @@ pub fn bins(
     let mut out = Vec::new();
     let mut start = from;
     while start < to {
+        // Bins without any data are left out (the caller counts them), so that a window of
+        // years over a day of data costs a day's bins.
+        let next_data = [
+            sensors.range(start..).next().map(|(s, _)| *s),
+            wall.range(start..).next().map(|(s, _)| *s),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next_data {
+            Some(second) if second < to => start += (second - start) / every * every,
+            _ => break,
+        }
         let end = (start + every).min(to);
         let length = (end - start) as f64;
         let seen: Vec<(&i64, &SensorSecond)> = sensors
@@ -189,6 +220,7 @@ pub fn bins(
             wall_w,
             ratio: ratio.filter(|r| r.is_finite()),
             flag: String::new(),
+            psu_shares: Vec::new(),
         });
         start = end;
     }
@@ -196,11 +228,60 @@ pub fn bins(
     out
 }
 
+/// How many bins of `every` seconds `[from, to)` makes: the bins `bins` left out are the
+/// others.
+pub fn bin_count(from: i64, to: i64, every: i64) -> u64 {
+    ((to - from).max(0) as u64).div_ceil(every.max(1) as u64)
+}
+
 /// The node's usual wall / sensors ratio: the median over the bins that have one.
 pub fn median_ratio(bins: &[Bin]) -> Option<f64> {
     let mut ratios: Vec<f64> = bins.iter().filter_map(|b| b.ratio).collect();
     ratios.sort_by(f64::total_cmp);
     ratios.get(ratios.len() / 2).copied()
+}
+
+/// Each PSU's share of the wall power per bin (on the seconds every PSU has), and a
+/// `psu-share` flag on a bin not flagged otherwise where a share strays more than [`DRIFT`]
+/// from that PSU's median: a channel reading 30% high on a PSU that carries a third of the
+/// node moves the node's ratio by less than the drift rule sees, its share by more.
+pub fn flag_psu_shares(bins: &mut [Bin], psus: &[BTreeMap<i64, f64>]) {
+    if psus.len() < 2 {
+        return;
+    }
+    for b in bins.iter_mut() {
+        let mut sums = vec![0.0; psus.len()];
+        for (second, first) in psus[0].range(b.start_unix_s..b.end_unix_s) {
+            let rest: Option<Vec<f64>> = psus[1..].iter().map(|p| p.get(second).copied()).collect();
+            if let Some(rest) = rest {
+                for (sum, w) in sums.iter_mut().zip(std::iter::once(*first).chain(rest)) {
+                    *sum += w;
+                }
+            }
+        }
+        let total: f64 = sums.iter().sum();
+        if total > 0.0 {
+            b.psu_shares = sums.iter().map(|w| w / total).collect();
+        }
+    }
+    let medians: Vec<Option<f64>> = (0..psus.len())
+        .map(|i| {
+            let mut shares: Vec<f64> = bins
+                .iter()
+                .filter_map(|b| b.psu_shares.get(i).copied())
+                .collect();
+            shares.sort_by(f64::total_cmp);
+            shares.get(shares.len() / 2).copied()
+        })
+        .collect();
+    for b in bins.iter_mut().filter(|b| b.flag.is_empty()) {
+        let strays = b.psu_shares.iter().zip(&medians).any(|(share, median)| {
+            median.is_some_and(|m| m > 0.0 && (share / m - 1.0).abs() > DRIFT)
+        });
+        if strays {
+            b.flag = "psu-share".into();
+        }
+    }
 }
 
 /// Flag each bin against the node's median ratio.
@@ -267,5 +348,67 @@ mod tests {
         assert_eq!(b[0].ratio, None);
         assert_eq!(b[0].sensor_coverage, 0.3);
         assert_eq!(b[0].sensors_w, Some(100.0));
+    }
+
+    /// Centuries in one-second bins over two minutes of data: the data's bins, in order, and
+    /// the empty ones counted, not built.
+    #[test]
+    fn empty_bins_cost_nothing() {
+        let t = 1_700_000_000;
+        let sensors = sensors(t..t + 60, 100.0);
+        let wall: BTreeMap<i64, f64> = (t + 30..t + 120).map(|s| (s, 150.0)).collect();
+        let (from, to) = (0, crate::window::LATEST_S);
+        let out = bins(&sensors, &wall, from, to, 1);
+        assert_eq!(out.len(), 120);
+        assert_eq!(out[0].start_unix_s, t);
+        assert_eq!(out[119].end_unix_s, t + 120);
+        assert_eq!(
+            bin_count(from, to, 1) - out.len() as u64,
+            7_258_118_400 - 120
+        );
+        // Bins stay aligned on --from.
+        let out = bins(&sensors, &wall, 7, to, 3600);
+        assert_eq!(out[0].start_unix_s, 7 + (t - 7) / 3600 * 3600);
+    }
+
+    /// Two PSUs carrying 30% and 70% of a node; in the third bin the first reads 30% high:
+    /// the node's ratio moves by 9% (under the drift rule), the PSU's share by 19%.
+    #[test]
+    fn a_psu_reading_high_is_flagged_by_its_share() {
+        let s = sensors(0..400, 100.0);
+        let low: BTreeMap<i64, f64> = (0..400)
+            .map(|t| (t, if (200..300).contains(&t) { 39.0 } else { 30.0 }))
+            .collect();
+        let high: BTreeMap<i64, f64> = (0..400).map(|t| (t, 70.0)).collect();
+        let wall: BTreeMap<i64, f64> = (0..400).map(|t| (t, low[&t] + high[&t])).collect();
+        let mut out = bins(&s, &wall, 0, 400, 100);
+        assert!(out.iter().all(|b| b.flag.is_empty()), "{out:?}");
+        flag_psu_shares(&mut out, &[low, high]);
+        let flags: Vec<&str> = out.iter().map(|b| b.flag.as_str()).collect();
+        assert_eq!(flags, ["", "", "psu-share", ""]);
+        assert!((out[0].psu_shares[0] - 0.3).abs() < 1e-9);
+    }
+
+    /// A package counter that reads 2^64 - 2 for one sample: no second of exawatts.
+    #[test]
+    fn a_reading_no_counter_can_make_gives_no_power() {
+        let mut text = "time_unix_ms,rapl:package-0:energy_uj,rapl:package-0:raw\n".to_string();
+        for k in 0..10u64 {
+            let energy = if k == 5 { u64::MAX - 1 } else { k * 40_000_000 };
+            text.push_str(&format!("{},{energy},0\n", 1_000_000 + k * 1000));
+        }
+        let rec = crate::spool::NodeRecording {
+            meta: aipm_recording::meta::Meta::default(),
+            samples: aipm_recording::samples::Samples::parse(&text).unwrap(),
+            samples_path: std::path::PathBuf::new(),
+            claims: Vec::new(),
+            samples_missing: false,
+        };
+        let seconds = sensor_seconds(&[rec], 0, 2000);
+        assert!(
+            seconds.values().all(|v| v.cpu_j <= 40.0 + 1e-9),
+            "{seconds:?}"
+        );
+        assert!(seconds.values().filter(|v| v.cpu_j > 0.0).count() >= 7);
     }
 }

@@ -13,6 +13,8 @@ pub mod power;
 pub mod report;
 pub mod spool;
 pub mod system_user;
+pub mod text_file;
+pub mod window;
 
 use std::process::ExitCode;
 

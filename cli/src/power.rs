@@ -2,10 +2,12 @@
 //! powers come from.
 
 use aipm_recording::attribution::{channel_kind, ChannelKind};
+use aipm_recording::counter;
 use aipm_recording::samples::{channels_of_header, energy_column, Samples, TIME_COLUMN};
 
 /// One channel's power between consecutive samples: `(mid-point in Unix s, W)`. An interval
-/// whose counter is missing or went backwards (a reset) is left out.
+/// whose counter is missing, went backwards (a reset) or touches a reading no counter can
+/// make is left out.
 pub fn channel_power(s: &Samples, channel: &str) -> Vec<(f64, f64)> {
     channels_power(s, &[channel]).collect()
 }
@@ -18,7 +20,8 @@ pub fn channel_peak_power(s: &Samples, channel: &str) -> f64 {
 }
 
 /// The summed power of `channels` between consecutive samples, in one pass; an interval
-/// where any of them is missing or went backwards is left out.
+/// where any of them is missing or went backwards is left out, and one much shorter than the
+/// recording's usual interval is merged into the one before it (`boundaries`).
 fn channels_power<'a>(s: &'a Samples, channels: &[&str]) -> impl Iterator<Item = (f64, f64)> + 'a {
     let time = s.column(TIME_COLUMN);
     let columns: Option<Vec<usize>> = channels
@@ -27,7 +30,18 @@ fn channels_power<'a>(s: &'a Samples, channels: &[&str]) -> impl Iterator<Item =
         .collect();
     let readable = time.zip(columns);
     readable.into_iter().flat_map(move |(time, columns)| {
-        s.rows.pairs().filter_map(move |(a, b)| {
+        // A reading no counter can make would draw a spike (or a hole) of any height.
+        let impossible: std::collections::BTreeSet<usize> = columns
+            .iter()
+            .flat_map(|&c| counter::periods(&s.rows, time, c).impossible)
+            .collect();
+        let rows = boundaries(s, time);
+        let pairs: Vec<(usize, usize)> = rows.windows(2).map(|w| (w[0], w[1])).collect();
+        pairs.into_iter().filter_map(move |(i, j)| {
+            if impossible.contains(&i) || impossible.contains(&j) {
+                return None;
+            }
+            let (a, b) = (s.rows.get(i)?, s.rows.get(j)?);
             let (t0, t1) = (a.get(time)?, b.get(time)?);
             let d_uj = columns
                 .iter()
@@ -39,6 +53,35 @@ fn channels_power<'a>(s: &'a Samples, channels: &[&str]) -> impl Iterator<Item =
             })
         })
     })
+}
+
+/// The rows that bound the power intervals: every row, except that an interval shorter than
+/// half the recording's median interval (a last sample taken 4 ms after the one before)
+/// ends the interval before it instead. Over so short a time the counter's update
+/// granularity, not the power, makes the figure: a steady 40 W read as 101 W.
+fn boundaries(s: &Samples, time: usize) -> Vec<usize> {
+    let times: Vec<(usize, u64)> = s
+        .rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r.get(time)?)))
+        .collect();
+    let mut steps: Vec<u64> = times
+        .windows(2)
+        .map(|w| w[1].1.saturating_sub(w[0].1))
+        .collect();
+    steps.sort_unstable();
+    let shortest = steps.get(steps.len() / 2).map_or(0, |median| median / 2);
+    let mut kept: Vec<(usize, u64)> = Vec::with_capacity(times.len());
+    for (i, t) in times {
+        match kept.last() {
+            Some(&(_, last)) if t.saturating_sub(last) < shortest && kept.len() > 1 => {
+                *kept.last_mut().expect("a row kept") = (i, t);
+            }
+            _ => kept.push((i, t)),
+        }
+    }
+    kept.into_iter().map(|(i, _)| i).collect()
 }
 
 /// The node's power per component, as people group it: CPU packages (summed), DRAM
@@ -90,5 +133,22 @@ mod tests {
         assert_eq!(parts.len(), 1, "core is inside package-0: {parts:?}");
         assert_eq!(parts[0].0, "CPU packages");
         assert_eq!(parts[0].1, [(1.5, 40.0), (3.0, 40.0)]);
+    }
+
+    /// A steady 40 W sampled every 500 ms with a last sample 4 ms after the one before,
+    /// whose counter moved by one 1 ms update of 101 W: no 101 W peak.
+    #[test]
+    fn an_interval_far_shorter_than_the_others_is_merged() {
+        let mut text = "time_unix_ms,rapl:package-0:energy_uj,rapl:package-0:raw\n".to_string();
+        for k in 0..=12u64 {
+            text.push_str(&format!("{},{},0\n", k * 500, k * 20_000_000));
+        }
+        text.push_str(&format!("{},{},0\n", 6004, 12 * 20_000_000 + 404_000));
+        let s = Samples::parse(&text).unwrap();
+        let peak = channel_peak_power(&s, "rapl:package-0");
+        assert!((40.0..41.0).contains(&peak), "{peak}");
+        let points = channel_power(&s, "rapl:package-0");
+        assert_eq!(points.len(), 12);
+        assert_eq!(points[11].0, (5500.0 + 6004.0) / 2000.0);
     }
 }

@@ -318,6 +318,18 @@ fn notes(
         );
     }
     for c in &attribution.channels {
+        if c.impossible_readings > 0 {
+            let first = c
+                .first_impossible_ms
+                .map(aipm_recording::time::format_utc)
+                .unwrap_or_default();
+            notes.push(format!(
+                "{}: {} reading(s) that no counter can make (going back, or faster than {} kW), first at {first}: left out, the energy counted across them",
+                c.channel,
+                c.impossible_readings,
+                aipm_recording::counter::MAX_CHANNEL_W / 1000
+            ));
+        }
         if c.periods_without_share > 0 {
             notes.push(format!(
                 "{}: {} period(s) without the inputs of the attribution; their energy is left unattributed",
@@ -416,6 +428,7 @@ mod tests {
             samples: Samples::parse(&text).unwrap(),
             samples_path: "n.samples.csv".into(),
             claims: Vec::new(),
+            samples_missing: false,
         }
     }
 
@@ -454,6 +467,7 @@ mod tests {
             samples: Samples::parse(&text).unwrap(),
             samples_path: "n.samples.csv".into(),
             claims: Vec::new(),
+            samples_missing: false,
         }
     }
 
@@ -499,6 +513,7 @@ mod tests {
             samples: Samples::parse(&text).unwrap(),
             samples_path: "n.samples.csv".into(),
             claims: Vec::new(),
+            samples_missing: false,
         };
         let notes = NodeReport::from_recording(&rec).notes;
         assert_eq!(
@@ -538,6 +553,7 @@ mod tests {
             samples: Samples::parse(&text).unwrap(),
             samples_path: "n.samples.csv".into(),
             claims: Vec::new(),
+            samples_missing: false,
         };
         let report = NodeReport::from_recording(&rec);
         assert_eq!(report.duration_s, 0.0);

@@ -78,6 +78,9 @@ pub struct NodeRecording {
     /// What the metadata file claimed that the file system contradicts, naming the file:
     /// shown as notes, never trusted.
     pub claims: Vec<String>,
+    /// The node's metadata is there but not its samples file: named in `claims`, and
+    /// `job` exits 2 rather than report a node without figures as if it had none.
+    pub samples_missing: bool,
 }
 
 /// A job directory this user may not read: another user's recording (not an error for
@@ -157,20 +160,27 @@ impl OpenJob {
 
     fn read_node(&self, n: &NodeMeta) -> anyhow::Result<NodeRecording> {
         let limit = untrusted::samples_limit(&n.meta, aipm_recording::time::now_unix_ms());
-        let samples = match self.dir.read_samples(&n.node, limit) {
-            Ok(samples) => samples,
+        let samples_path = self.dir.path().join(layout::samples_file_name(&n.node));
+        let mut claims = n.claims.clone();
+        let (samples, samples_missing) = match self.dir.read_samples(&n.node, limit) {
+            Ok(samples) => (samples, false),
             Err(aipm_recording::samples::ReadError::Io { source, .. })
                 if source.kind() == io::ErrorKind::NotFound =>
             {
-                Samples::default()
+                claims.push(format!(
+                    "{}: missing: the node's samples were never written (the recording failed to start there) or were removed; this node has no figures",
+                    samples_path.display()
+                ));
+                (Samples::default(), true)
             }
             Err(e) => return Err(e.into()),
         };
         Ok(NodeRecording {
             meta: n.meta.clone(),
             samples,
-            samples_path: self.dir.path().join(layout::samples_file_name(&n.node)),
-            claims: n.claims.clone(),
+            samples_path,
+            claims,
+            samples_missing,
         })
     }
 }

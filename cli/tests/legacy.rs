@@ -87,3 +87,76 @@ fn a_tree_of_aipowermeter_recordings_is_reported_one_by_one() {
     assert_eq!(none.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&none.stderr).contains("no power_metrics.json"));
 }
+
+/// Issue 16, item 2: time going back, negative and absurd powers are left out and counted
+/// with their line; Python's NaN and Infinity make one value missing, not the whole sample.
+#[test]
+fn samples_that_would_make_negative_energy_are_left_out_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("power_metrics.json");
+    let sample = |time: &str, package: &str, dram: &str| {
+        format!(
+            "{{\"date\": \"2023-07-27 17:21:{time}\", \"metrics\": {{\"cpu\": {{\"intel_power\": {package}, \"total_dram_power\": {dram}, \"psys_power\": -1}}}}}}\n"
+        )
+    };
+    let text = [
+        sample("50.000000", "100", "10"),
+        sample("51.000000", "100", "10"),
+        sample("40.000000", "100", "10"),
+        sample("52.000000", "-300", "10"),
+        sample("53.000000", "-1e300", "10"),
+        sample("54.000000", "NaN", "10"),
+        sample("55.000000", "100", "Infinity"),
+    ]
+    .concat();
+    std::fs::write(&file, text).unwrap();
+    let out = aipm(&[
+        "job",
+        "--legacy",
+        s(&file),
+        "--tz",
+        "UTC",
+        "--format",
+        "json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let r = &json(&out)[0];
+    assert_eq!(r["samples"], 4, "{r}");
+    assert_eq!(r["duration_s"], 5.0);
+    assert_eq!(r["skipped_samples"], 3);
+    let skipped = r["first_skipped"].as_array().unwrap();
+    assert_eq!(skipped[0][0], 3);
+    assert!(
+        skipped[0][1]
+            .as_str()
+            .unwrap()
+            .contains("time goes back 11.000000 s"),
+        "{r}"
+    );
+    assert_eq!(skipped[1][0], 4);
+    assert_eq!(
+        skipped[1][1],
+        "cpu_package power -300 W is not a power (expected 0 to 100000 W)"
+    );
+    assert_eq!(skipped[2][0], 5);
+    assert_eq!(r["non_finite_values"], 2);
+    assert_eq!(r["first_non_finite_line"], 6);
+    assert!(r["unreadable_lines"].as_array().unwrap().is_empty());
+    // The package between 50 and 51 s only (54 s has no package power, 55 s no DRAM).
+    assert_eq!(r["energy_j"]["cpu_package"], 100.0);
+    assert_eq!(r["energy_j"]["dram"], 40.0);
+    assert!(
+        err.contains("3 sample(s) left out; first at line 3: time goes back"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 NaN/Infinity value(s) read as missing; first at line 6"),
+        "{err}"
+    );
+    let table = aipm(&["job", "--legacy", s(&file), "--tz", "UTC"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("Note          3 sample(s) left out, first at line 3: time goes back"),
+        "{text}"
+    );
+}

@@ -389,3 +389,80 @@ fn grid5000_hourly_files_plain_and_gzipped() {
         assert!((wh - 141.813 * 60.0 / 3600.0).abs() < 1e-9, "{wh}");
     }
 }
+
+/// Issue 16, item 6: `ingest` stopped while it closed a day (the raw text moved aside as
+/// `.closing_…`, a broken `.partial`): the restart finishes that archive; a stop after the
+/// archive was written and before the raw copy was removed leaves no duplicate.
+#[test]
+fn a_restart_finishes_the_day_a_stop_left_half_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let closing = dir.join(".closing_11_16_2023_USB0.zip");
+    // 2023-11-16 06:58 UTC, a minute at 100 Hz: the end of the 16th's archive.
+    std::fs::write(&closing, generated_stream("1700117880", "60")).unwrap();
+    let partial = dir.join("11_16_2023_USB0.zip.partial");
+    std::fs::write(&partial, b"PK\x03\x04 cut short").unwrap();
+    let shown = ingest(dir, b"");
+    let archive = dir.join("11_16_2023_USB0.zip");
+    assert!(shown.contains("closed"), "{shown}");
+    assert_eq!(frames_in(&archive), (6000, 0));
+    assert!(!closing.exists() && !partial.exists());
+
+    // The same raw text again, as if the removal had been missed: the archive holds it.
+    let member = {
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&archive).unwrap()).unwrap();
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(
+            &mut zip.by_name("log_omegawatt_of_the_day").unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        text
+    };
+    std::fs::write(&closing, member).unwrap();
+    ingest(dir, b"");
+    assert!(!closing.exists());
+    assert!(!dir.join("11_16_2023_USB0.1.zip").exists());
+}
+
+/// SIGTERM (systemd's stop) ends the reading but not the day being closed: the process
+/// finishes the archive and exits 0, instead of dying with the day half compressed.
+#[test]
+fn sigterm_lets_the_closing_day_finish() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut child = Command::new(BIN)
+        .args(["omegawatt", "ingest", "--port", "USB0", "--dir"])
+        .arg(dir)
+        .env("TZ", "UTC")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // 06:59:00 to 07:01:00 UTC: the 16th is closed at 07:00.
+    stdin
+        .write_all(&generated_stream("1700117940", "120"))
+        .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{:?}: {err}", out.status);
+    assert!(
+        err.contains("stopping: finishing the days being closed first"),
+        "{err}"
+    );
+    let archive = dir.join("11_16_2023_USB0.zip");
+    assert_eq!(frames_in(&archive), (6000, 0));
+    assert!(!dir.join(".closing_11_16_2023_USB0.zip").exists());
+}

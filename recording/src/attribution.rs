@@ -14,8 +14,10 @@
 //! What is not the job's is kept as `unattributed`: idle power, other jobs, the system.
 //! For every channel, job + unattributed = node, to rounding.
 
+use crate::counter;
 use crate::samples::{
-    self, Row, Samples, CPU_COLUMN, MEM_COLUMN, NODE_BUSY_COLUMN, NODE_JOBS_COLUMN, NODE_MEM_COLUMN,
+    self, Row, Samples, CPU_COLUMN, MEM_COLUMN, NODE_BUSY_COLUMN, NODE_JOBS_COLUMN,
+    NODE_MEM_COLUMN, TIME_COLUMN,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +78,10 @@ pub struct ChannelShare {
     /// Periods whose share could not be computed (an input missing): their energy is
     /// unattributed.
     pub periods_without_share: usize,
+    /// Readings of the counter that no counter can make (`counter::periods`): left out,
+    /// the energy taken across them; the first one's time.
+    pub impossible_readings: usize,
+    pub first_impossible_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +147,7 @@ impl GpuColumns {
 
 pub fn attribute(s: &Samples) -> Attribution {
     let col = |name: &str| s.column(name);
+    let time = col(TIME_COLUMN);
     let (job_cpu, busy, job_mem, node_mem, jobs) = (
         col(CPU_COLUMN),
         col(NODE_BUSY_COLUMN),
@@ -183,6 +190,10 @@ pub fn attribute(s: &Samples) -> Attribution {
             let kind = channel_kind(&channel);
             let energy = s.column(&samples::energy_column(&channel));
             let gpu = (kind == ChannelKind::Gpu).then(|| GpuColumns::of(s, &channel));
+            let periods = match (time, energy) {
+                (Some(time), Some(energy)) => counter::periods(&s.rows, time, energy),
+                _ => counter::CounterPeriods::default(),
+            };
             let mut share = ChannelShare {
                 channel,
                 kind,
@@ -190,8 +201,16 @@ pub fn attribute(s: &Samples) -> Attribution {
                 job_uj: 0.0,
                 unattributed_uj: 0.0,
                 periods_without_share: 0,
+                impossible_readings: periods.impossible.len(),
+                first_impossible_ms: periods
+                    .impossible
+                    .first()
+                    .and_then(|&i| value(s.rows.get(i)?, time)),
             };
-            for (a, b) in s.rows.pairs() {
+            for &(a, b) in &periods.pairs {
+                let (Some(a), Some(b)) = (s.rows.get(a), s.rows.get(b)) else {
+                    continue;
+                };
                 let Some(d_energy) = value(b, energy)
                     .zip(value(a, energy))
                     .and_then(|(b, a)| b.checked_sub(a))

@@ -5,6 +5,7 @@
 
 pub mod attribution;
 pub mod config;
+pub mod counter;
 mod fast_row;
 pub mod layout;
 pub mod meta;

@@ -450,7 +450,9 @@ impl Parser {
     }
 
     fn header(&mut self, line: &[u8]) -> Result<(), String> {
-        let header = String::from_utf8_lossy(line);
+        // A file saved by a spreadsheet or an editor on Windows: a UTF-8 BOM, CRLF lines.
+        let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        let header = String::from_utf8_lossy(without_cr(line));
         if !header.starts_with(TIME_COLUMN) {
             return Err(header.chars().take(80).collect());
         }
@@ -465,7 +467,7 @@ impl Parser {
 
     fn careful_row(&mut self, line: &[u8]) {
         let width = self.samples.columns.len();
-        match parse_row(&String::from_utf8_lossy(line), width) {
+        match parse_row(&String::from_utf8_lossy(without_cr(line)), width) {
             Ok(row) => self.samples.rows.push(&row),
             Err(reason) => self.samples.bad_lines.push(BadLine {
                 line: self.lines_seen,
@@ -479,6 +481,11 @@ impl Parser {
         self.samples.truncated_tail = cut_line;
         self.samples
     }
+}
+
+/// A line without the carriage return of a CRLF ending.
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
@@ -498,10 +505,23 @@ fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
     for (i, field) in line.split(',').enumerate() {
         row.push(match field {
             "" if i > 0 => None,
-            f => Some(parse_u64(f).ok_or_else(|| {
-                let found = crate::untrusted::cut(f, 80);
-                format!("field {}: expected an integer, found {found:?}", i + 1)
-            })?),
+            f => Some(match parse_u64(f) {
+                // The largest u64 marks an absent value in memory: no sampler writes it.
+                Some(u64::MAX) => {
+                    return Err(format!(
+                        "field {}: {f} is no reading (expected an integer below 2^64 - 1)",
+                        i + 1
+                    ))
+                }
+                Some(v) => v,
+                None => {
+                    let found = crate::untrusted::cut(f, 80);
+                    return Err(format!(
+                        "field {}: expected an integer, found {found:?}",
+                        i + 1
+                    ));
+                }
+            }),
         });
     }
     Ok(row)
@@ -610,6 +630,19 @@ mod tests {
         let samples = Samples::parse(&text).unwrap();
         let reason = &samples.bad_lines[0].reason;
         assert!(reason.starts_with("field 2: expected an integer") && reason.len() < 150);
+    }
+
+    /// A samples file saved on Windows (a UTF-8 BOM, CRLF lines) reads as the original.
+    #[test]
+    fn a_bom_and_crlf_lines_are_accepted() {
+        let mut text = header_line(&channels(), &gauges());
+        for t in [1000, 2000, 3000] {
+            row(t).format_into(&mut text);
+        }
+        let windows = format!("\u{feff}{}", text.replace('\n', "\r\n"));
+        let read = Samples::parse(&windows).unwrap();
+        assert!(read.bad_lines.is_empty(), "{:?}", read.bad_lines);
+        assert_eq!(read, Samples::parse(&text).unwrap());
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::compare::{bins, median_ratio, sensor_seconds, Bin};
-use crate::export::parse_span;
-use crate::omegawatt::days::parse_time;
-use crate::omegawatt::wall::node_power_seconds;
+use crate::compare::{bin_count, bins, flag_psu_shares, median_ratio, sensor_seconds, Bin};
+use crate::omegawatt::seconds::{plug_seconds, whole_node_seconds};
+use crate::omegawatt::wall::node_seconds;
 use crate::output::{write_json, Format};
 use crate::spool::node_recordings;
+use crate::window::parse_span;
+use crate::window::parse_time;
 
 /// Compare what RAPL and NVML saw of whole nodes with what the wall meter saw, bin by bin.
 ///
@@ -20,8 +21,10 @@ use crate::spool::node_recordings;
 /// and their ratio wall / (RAPL + NVML) on the seconds both saw. The wall sees more (power
 /// supplies, fans, disks, network): a ratio that strays from the node's usual one by more
 /// than 15% is flagged `drift` (a failing sensor, a channel moved), one below 1
-/// `wall-below-sensors` (a mis-wired channel or a wrong map). Exits with 1 when a bin is
-/// flagged.
+/// `wall-below-sensors` (a mis-wired channel or a wrong map); a bin where one PSU's share of
+/// the wall power strays more than 15% from its usual share is flagged `psu-share` (one PSU's
+/// channel reading wrong). Bins without any data are counted, not listed. Exits with 1 when
+/// a bin is flagged.
 ///
 /// Example: `aipm-analyze compare --nodes n51,n52 --from "2023-11-16 08:00" --to "2023-11-17 08:00" --every 1h --wall-map channels.toml --wall-cache /data/omegawatt-cache`
 #[derive(Debug, clap::Args)]
@@ -62,6 +65,8 @@ struct NodeComparison {
     /// The node's usual wall / (RAPL + NVML) over the window (median of the bins).
     median_ratio: Option<f64>,
     flagged_bins: usize,
+    /// Bins of the window without any data (no recording, no wall data), not listed.
+    empty_bins: u64,
     wall_missing: Vec<String>,
     bins: Vec<BinReport>,
 }
@@ -75,8 +80,9 @@ struct BinReport {
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    if args.to <= args.from || args.every <= 0 {
-        anyhow::bail!("--to must be after --from, and --every longer than 0 s");
+    crate::window::check_window(args.from, args.to, "--from", "--to")?;
+    if args.every <= 0 {
+        anyhow::bail!("--every must be longer than 0 s");
     }
     if let Some(path) = &args.plot {
         crate::plot::format_of(path)?;
@@ -97,7 +103,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let recordings =
             node_recordings(&spool, node, args.from as u64 * 1000, args.to as u64 * 1000)?;
         let sensors = sensor_seconds(&recordings, args.from, args.to);
-        let (wall, read) = node_power_seconds(
+        let mut read = node_seconds(
             node,
             entry,
             &source,
@@ -105,8 +111,22 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             args.to,
             args.wall.rotation_hour,
         )?;
-        let wall: std::collections::BTreeMap<i64, f64> = wall.into_iter().collect();
-        let node_bins = bins(&sensors, &wall, args.from, args.to, args.every);
+        let rows = std::mem::take(&mut read.rows);
+        let wall: std::collections::BTreeMap<i64, f64> = whole_node_seconds(&rows, &entry.channels)
+            .into_iter()
+            .collect();
+        // Each PSU's seconds, for its share of the node's power.
+        let psus: Vec<std::collections::BTreeMap<i64, f64>> = entry
+            .channels
+            .iter()
+            .map(|c| {
+                plug_seconds(rows.iter().filter(|r| r.plug == *c), &[*c])
+                    .into_iter()
+                    .collect()
+            })
+            .collect();
+        let mut node_bins = bins(&sensors, &wall, args.from, args.to, args.every);
+        flag_psu_shares(&mut node_bins, &psus);
         if args.plot.is_some() {
             panels.push(panel(node, &sensors, &wall));
         }
@@ -115,6 +135,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             recordings: recordings.len(),
             median_ratio: median_ratio(&node_bins),
             flagged_bins: node_bins.iter().filter(|b| !b.flag.is_empty()).count(),
+            empty_bins: bin_count(args.from, args.to, args.every) - node_bins.len() as u64,
             wall_missing: read.archives_missing,
             bins: node_bins
                 .into_iter()
@@ -231,6 +252,13 @@ fn write_table(nodes: &[NodeComparison], out: &mut impl Write) -> anyhow::Result
                 opt(b.bin.wall_w, 1),
                 opt(b.bin.ratio, 2),
                 b.bin.flag
+            )?;
+        }
+        if n.empty_bins > 0 {
+            writeln!(
+                out,
+                "  {} bin(s) without any data (no recording, no wall data) not listed",
+                n.empty_bins
             )?;
         }
         for m in &n.wall_missing {

@@ -37,7 +37,7 @@ pub struct Args {
     pub legacy: Option<PathBuf>,
 
     /// Time zone of AIPowerMeter's naive dates: local, UTC or an offset such as +01:00.
-    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = parse_zone)]
+    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = parse_zone, allow_hyphen_values = true)]
     pub tz: Zone,
 
     #[command(flatten)]
@@ -139,7 +139,20 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         );
     }
     print_reports(&recordings, reports, args.format, args.units, out)?;
-    Ok(ExitCode::SUCCESS)
+    let missing: Vec<&NodeRecording> = recordings.iter().filter(|r| r.samples_missing).collect();
+    for rec in &missing {
+        eprintln!(
+            "aipm-analyze: {}: missing: node {} of job {} has metadata but no samples",
+            rec.samples_path.display(),
+            rec.meta.node,
+            rec.meta.job_id
+        );
+    }
+    Ok(if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// One panel per node: the node's power per component from the counters, and the wall
@@ -244,6 +257,12 @@ pub fn add_wall(
         .map(|e| e.node_energy_j)
         .sum();
     let unseen_j = energy_j - rapl_nvml_j;
+    if read.clock_steps_back > 0 || read.merged_seconds > 0 {
+        report.notes.push(format!(
+            "the wall meter's clock stepped back {} time(s) in the days read; {} second(s) of the window found in two days' files had their frames merged",
+            read.clock_steps_back, read.merged_seconds
+        ));
+    }
     if covered_s < window_s * 0.99 {
         report.notes.push(format!(
             "the wall meter has data for {covered_s:.0} s of the {window_s:.0} s window: its energy covers that part only"
@@ -615,14 +634,8 @@ fn run_legacy(
         .iter()
         .map(|f| legacy::read(f, zone))
         .collect::<anyhow::Result<_>>()?;
-    for r in &reports {
-        if let Some((line, reason)) = r.unreadable_lines.first() {
-            eprintln!(
-                "aipm-analyze: warning: {}: {} unreadable line(s); first at line {line}: {reason}",
-                r.file,
-                r.unreadable_lines.len()
-            );
-        }
+    for warning in reports.iter().flat_map(LegacyReport::warnings) {
+        eprintln!("aipm-analyze: warning: {warning}");
     }
     let series: Vec<String> = {
         let mut names: Vec<String> = reports
@@ -685,6 +698,20 @@ fn run_legacy(
                 }
                 if r.psys_not_measured > 0 {
                     writeln!(out, "  Note          psys not measured in {} sample(s) (AIPowerMeter's -1), left out", r.psys_not_measured)?;
+                }
+                if let Some((line, why)) = r.first_skipped.first() {
+                    writeln!(
+                        out,
+                        "  Note          {} sample(s) left out, first at line {line}: {why}",
+                        r.skipped_samples
+                    )?;
+                }
+                if let Some(line) = r.first_non_finite_line {
+                    writeln!(
+                        out,
+                        "  Note          {} NaN/Infinity value(s) read as missing, first at line {line}",
+                        r.non_finite_values
+                    )?;
                 }
             }
         }

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::export::summary::JobSummary;
-use crate::omegawatt::days::parse_time;
 use crate::output::{joules, write_json, Format};
 use crate::report::NodeReport;
 use crate::spool::{job_metas, job_recordings};
+use crate::window::parse_time;
 
 /// List a user's recorded jobs over a period, one line each, with their energy and a total.
 ///
@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR", conflicts_with = "state")]
     pub legacy: Option<std::path::PathBuf>,
     /// Time zone of AIPowerMeter's naive dates: local, UTC or an offset such as +01:00.
-    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = super::job::parse_zone)]
+    #[arg(long, value_name = "ZONE", default_value = "local", value_parser = super::job::parse_zone, allow_hyphen_values = true)]
     pub tz: crate::legacy::Zone,
     /// Only jobs in these Slurm states (COMPLETED, FAILED, TIMEOUT, CANCELLED,
     /// OUT_OF_MEMORY…; comma-separated), as Slurm's accounting (`sacct`) gives them.
@@ -72,6 +72,9 @@ pub struct JobLine {
 }
 
 pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    if let (Some(from), Some(to)) = (args.from, args.to) {
+        crate::window::check_window(from, to, "--from", "--to")?;
+    }
     let (lines, source) = match &args.legacy {
         Some(dir) => (legacy_lines(dir, &args)?, dir.display().to_string()),
         None => {
@@ -253,6 +256,9 @@ fn legacy_lines(dir: &std::path::Path, args: &Args) -> anyhow::Result<Vec<JobLin
             continue;
         }
         let r = crate::legacy::read(&file, args.tz)?;
+        for warning in r.warnings() {
+            eprintln!("aipm-analyze: warning: {warning}");
+        }
         let start_ms = r.start_unix_s.map_or(0, |t| (t * 1000.0) as u64);
         let in_window = args.from.is_none_or(|f| start_ms as i64 >= f * 1000)
             && args.to.is_none_or(|t| (start_ms as i64) < t * 1000);

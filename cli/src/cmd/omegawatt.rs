@@ -10,12 +10,12 @@ use serde::Serialize;
 
 use crate::omegawatt::archive::read_log;
 use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::days::parse_time;
 use crate::omegawatt::generate::{self, Faults, Profile, Spec};
 use crate::omegawatt::seconds::{summarize, PerSecond};
 use crate::omegawatt::stream::StreamStats;
 use crate::omegawatt::wall::{node_seconds, NodeSeconds, WallSource};
 use crate::output::{write_json, Format};
+use crate::window::parse_time;
 
 /// Read Omegawatt wall-meter logs and archives.
 #[derive(Debug, clap::Args)]
@@ -127,9 +127,7 @@ pub struct NodeWindow {
 impl NodeWindow {
     /// The node's channels and its per-second data over the window.
     fn read(&self) -> anyhow::Result<(crate::omegawatt::channels::NodeChannels, NodeSeconds)> {
-        if self.to <= self.from {
-            anyhow::bail!("--to must be after --from");
-        }
+        crate::window::check_window(self.from, self.to, "--from", "--to")?;
         let map = ChannelMap::load(&self.map).map_err(anyhow::Error::msg)?;
         let entry = map.node(&self.node).map_err(anyhow::Error::msg)?.clone();
         let source = WallSource {
@@ -214,8 +212,8 @@ pub struct GenerateArgs {
     /// Seconds of data to write.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
-    /// First frame's Unix time.
-    #[arg(long, value_name = "UNIX_S", default_value_t = 1_700_000_000)]
+    /// First frame's time (Unix seconds, or as --from elsewhere).
+    #[arg(long, value_name = "TIME", default_value = "1700000000", value_parser = parse_time)]
     pub start: i64,
     /// A plug's power: PLUG=WATTS or PLUG=FROM..TO (a ramp over the run). Others draw 0 W.
     #[arg(long = "power", value_name = "PLUG=W", value_parser = Profile::parse)]
@@ -259,28 +257,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
 }
 
 fn skipped_line(stats: &StreamStats) -> String {
-    let mut parts = vec![format!("{} invalid frame(s)", stats.invalid_frames)];
-    if stats.bad_lines > 0 {
-        let first = stats
-            .first_bad
-            .first()
-            .map(|(l, r)| format!(" (first at line {l}: {r})"))
-            .unwrap_or_default();
-        parts.push(format!("{} unreadable line(s){first}", stats.bad_lines));
-    }
-    if stats.nan_values > 0 {
-        parts.push(format!("{} nan value(s)", stats.nan_values));
-    }
-    if stats.log_lines > 0 {
-        parts.push(format!("{} log line(s)", stats.log_lines));
-    }
-    if stats.clock_steps_back > 0 {
-        parts.push(format!("{} clock step(s) back", stats.clock_steps_back));
-    }
-    if stats.truncated_last_line {
-        parts.push("last line cut short".into());
-    }
-    parts.join(", ")
+    stats.skipped()
 }
 
 fn head(args: HeadArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
@@ -313,6 +290,10 @@ fn head(args: HeadArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         }
     })?;
     writeln!(out, "{}", args.file.display())?;
+    if plugs.is_empty() {
+        // No frame: the header's plugs, if it had one.
+        plugs = stats.header_plugs.clone().unwrap_or_default();
+    }
     writeln!(
         out,
         "  plugs: {} ({})",
@@ -345,6 +326,10 @@ fn head(args: HeadArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     )?;
     for line in shown {
         writeln!(out, "{line}")?;
+    }
+    if first_last.is_none() {
+        writeln!(out, "  no frame: {}", stats.why_no_frame())?;
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -384,8 +369,9 @@ fn summary(args: SummaryArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
     })?;
     let Some(per_second) = per_second else {
         anyhow::bail!(
-            "{}: no frame found (is it a wattmetre-read log?)",
-            args.file.display()
+            "{}: no frame found (is it a wattmetre-read log?): {}",
+            args.file.display(),
+            stats.why_no_frame()
         );
     };
     // Summed from the per-second statistics directly: a day of 24 plugs is 2 million rows.
@@ -397,9 +383,7 @@ fn summary(args: SummaryArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
         );
     }
     if let (Some(from), Some(to)) = (args.from, args.to) {
-        if to <= from {
-            anyhow::bail!("--to must be after --from");
-        }
+        crate::window::check_window(from, to, "--from", "--to")?;
     }
     for plug in &args.plugs {
         if !all_plugs.contains(plug) {
@@ -577,6 +561,9 @@ struct NodeReport {
     valid_frames: u64,
     skipped_frames: u64,
     unreadable_lines: u64,
+    /// Clock steps back in the days read, and seconds found in two days' files (merged).
+    clock_steps_back: u64,
+    merged_seconds: u64,
     /// Seconds of the window with data on every plug of the node.
     seconds_covered: u64,
     /// Seconds of the window without.
@@ -605,6 +592,8 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         valid_frames: data.valid_frames,
         skipped_frames: data.skipped_frames,
         unreadable_lines: data.unreadable_lines,
+        clock_steps_back: data.clock_steps_back,
+        merged_seconds: data.merged_seconds,
         seconds_covered: s.seconds_covered,
         seconds_uncovered: (w.to - w.from) as u64 - s.seconds_covered,
         energy_wh: s.energy_wh,
@@ -681,7 +670,13 @@ fn node(args: NodeArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 )?;
             }
             for a in &report.archives_missing {
-                writeln!(out, "  Missing     {a} (that day is not covered)")?;
+                // A run of days reads "A to B (N days)"; a single day, its archive's name.
+                let what = if a.ends_with(" days)") {
+                    "those days are not covered"
+                } else {
+                    "that day is not covered"
+                };
+                writeln!(out, "  Missing     {a}: {what}")?;
             }
         }
     }
@@ -702,10 +697,17 @@ fn ingest(args: IngestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         args.rotation_hour,
         args.cache.clone(),
     )?;
+    // A stop (SIGTERM from systemd, SIGINT) must not cut the compression of a closing day:
+    // the signal only ends the reading, and the days being closed are finished first.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+            .context("setting up the stop signals")?;
+    }
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut buf = Vec::with_capacity(4096);
-    loop {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         buf.clear();
         if input.read_until(b'\n', &mut buf).context("reading stdin")? == 0 {
             break;
@@ -714,6 +716,9 @@ fn ingest(args: IngestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             buf.pop();
         }
         ingest.line(&String::from_utf8_lossy(&buf))?;
+    }
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("aipm-analyze: stopping: finishing the days being closed first");
     }
     let lines = ingest.lines;
     for archive in ingest.finish()? {

@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, value_name = "USER")]
     pub user: String,
     /// The month, YYYY-MM (local time); jobs that started in it.
-    #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
+    #[arg(long, value_name = "YYYY-MM", value_parser = crate::window::parse_month)]
     pub month: NaiveDate,
     /// md or html [default: from the -o file's extension, else md].
     #[arg(long, value_enum)]
@@ -43,11 +43,6 @@ pub struct Args {
 pub enum ReportFormat {
     Md,
     Html,
-}
-
-fn parse_month(text: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(&format!("{}-01", text.trim()), "%Y-%m-%d")
-        .map_err(|_| format!("expected a month as YYYY-MM, such as 2026-10, got {text:?}"))
 }
 
 /// The month's summary, ready to render.

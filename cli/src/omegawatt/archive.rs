@@ -59,7 +59,10 @@ pub fn read_log(
                 return send(&mut { file });
             }
             let mut archive = zip::ZipArchive::new(file).map_err(|e| {
-                anyhow::anyhow!("{name}: not a readable zip archive (truncated or corrupt?): {e}")
+                anyhow::anyhow!(
+                    "{name}: not a readable zip archive (truncated or corrupt?): {}",
+                    plain_zip_error(&e.to_string())
+                )
             })?;
             let index = match archive.index_for_name(DAY_MEMBER) {
                 Some(index) => index,
@@ -76,9 +79,12 @@ pub fn read_log(
                     );
                 }
             };
-            let mut member = archive
-                .by_index(index)
-                .map_err(|e| anyhow::anyhow!("{name}: cannot open its member: {e}"))?;
+            let mut member = archive.by_index(index).map_err(|e| {
+                anyhow::anyhow!(
+                    "{name}: cannot open its member: {}",
+                    plain_zip_error(&e.to_string())
+                )
+            })?;
             send(&mut member)
         });
         let mut reader = StreamReader::default();
@@ -122,6 +128,35 @@ pub fn day_zip_writer(file: File) -> zip::result::ZipResult<zip::ZipWriter<File>
     Ok(zip)
 }
 
+/// The zip library's message in the words of the format's specification, without its own
+/// type names (`Unexpected end of zip::format::blocks::ZipLocalEntryBlock`) or acronyms.
+fn plain_zip_error(message: &str) -> String {
+    const NAMES: [(&str, &str); 5] = [
+        ("LocalEntryBlock", "local file header"),
+        ("CentralEntryBlock", "central directory entry"),
+        ("EndOfCentralDirectory", "end of central directory record"),
+        ("EOCD", "end of central directory record"),
+        ("CDFH", "central directory entry"),
+    ];
+    message
+        .split(' ')
+        .map(|word| {
+            // `zip::format::blocks::Zip32CDEBlock` → its last part, then a plain name.
+            let last = word.rsplit("::").next().unwrap_or(word);
+            let plain = NAMES
+                .iter()
+                .find(|(code, _)| last.contains(code))
+                .map(|(_, plain)| plain.to_string());
+            match plain {
+                Some(plain) => plain,
+                None if word.contains("::") => "block".to_string(),
+                None => word.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Fill `buf` as far as the input allows; 0 at the end.
 fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
@@ -134,4 +169,28 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_zip_error;
+
+    #[test]
+    fn zip_errors_without_type_names() {
+        assert_eq!(
+            plain_zip_error(
+                "invalid Zip archive: Unexpected end of zip::format::blocks::ZipLocalEntryBlock"
+            ),
+            "invalid Zip archive: Unexpected end of local file header"
+        );
+        assert_eq!(
+            plain_zip_error("invalid Zip archive: Could not find EOCD"),
+            "invalid Zip archive: Could not find end of central directory record"
+        );
+        assert_eq!(
+            plain_zip_error("invalid Zip archive: Invalid CDFH offset in EOCD"),
+            "invalid Zip archive: Invalid central directory entry offset in end of central directory record"
+        );
+        assert_eq!(plain_zip_error("Invalid checksum"), "Invalid checksum");
+    }
 }

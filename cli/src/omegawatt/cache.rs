@@ -85,6 +85,24 @@ fn fingerprint(path: &Path) -> anyhow::Result<(u64, i128)> {
     Ok((meta.len(), mtime))
 }
 
+/// The days of `port` the cache has a directory for, dated `first..=last`, in order: listed,
+/// not probed day by day, so that a long window costs what the cache holds.
+pub fn days_present(cache: &Path, port: &str, first: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
+    let Ok(listing) = std::fs::read_dir(cache.join(format!("port={port}"))) else {
+        return Vec::new();
+    };
+    let mut days: Vec<NaiveDate> = listing
+        .filter_map(|item| {
+            let name = item.ok()?.file_name();
+            let date = name.to_str()?.strip_prefix("date=")?;
+            NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
+        })
+        .filter(|d| (first..=last).contains(d))
+        .collect();
+    days.sort();
+    days
+}
+
 /// The cached day's entry, if the day is in the cache.
 pub fn entry(cache: &Path, port: &str, date: NaiveDate) -> Option<DayEntry> {
     if !day_file(cache, port, date).is_file() {
@@ -118,8 +136,13 @@ pub fn index_archive(
             .get_or_insert_with(|| PerSecond::new(header))
             .add(frame);
     })?;
-    let per_second =
-        per_second.with_context(|| format!("{}: no frame found", archive.display()))?;
+    let per_second = per_second.with_context(|| {
+        format!(
+            "{}: no frame found: {}",
+            archive.display(),
+            stats.why_no_frame()
+        )
+    })?;
     write_day(cache, port, date, &per_second)?;
     let (first_second, last_second) = per_second.span().unzip();
     let entry = DayEntry {

@@ -38,10 +38,13 @@ pub struct ChannelMap {
     pub nodes: BTreeMap<String, NodeChannels>,
 }
 
+/// A map of thousands of nodes is a few hundred kilobytes.
+const MAP_MAX_BYTES: u64 = 4 << 20;
+
 impl ChannelMap {
     pub fn load(path: &Path) -> Result<ChannelMap, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        // Checked before parsing: a 38 MB file took 1.85 GB to refuse.
+        let text = crate::text_file::read_text(path, MAP_MAX_BYTES)?;
         ChannelMap::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 

@@ -3,7 +3,7 @@
 //! The Lab IA cron closes a day at 07:00 local time: `MM_DD_YYYY_USBn.zip` covers 07:00 of
 //! the day before to 07:00 of the named day (docs/background/aipowermeter-and-omegawatt.md §3.3).
 
-use chrono::{DateTime, Datelike, Duration, Local, NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{Datelike, Duration, Local, NaiveDate, TimeZone};
 
 /// The date in the name of the archive that holds Unix second `t`.
 pub fn archive_date(t: i64, rotation_hour: u32) -> Option<NaiveDate> {
@@ -21,6 +21,36 @@ pub fn archive_dates(from: i64, to: i64, rotation_hour: u32) -> Vec<NaiveDate> {
         return Vec::new();
     };
     first.iter_days().take_while(|d| *d <= last).collect()
+}
+
+/// The first and last archive dates of the seconds `[from, to)`, without listing the days
+/// between: a window of centuries costs no more than one of a day.
+pub fn archive_date_span(from: i64, to: i64, rotation_hour: u32) -> Option<(NaiveDate, NaiveDate)> {
+    Some((
+        archive_date(from, rotation_hour)?,
+        archive_date(to.max(from + 1) - 1, rotation_hour)?,
+    ))
+}
+
+/// The runs of days of `first..=last` that `present` (sorted) lacks, as (first, last) pairs:
+/// as many as there are present days plus one, however long the window.
+pub fn missing_runs(
+    first: NaiveDate,
+    last: NaiveDate,
+    present: &std::collections::BTreeSet<NaiveDate>,
+) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut runs = Vec::new();
+    let mut next = Some(first);
+    for day in present.range(first..=last) {
+        if let Some(start) = next.filter(|n| n < day) {
+            runs.extend(day.pred_opt().map(|end| (start, end)));
+        }
+        next = day.succ_opt();
+    }
+    if let Some(start) = next.filter(|n| *n <= last) {
+        runs.push((start, last));
+    }
+    runs
 }
 
 /// `11_16_2023_USB0.zip`
@@ -48,38 +78,8 @@ pub fn parse_archive_name(name: &str) -> Option<(NaiveDate, String)> {
     ))
 }
 
-/// A time as users write it: Unix seconds, RFC 3339 (`2023-11-16T08:00:00+01:00`), or a local
-/// `2023-11-16 08:00[:00]` / `2023-11-16T08:00` / `2023-11-16` (midnight).
-pub fn parse_time(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    if let Ok(t) = text.parse::<i64>() {
-        return Ok(t);
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp());
-    }
-    let naive = [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
-    .or_else(|| {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .ok()?
-            .and_hms_opt(0, 0, 0)
-    });
-    let naive = naive.ok_or_else(|| {
-        format!("expected a time such as 2023-11-16 08:00, 2023-11-16T08:00:00+01:00 or 1700121600, got {text:?}")
-    })?;
-    Local
-        .from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.timestamp())
-        .ok_or_else(|| format!("{text:?} does not exist in the local time zone (a DST gap)"))
-}
+/// Times are parsed (and bounded) in one place, `crate::window`.
+pub use crate::window::parse_time;
 
 #[cfg(test)]
 mod tests {
@@ -123,13 +123,22 @@ mod tests {
     }
 
     #[test]
-    fn times_as_users_write_them() {
-        assert_eq!(parse_time("1700000000"), Ok(1_700_000_000));
-        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000));
-        assert_eq!(parse_time("2023-11-14T23:13:20+01:00"), Ok(1_700_000_000));
-        assert_eq!(parse_time("2023-11-16"), parse_time("2023-11-16 00:00:00"));
-        assert!(parse_time("yesterday")
-            .unwrap_err()
-            .contains("expected a time such as"));
+    fn missing_days_are_runs_not_a_list() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        let present: std::collections::BTreeSet<NaiveDate> =
+            [d(2023, 11, 16), d(2023, 11, 17), d(2023, 11, 20)].into();
+        assert_eq!(
+            missing_runs(d(1970, 1, 2), d(2199, 12, 31), &present),
+            [
+                (d(1970, 1, 2), d(2023, 11, 15)),
+                (d(2023, 11, 18), d(2023, 11, 19)),
+                (d(2023, 11, 21), d(2199, 12, 31))
+            ]
+        );
+        assert_eq!(missing_runs(d(2023, 11, 16), d(2023, 11, 17), &present), []);
+        assert_eq!(
+            missing_runs(d(2023, 11, 17), d(2023, 11, 18), &present),
+            [(d(2023, 11, 18), d(2023, 11, 18))]
+        );
     }
 }

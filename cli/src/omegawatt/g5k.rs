@@ -7,6 +7,8 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use aipm_recording::untrusted::cut;
+
 use super::stream::{parse_milli, parse_time_ns, Frame, Header, StreamStats};
 
 /// Whether a file name is a Grid'5000 hourly file.
@@ -31,12 +33,15 @@ pub fn read_g5k(
     let mut header: Option<Header> = None;
     let mut frame = Frame::default();
     for line in BufReader::with_capacity(1 << 20, input).split(b'\n') {
-        let line = line.map_err(|e| {
-            anyhow::anyhow!(
-                "{}: unreadable after line {} (truncated?): {e}",
-                path.display(),
-                stats.lines
-            )
+        let line = line.map_err(|e| match stats.lines {
+            0 => anyhow::anyhow!(
+                "{}: unreadable from its first byte (not gzip, or cut short?): {e}",
+                path.display()
+            ),
+            n => anyhow::anyhow!(
+                "{}: unreadable after line {n} (truncated?): {e}",
+                path.display()
+            ),
         })?;
         stats.lines += 1;
         let text = String::from_utf8_lossy(&line);
@@ -44,7 +49,13 @@ pub fn read_g5k(
         let Some(time_ns) = fields.get(2).and_then(|t| parse_time_ns(t)) else {
             // The header line, and anything that is not a row.
             if stats.lines > 1 {
-                bad(&mut stats, format!("expected a timestamp like 1671527189.314471465 in the third field of {text:?}"));
+                bad(
+                    &mut stats,
+                    format!(
+                        "expected a timestamp like 1671527189.314471465 in the third field of {:?}",
+                        cut(&text, 80)
+                    ),
+                );
             }
             continue;
         };
@@ -52,7 +63,10 @@ pub fn read_g5k(
         if fields.len() < 5 {
             bad(
                 &mut stats,
-                format!("expected a status and at least one power after the timestamp in {text:?}"),
+                format!(
+                    "expected a status and at least one power after the timestamp in {:?}",
+                    cut(&text, 80)
+                ),
             );
             continue;
         }

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use anyhow::Context as _;
 use chrono::{Local, NaiveDate, TimeZone};
 
-use super::days::{archive_date, archive_name};
+use super::days::{archive_date, archive_name, parse_archive_name};
 use super::stream::find_log_record;
 
 pub struct Ingest {
@@ -85,7 +85,49 @@ impl Ingest {
         if let Some(first) = first_second {
             ingest.day = Some(ingest.day_of(first)?);
         }
+        ingest.finish_stranded_closings()?;
         Ok(ingest)
+    }
+
+    /// Days a stop left half closed (killed while compressing: the raw text moved aside as
+    /// `.closing_<archive>`, a broken `.partial` beside it): compress them again, or, when
+    /// their archive was written and only the raw copy's removal was missed, remove it.
+    fn finish_stranded_closings(&mut self) -> anyhow::Result<()> {
+        let listing = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("listing {}", self.dir.display()))?;
+        let mut stranded = Vec::new();
+        for item in listing {
+            let item = item.with_context(|| format!("listing {}", self.dir.display()))?;
+            let name = item.file_name();
+            let Some(archive) = name.to_str().and_then(|n| n.strip_prefix(".closing_")) else {
+                continue;
+            };
+            if let Some((date, port)) = parse_archive_name(archive) {
+                if port == self.port {
+                    stranded.push((date, item.path()));
+                }
+            }
+        }
+        stranded.sort();
+        for (date, closing) in stranded {
+            let archive = self.dir.join(archive_name(date, &self.port));
+            if let Some(done) = archived_already(&closing, &archive)? {
+                eprintln!(
+                    "aipm-analyze: {} was archived as {} before a stop: removing the raw copy",
+                    closing.display(),
+                    done.display()
+                );
+                std::fs::remove_file(&closing)
+                    .with_context(|| format!("removing {}", closing.display()))?;
+                continue;
+            }
+            eprintln!(
+                "aipm-analyze: finishing the archive of {} that a stop left half closed",
+                closing.display()
+            );
+            self.spawn_compression(date, closing, archive);
+        }
+        Ok(())
     }
 
     fn day_of(&self, second: i64) -> anyhow::Result<(NaiveDate, i64)> {
@@ -132,6 +174,12 @@ impl Ingest {
             self.raw.write_all(b"\n")?;
         }
         let archive = self.dir.join(archive_name(date, &self.port));
+        self.spawn_compression(date, closing, archive);
+        Ok(())
+    }
+
+    /// Compress `closing` into `archive` (and the cache) on a thread of its own.
+    fn spawn_compression(&mut self, date: NaiveDate, closing: PathBuf, archive: PathBuf) {
         let (cache, port) = (self.cache.clone(), self.port.clone());
         self.compressing.push(std::thread::spawn(move || {
             let written = compress(&closing, &archive)?;
@@ -144,7 +192,6 @@ impl Ingest {
             }
             Ok(written)
         }));
-        Ok(())
     }
 
     /// Flush, and wait for the archives being compressed.
@@ -216,6 +263,30 @@ fn classify(line: &str) -> RawLine<'_> {
         return RawLine::Other;
     }
     frame_second(line).map_or(RawLine::Other, RawLine::Frame)
+}
+
+/// The archive of the day (`archive` or a `.N.zip` copy) that already holds all of
+/// `closing`: its member as long as the raw file. A stop between the archive's rename and the
+/// raw copy's removal leaves exactly that.
+fn archived_already(closing: &Path, archive: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let raw_len = std::fs::metadata(closing)
+        .with_context(|| format!("reading {}", closing.display()))?
+        .len();
+    let stem = archive.with_extension("");
+    let candidates = std::iter::once(archive.to_path_buf())
+        .chain((1..).map(|n| stem.with_extension(format!("{n}.zip"))));
+    for candidate in candidates {
+        let Ok(file) = File::open(&candidate) else {
+            return Ok(None);
+        };
+        let member_len = zip::ZipArchive::new(file)
+            .ok()
+            .and_then(|mut z| z.by_name(super::archive::DAY_MEMBER).ok().map(|m| m.size()));
+        if member_len == Some(raw_len) {
+            return Ok(Some(candidate));
+        }
+    }
+    Ok(None)
 }
 
 /// Zip a closed day the way the Lab IA cron does (one member, `log_omegawatt_of_the_day`),

@@ -143,13 +143,42 @@ fn row(second: i64, plug: u32, p: &PlugAcc, invalid: u32) -> SecondRow {
 }
 
 /// `(second, watts)` for the seconds in which every one of `plugs` (a node's PSUs) has
-/// frames, their means summed, in order. Sorted and grouped rather than put in a map: the
-/// rows come sorted, and a day is 86 400 seconds.
+/// frames, their means summed, in order. A plug's rows of the same second (a second in two
+/// days' files, when the meter's clock stepped back across the rotation) are merged first:
+/// their means weighted by their frames.
 pub fn whole_node_seconds<R: std::borrow::Borrow<SecondRow>>(
     rows: impl IntoIterator<Item = R>,
     plugs: &[u32],
 ) -> Vec<(i64, f64)> {
-    sum_whole_seconds(plug_seconds(rows, plugs), plugs.len())
+    let mut entries: Vec<(i64, u32, f64, f64)> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let r = r.borrow();
+            (plugs.contains(&r.plug) && r.valid_frames > 0).then_some((
+                r.second,
+                r.plug,
+                r.mean_w,
+                f64::from(r.valid_frames),
+            ))
+        })
+        .collect();
+    entries.sort_by_key(|&(second, plug, _, _)| (second, plug));
+    let merged: Vec<(i64, f64)> = entries
+        .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
+        .map(|group| {
+            let frames: f64 = group.iter().map(|e| e.3).sum();
+            let weighted: f64 = group.iter().map(|e| e.2 * e.3).sum();
+            (
+                group[0].0,
+                if group.len() == 1 {
+                    group[0].2
+                } else {
+                    weighted / frames
+                },
+            )
+        })
+        .collect();
+    sum_whole_seconds(merged, plugs.len()).0
 }
 
 /// `(second, mean watts)` of each of `plugs`' rows that has frames.
@@ -166,18 +195,29 @@ pub fn plug_seconds<R: std::borrow::Borrow<SecondRow>>(
 }
 
 /// From each plug's `(second, mean watts)` for the seconds it has frames (one per plug and
-/// second), the seconds that all `plugs` have, their powers summed, in order. A second with
-/// more entries than plugs (a frame in two days' files) is not counted, as it is not known
-/// which to trust.
-pub fn sum_whole_seconds(mut plug_seconds: Vec<(i64, f64)>, plugs: usize) -> Vec<(i64, f64)> {
+/// second), the seconds that all `plugs` have, their powers summed, in order; and the
+/// seconds with more entries than plugs (a second in two days' files), left out here: which
+/// entry is which plug's is not known from these pairs, so the caller merges them from
+/// whole rows (`whole_node_seconds`).
+pub fn sum_whole_seconds(
+    mut plug_seconds: Vec<(i64, f64)>,
+    plugs: usize,
+) -> (Vec<(i64, f64)>, Vec<i64>) {
     // Stable, so that equal seconds keep the plugs' order and sum the same way each time;
     // rows sorted by plug then time are a few runs, merged in linear time.
     plug_seconds.sort_by_key(|(second, _)| *second);
-    plug_seconds
+    let mut duplicated = Vec::new();
+    let seconds = plug_seconds
         .chunk_by(|a, b| a.0 == b.0)
-        .filter(|group| group.len() == plugs)
+        .filter(|group| {
+            if group.len() > plugs {
+                duplicated.push(group[0].0);
+            }
+            group.len() == plugs
+        })
         .map(|group| (group[0].0, group.iter().map(|(_, w)| w).sum()))
-        .collect()
+        .collect();
+    (seconds, duplicated)
 }
 
 /// Energy and coverage of one plug (or the sum of several, a node's PSUs) over the seconds.

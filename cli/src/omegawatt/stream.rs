@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+use aipm_recording::untrusted::cut;
+
 /// The columns of a stream, resolved by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -73,9 +75,55 @@ pub struct StreamStats {
     /// The first bad lines: (line number, what was wrong).
     pub first_bad: Vec<(u64, String)>,
     pub truncated_last_line: bool,
+    /// The plugs of the last header read, frames or not.
+    pub header_plugs: Option<Vec<u32>>,
 }
 
 const KEEP_BAD: usize = 5;
+
+impl StreamStats {
+    /// What was skipped, on one line: `3 invalid frame(s), 2 unreadable line(s) (first at
+    /// line 2: …)`.
+    pub fn skipped(&self) -> String {
+        let mut parts = vec![format!("{} invalid frame(s)", self.invalid_frames)];
+        if self.bad_lines > 0 {
+            let first = self
+                .first_bad
+                .first()
+                .map(|(l, r)| format!(" (first at line {l}: {r})"))
+                .unwrap_or_default();
+            parts.push(format!("{} unreadable line(s){first}", self.bad_lines));
+        }
+        if self.nan_values > 0 {
+            parts.push(format!("{} nan value(s)", self.nan_values));
+        }
+        if self.log_lines > 0 {
+            parts.push(format!("{} log line(s)", self.log_lines));
+        }
+        if self.clock_steps_back > 0 {
+            parts.push(format!("{} clock step(s) back", self.clock_steps_back));
+        }
+        if self.truncated_last_line {
+            parts.push("last line cut short".into());
+        }
+        parts.join(", ")
+    }
+
+    /// Why a file gave no frame, for the message that says so.
+    pub fn why_no_frame(&self) -> String {
+        let header = match &self.header_plugs {
+            Some(plugs) => format!("a header of {} plug(s) but no frame", plugs.len()),
+            None => "no #timestamp,#frame_is_ok header".to_string(),
+        };
+        match self.first_bad.first() {
+            Some((line, reason)) => format!(
+                "{} line(s) read, {header}; {} unreadable line(s), first at line {line}: {reason}",
+                self.lines, self.bad_lines
+            ),
+            None => format!("{} line(s) read, {header}", self.lines),
+        }
+    }
+}
 
 /// Reads a stream line by line; frames go to a callback.
 #[derive(Debug, Default)]
@@ -190,7 +238,10 @@ impl StreamReader {
 
     fn set_header(&mut self, line_no: u64, text: &str) {
         match Header::parse(text) {
-            Ok(header) => self.header = Some(header),
+            Ok(header) => {
+                self.stats.header_plugs = Some(header.plugs());
+                self.header = Some(header);
+            }
             Err(e) => self.bad(line_no, e),
         }
     }
@@ -210,14 +261,18 @@ impl StreamReader {
         let mut fields = text.split(',');
         let time = fields.next().unwrap_or("");
         let time_ns = parse_time_ns(time).ok_or_else(|| {
-            format!("expected a timestamp like 1671527189.314471465, found {time:?}")
+            format!(
+                "expected a timestamp like 1671527189.314471465, found {:?}",
+                cut(time, 80)
+            )
         })?;
         let ok = match fields.next() {
             Some("true") => true,
             Some("false") => false,
             other => {
                 return Err(format!(
-                    "expected true or false in the second field, found {other:?}"
+                    "expected true or false in the second field, found {:?}",
+                    other.map(|o| cut(o, 80))
                 ))
             }
         };
@@ -233,10 +288,9 @@ impl StreamReader {
                     nans += 1;
                     None
                 }
-                v => Some(
-                    parse_milli(v)
-                        .ok_or_else(|| format!("expected a value like 232.3, found {v:?}"))?,
-                ),
+                v => Some(parse_milli(v).ok_or_else(|| {
+                    format!("expected a value like 232.3, found {:?}", cut(v, 80))
+                })?),
             });
         }
         if frame.milli.len() + 2 != header.columns.len() {

@@ -1,14 +1,17 @@
 //! A node's wall power over a time window, from the daily archives of its port: the part of
 //! `omegawatt node` and of `job`'s wall-meter figures that reads the data.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 
 use chrono::NaiveDate;
 
 use super::archive::read_log;
 use super::cache;
 use super::channels::{check_header, NodeChannels};
-use super::days::{archive_dates, archive_name};
+use super::days::{archive_date_span, archive_name, missing_runs, parse_archive_name};
 use super::seconds::{plug_seconds, sum_whole_seconds, whole_node_seconds, PerSecond, SecondRow};
 
 /// Where a node's wall data comes from: the per-second cache first, the daily archives for
@@ -45,6 +48,11 @@ pub struct NodeSeconds {
     pub valid_frames: u64,
     pub skipped_frames: u64,
     pub unreadable_lines: u64,
+    /// Times the meter's clock stepped back in the days read.
+    pub clock_steps_back: u64,
+    /// Seconds of the window found in two days' files (a clock step back across the
+    /// rotation), their frames merged.
+    pub merged_seconds: u64,
 }
 
 /// Every second of the node's plugs over `[from, to)`.
@@ -73,7 +81,7 @@ pub fn node_seconds(
     }
     // The cache's order (a day's rows by plug, then time): already sorted unless days came
     // from both the cache and archives.
-    out.rows.sort_by_key(|r| (r.plug, r.second));
+    out.merged_seconds = seconds_in_two_files(&mut out.rows);
     Ok(out)
 }
 
@@ -100,18 +108,76 @@ pub fn node_power_seconds(
         )?,
         None => Vec::new(),
     };
+    let mut spans = days.spans.clone();
     for path in &days.archives {
-        read_archive(path, node, entry, from, to, &mut read)?;
+        spans.extend(read_archive(path, node, entry, from, to, &mut read)?);
     }
-    // Cached and archived days summed together: a second with frames in two days' files is
-    // then seen as such (and left out), as `whole_node_seconds` does over rows.
+    // Where two days' files overlap (a clock step back across the rotation, a late
+    // rotation), a plug's second may be in both: those few seconds are read again as whole
+    // rows and merged (`whole_node_seconds`); the two columns cannot tell plugs apart.
+    let archived = std::mem::take(&mut read.rows);
     let mut all = cached;
-    all.extend(plug_seconds(
-        std::mem::take(&mut read.rows),
-        &entry.channels,
-    ));
-    let seconds = sum_whole_seconds(all, entry.channels.len());
+    all.extend(plug_seconds(&archived, &entry.channels));
+    let (mut seconds, _) = sum_whole_seconds(all, entry.channels.len());
+    for (first, last) in overlaps(spans) {
+        // A cached day's span is the whole day's: only the window's part is read.
+        let (first, last) = (first.max(from), last.min(to - 1));
+        if first > last {
+            continue;
+        }
+        let mut rows = match &source.cache {
+            Some(cache_dir) => cache::read_seconds(
+                cache_dir,
+                &entry.port,
+                &days.cached,
+                &entry.channels,
+                first,
+                last + 1,
+            )?,
+            None => Vec::new(),
+        };
+        rows.extend(
+            archived
+                .iter()
+                .filter(|r| (first..=last).contains(&r.second))
+                .cloned(),
+        );
+        read.merged_seconds += seconds_in_two_files(&mut rows);
+        seconds.retain(|(second, _)| !(first..=last).contains(second));
+        seconds.extend(whole_node_seconds(&rows, &entry.channels));
+    }
+    seconds.sort_by_key(|(second, _)| *second);
     Ok((seconds, read))
+}
+
+/// Sort `rows` by plug then second, and count the seconds where a plug has two rows (from
+/// two days' files).
+fn seconds_in_two_files(rows: &mut [SecondRow]) -> u64 {
+    rows.sort_by_key(|r| (r.plug, r.second));
+    let seconds: BTreeSet<i64> = rows
+        .windows(2)
+        .filter(|w| (w[0].plug, w[0].second) == (w[1].plug, w[1].second))
+        .map(|w| w[0].second)
+        .collect();
+    seconds.len() as u64
+}
+
+/// The ranges of seconds (inclusive) that more than one of the files' spans cover.
+fn overlaps(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    spans.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    let mut reach: Option<i64> = None;
+    for (first, last) in spans {
+        if let Some(end) = reach.filter(|end| first <= *end) {
+            let range = (first, last.min(end));
+            match out.last_mut() {
+                Some(prev) if range.0 <= prev.1 + 1 => prev.1 = prev.1.max(range.1),
+                _ => out.push(range),
+            }
+        }
+        reach = Some(reach.map_or(last, |end| end.max(last)));
+    }
+    out
 }
 
 /// Where each day of a window is read from.
@@ -120,6 +186,8 @@ struct Days {
     cached: Vec<NaiveDate>,
     /// Archives of the other days that exist.
     archives: Vec<PathBuf>,
+    /// The first and last second of each cached day.
+    spans: Vec<(i64, i64)>,
 }
 
 /// Which days of `[from, to)` the cache holds and which archives hold the others; the cache's
@@ -137,44 +205,88 @@ fn plan_days(
     let mut days = Days {
         cached: Vec::new(),
         archives: Vec::new(),
+        spans: Vec::new(),
     };
-    let mut dates = archive_dates(from, to, rotation_hour);
+    let Some((first, last)) = archive_date_span(from, to, rotation_hour) else {
+        return Ok(days);
+    };
+    // Only the days that have files are looked at, so a window longer than the data costs
+    // what the data costs; the others are reported as runs of missing days.
+    let mut found = BTreeSet::new();
     if let Some(cache_dir) = &source.cache {
         // A day is cached when its file and its index entry (of this schema) are there; the
         // entry is checked before its data is read, and anything else is read from its archive.
-        let mut missing = Vec::new();
-        for date in dates {
+        for date in cache::days_present(cache_dir, &entry.port, first, last) {
             let Some(day) = cache::entry(cache_dir, &entry.port, date) else {
-                missing.push(date);
                 continue;
             };
             check_cached_channels(cache_dir, &day, node, entry)?;
             out.valid_frames += day.valid_frames;
             out.skipped_frames += day.invalid_frames;
             out.unreadable_lines += day.unreadable_lines;
+            out.clock_steps_back += day.clock_steps_back;
             out.days_cached.push(
                 cache::day_file(cache_dir, &entry.port, date)
                     .display()
                     .to_string(),
             );
             days.cached.push(date);
+            days.spans.extend(day.first_second.zip(day.last_second));
+            found.insert(date);
         }
-        dates = missing;
     }
-    for date in dates {
-        let name = archive_name(date, &entry.port);
-        let Some(archives) = &source.archives else {
-            out.archives_missing.push(name);
-            continue;
-        };
-        let path = archives.join(&name);
-        if path.exists() {
-            days.archives.push(path);
+    if let Some(archives) = &source.archives {
+        for (date, path) in archives_present(archives, &entry.port, first, last)? {
+            if found.insert(date) {
+                days.archives.push(path);
+            }
+        }
+    }
+    let name = |date| match &source.archives {
+        Some(dir) => dir
+            .join(archive_name(date, &entry.port))
+            .display()
+            .to_string(),
+        None => archive_name(date, &entry.port),
+    };
+    for (start, end) in missing_runs(first, last, &found) {
+        let count = (end - start).num_days() + 1;
+        if count <= MISSING_LISTED {
+            out.archives_missing
+                .extend(start.iter_days().take(count as usize).map(name));
         } else {
-            out.archives_missing.push(path.display().to_string());
+            out.archives_missing
+                .push(format!("{} to {} ({count} days)", name(start), name(end)));
         }
     }
     Ok(days)
+}
+
+/// Runs of missing days up to this long are named day by day, longer ones by their ends.
+const MISSING_LISTED: i64 = 3;
+
+/// The daily archives of `port` in `dir` dated `first..=last`, by date.
+fn archives_present(
+    dir: &Path,
+    port: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> anyhow::Result<Vec<(NaiveDate, PathBuf)>> {
+    let listing = std::fs::read_dir(dir)
+        .with_context(|| format!("listing the wall meters' archives {}", dir.display()))?;
+    let mut found = Vec::new();
+    for item in listing {
+        let item = item.with_context(|| format!("listing {}", dir.display()))?;
+        let name = item.file_name();
+        let Some((date, p)) = name.to_str().and_then(parse_archive_name) else {
+            continue;
+        };
+        if p == port && (first..=last).contains(&date) {
+            found.push((date, item.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// A cached day lacking one of the node's channels means a map that does not fit the data.
@@ -202,7 +314,7 @@ fn read_archive(
     from: i64,
     to: i64,
     out: &mut NodeSeconds,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<(i64, i64)>> {
     let name = path.display().to_string();
     let mut per_second: Option<PerSecond> = None;
     let mut header_error: Option<String> = None;
@@ -226,9 +338,13 @@ fn read_archive(
     out.valid_frames += stats.valid_frames;
     out.skipped_frames += stats.invalid_frames;
     out.unreadable_lines += stats.bad_lines;
+    out.clock_steps_back += stats.clock_steps_back;
+    let before = out.rows.len();
     out.rows.extend(per_second.iter().flat_map(PerSecond::rows));
     out.archives_read.push(name);
-    Ok(())
+    let added = &out.rows[before..];
+    let first = added.iter().map(|r| r.second).min();
+    Ok(first.zip(added.iter().map(|r| r.second).max()))
 }
 
 /// Energy in J over `[from_ms, to_ms)`: each second's node power (`whole_node_seconds`: its
@@ -265,6 +381,7 @@ pub fn mid_second_points(node_seconds: &[(i64, f64)]) -> Vec<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::omegawatt::days::archive_dates;
 
     /// A day's archive of plugs 1 and 2 from `start_s`, `seconds` long, at constant powers.
     fn write_archive(path: &Path, start_s: i64, seconds: u64) {
@@ -314,8 +431,8 @@ mod tests {
             .iter()
             .map(|d| archives.join(archive_name(*d, "USB0")))
             .collect();
-        // The closing day's archive has the rotation's first second too (a late rotation):
-        // a second in two days' files, counted nowhere rather than twice.
+        // The closing day's archive has the rotation's first second too (a late rotation, a
+        // clock step back): a second in two days' files, its frames merged.
         write_archive(&paths[0], from, 61);
         write_archive(&paths[1], rotation, 60);
         cache::index_archive(&paths[1], &cache, "USB0", dates[1]).unwrap();
@@ -331,8 +448,12 @@ mod tests {
         let (seconds, read) = node_power_seconds("n1", &entry, &both, from, to, 7).unwrap();
         assert_eq!(read.days_cached.len(), 1);
         assert_eq!(read.archives_read, [paths[0].display().to_string()]);
-        assert_eq!(seconds.len(), 119);
-        assert!(!seconds.iter().any(|(s, _)| *s == rotation));
+        assert_eq!(seconds.len(), 120);
+        assert_eq!(read.merged_seconds, 1);
+        let at_rotation = seconds.iter().find(|(s, _)| *s == rotation).unwrap().1;
+        // Plug 2 ends one file near 80 W and starts the other at 50 W: the merged second is
+        // between the two files' (180 W and 150 W for both plugs), not either alone.
+        assert!((155.0..175.0).contains(&at_rotation), "{at_rotation}");
         // The same seconds and powers as from the archives alone, row by row.
         let archives_only = WallSource {
             cache: None,
@@ -369,5 +490,25 @@ mod tests {
         gap.retain(|r| !(r.second == 13 && r.plug == 2));
         let (j, covered) = energy_in_window(&whole_node_seconds(&gap, &[1, 2]), 12_000, 15_000);
         assert_eq!((j, covered), (300.0, 2.0));
+    }
+
+    #[test]
+    fn overlapping_spans() {
+        assert_eq!(overlaps(vec![(0, 10), (20, 30)]), []);
+        assert_eq!(overlaps(vec![(20, 30), (0, 20)]), [(20, 20)]);
+        assert_eq!(overlaps(vec![(0, 10), (5, 30), (8, 40)]), [(5, 30)]);
+    }
+
+    /// Plug 1's second in two days' files and plug 2's in neither: not a whole second, where
+    /// the two columns alone counted two entries for two plugs as one.
+    #[test]
+    fn a_plug_twice_and_another_missing_is_not_whole() {
+        let rows = vec![
+            row(7, 1, 100.0),
+            row(7, 1, 110.0),
+            row(8, 1, 100.0),
+            row(8, 2, 50.0),
+        ];
+        assert_eq!(whole_node_seconds(&rows, &[1, 2]), [(8, 150.0)]);
     }
 }

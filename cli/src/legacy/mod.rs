@@ -6,15 +6,28 @@
 //! Energies are trapezoid integrals within segments (the gaps between runs are not
 //! integrated), `psys_power = -1` is AIPowerMeter's "not measured", never a power, and the
 //! GPUs are counted once: their total (`nvidia_draw_absolute`) or else the sum per GPU.
+//! A sample whose time goes back, or with a negative or impossible power, is left out and
+//! counted with its line (as the Omegawatt reader counts its bad rows); Python's `NaN` and
+//! `Infinity` make one value missing.
+
+mod python_json;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use aipm_recording::untrusted::cut;
 use chrono::{FixedOffset, Local, NaiveDateTime, Offset, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
 const SEGMENT_END: &str = "END OF RECORDING SEGMENT";
+/// More than any one machine draws (eight 700 W GPUs and their CPUs are under 10 kW): a
+/// reading above it is a corrupt sample, not a power.
+const MAX_W: f64 = 100_000.0;
+/// Years of samples at one a second are a few GB: more is not a recording.
+const LEGACY_MAX_BYTES: u64 = 16 << 30;
+/// Lines kept as examples of each kind of problem; the rest are only counted.
+const EXAMPLES: usize = 10;
 
 /// How to read the naive timestamps: the machine's zone, UTC, or a fixed offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +101,55 @@ pub struct LegacyReport {
     /// `psys_power = -1` samples: not measured, left out.
     pub psys_not_measured: usize,
     pub unreadable_lines: Vec<(usize, String)>,
+    /// Samples read but left out (time going back, a negative or impossible power, a date
+    /// outside 1970..2200): how many, and the first few (line, why).
+    pub skipped_samples: usize,
+    pub first_skipped: Vec<(usize, String)>,
+    /// Python's `NaN`/`Infinity` values, each read as a missing value, and the first line.
+    pub non_finite_values: usize,
+    pub first_non_finite_line: Option<usize>,
+}
+
+impl LegacyReport {
+    /// What a reader of the figures should know about the file, one line each.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some((line, reason)) = self.unreadable_lines.first() {
+            out.push(format!(
+                "{}: {} unreadable line(s); first at line {line}: {reason}",
+                self.file,
+                self.unreadable_lines.len()
+            ));
+        }
+        if let Some((line, reason)) = self.first_skipped.first() {
+            out.push(format!(
+                "{}: {} sample(s) left out; first at line {line}: {reason}",
+                self.file, self.skipped_samples
+            ));
+        }
+        if let Some(line) = self.first_non_finite_line {
+            out.push(format!(
+                "{}: {} NaN/Infinity value(s) read as missing; first at line {line}",
+                self.file, self.non_finite_values
+            ));
+        }
+        out
+    }
+
+    fn skip(&mut self, line: usize, why: String) {
+        self.skipped_samples += 1;
+        if self.first_skipped.len() < EXAMPLES {
+            self.first_skipped.push((line, why));
+        }
+    }
+}
+
+/// Why a sample's powers cannot be taken: a negative or impossible reading.
+fn bad_power(powers: &BTreeMap<String, f64>) -> Option<String> {
+    let (name, w) = powers.iter().find(|(_, w)| !(0.0..=MAX_W).contains(*w))?;
+    Some(format!(
+        "{name} power {w} W is not a power (expected 0 to {MAX_W} W)"
+    ))
 }
 
 /// The powers a sample carries, under aipm's names.
@@ -161,8 +223,7 @@ pub fn read(path: &Path, zone: Zone) -> anyhow::Result<LegacyReport> {
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    let text = crate::text_file::read_text(&file, LEGACY_MAX_BYTES).map_err(anyhow::Error::msg)?;
     let mut segments: Vec<Vec<Sample>> = vec![Vec::new()];
     let mut report = LegacyReport {
         file: file.display().to_string(),
@@ -174,12 +235,21 @@ pub fn read(path: &Path, zone: Zone) -> anyhow::Result<LegacyReport> {
         energy_j: BTreeMap::new(),
         psys_not_measured: 0,
         unreadable_lines: Vec::new(),
+        skipped_samples: 0,
+        first_skipped: Vec::new(),
+        non_finite_values: 0,
+        first_non_finite_line: None,
     };
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = match serde_json::from_str(line) {
+        let (line, non_finite) = python_json::non_finite_as_null(line);
+        if non_finite > 0 {
+            report.non_finite_values += non_finite;
+            report.first_non_finite_line.get_or_insert(i + 1);
+        }
+        let value: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
                 report
@@ -197,19 +267,43 @@ pub fn read(path: &Path, zone: Zone) -> anyhow::Result<LegacyReport> {
         let Some(t) = naive.ok().and_then(|n| zone.unix_s(n)) else {
             report.unreadable_lines.push((
                 i + 1,
-                format!("expected a date like 2023-07-27 17:21:57.146517, found {date:?}"),
+                format!(
+                    "expected a date like 2023-07-27 17:21:57.146517, found {:?}",
+                    cut(date, 80)
+                ),
             ));
             continue;
         };
+        if !(crate::window::EARLIEST_S as f64..crate::window::LATEST_S as f64).contains(&t) {
+            report.skip(
+                i + 1,
+                format!(
+                    "date {date:?} is outside the accepted range, {}",
+                    crate::window::RANGE
+                ),
+            );
+            continue;
+        }
         let mut p = powers(&value["metrics"]);
-        if p.get("psys").is_some_and(|w| *w < 0.0) {
+        // -1 exactly: AIPowerMeter's own "not measured"; any other negative is corrupt.
+        if p.get("psys") == Some(&-1.0) {
             p.remove("psys");
             report.psys_not_measured += 1;
         }
-        segments
-            .last_mut()
-            .expect("one segment at least")
-            .push(Sample { t, powers: p });
+        if let Some(why) = bad_power(&p) {
+            report.skip(i + 1, why);
+            continue;
+        }
+        let segment = segments.last_mut().expect("one segment at least");
+        if let Some(previous) = segment.last().filter(|prev| t < prev.t) {
+            let why = format!(
+                "time goes back {:.6} s (to {date:?}), before the previous sample",
+                previous.t - t
+            );
+            report.skip(i + 1, why);
+            continue;
+        }
+        segment.push(Sample { t, powers: p });
     }
     segments.retain(|s| !s.is_empty());
     report.segments = segments.len();
