@@ -209,6 +209,19 @@ pub fn find_job(spool: &Path, job: JobRef) -> anyhow::Result<Lookup> {
     let Some(first) = id.map(|id| OpenJob::open(spool, id)).transpose()?.flatten() else {
         return Ok(missing());
     };
+    if first.nodes.is_empty() {
+        let failed = first.dir.nodes_without_metadata()?;
+        if !failed.is_empty() {
+            let names: Vec<&str> = failed.iter().map(NodeName::as_str).collect();
+            anyhow::bail!(
+                "job {job} was to be recorded, but its recording failed as it began on node(s) {}: \
+                 {} holds samples and no metadata (the spool full or unwritable then: the plugin's \
+                 error is in that node's slurmd log)",
+                names.join(","),
+                first.dir.path().display()
+            );
+        }
+    }
     // Decided on the metadata before any samples are read.
     let mut jobs = vec![first];
     // `1234` where 1234 is a job array: every task of it (Slurm gives the array's id to one

@@ -235,6 +235,32 @@ impl JobDir {
         Ok(nodes)
     }
 
+    /// Nodes with a samples file but no metadata: a recording that failed as it began
+    /// (a full spool: the sampler could not write its metadata).
+    pub fn nodes_without_metadata(&self) -> Result<Vec<NodeName>, FileError> {
+        let with_meta = self.nodes()?;
+        let dir =
+            rfs::Dir::read_from(&self.fd).map_err(|e| FileError::new(&self.path, e.into()))?;
+        let mut nodes = Vec::new();
+        for entry in dir.take(MAX_NODES) {
+            let entry = entry.map_err(|e| FileError::new(&self.path, e.into()))?;
+            let Some(node) = entry
+                .file_name()
+                .to_str()
+                .ok()
+                .and_then(|name| name.strip_suffix(".samples.csv"))
+                .and_then(|n| NodeName::new(n).ok())
+            else {
+                continue;
+            };
+            if !with_meta.contains(&node) {
+                nodes.push(node);
+            }
+        }
+        nodes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(nodes)
+    }
+
     /// A node's metadata as the file says it, unchecked: see [`vouch_for`]. Errors never
     /// quote the file (it could be anything).
     pub fn read_meta(&self, node: &NodeName) -> Result<Meta, FileError> {

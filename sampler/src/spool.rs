@@ -189,13 +189,20 @@ impl JobFiles {
         let tmp = format!(".{name}.{}.tmp", std::process::id());
         // Emptied after the checks, not by O_TRUNC: a hard link would be cut before them.
         let fd = open_regular(&self.dir, &tmp, OFlags::WRONLY | OFlags::CREATE, 0o600)?;
-        rfs::ftruncate(&fd, 0)?;
-        give_to_user(&fd, self.uid, self.gid, self.file_mode)?;
-        let mut file = File::from(fd);
-        file.write_all(meta.to_json().as_bytes())?;
-        rfs::fdatasync(&file)?;
-        rfs::renameat(&self.dir, tmp.as_str(), &self.dir, name.as_str())?;
-        Ok(())
+        let written = (|| -> io::Result<()> {
+            rfs::ftruncate(&fd, 0)?;
+            give_to_user(&fd, self.uid, self.gid, self.file_mode)?;
+            let mut file = File::from(fd);
+            file.write_all(meta.to_json().as_bytes())?;
+            rfs::fdatasync(&file)?;
+            rfs::renameat(&self.dir, tmp.as_str(), &self.dir, name.as_str())?;
+            Ok(())
+        })();
+        if written.is_err() {
+            // A full spool: no empty temporary file left behind in the user's directory.
+            let _ = rfs::unlinkat(&self.dir, tmp.as_str(), rfs::AtFlags::empty());
+        }
+        written
     }
 
     fn read_file(&self, name: &str) -> io::Result<String> {

@@ -24,7 +24,22 @@ pub enum Context {
     Unknown,
 }
 
+/// The context of this process, as the first hook that asked saw it: a process is one
+/// context for its whole life, and outside a hook (the sampler thread) Slurm no longer says.
+static CONTEXT: std::sync::OnceLock<Context> = std::sync::OnceLock::new();
+
 pub fn context() -> Context {
+    if let Some(known) = CONTEXT.get() {
+        return *known;
+    }
+    let ctx = spank_context_now();
+    if ctx != Context::Unknown {
+        let _ = CONTEXT.set(ctx);
+    }
+    ctx
+}
+
+fn spank_context_now() -> Context {
     // SAFETY: spank_context takes no arguments and only reads Slurm's global state; the
     // result is a newtype over the C enum, so an unknown value is representable.
     let ctx = unsafe { sys::spank_context() };
@@ -353,6 +368,13 @@ pub enum LogLevel {
 /// `Error` in sbatch and srun. The message is passed as an argument to `"%s"`, never as a
 /// format, with interior NULs replaced.
 pub fn log(level: LogLevel, message: &str) {
+    // In slurmstepd, Slurm copies errors into the job's own output file: infrastructure
+    // trouble (a full spool) does not belong in a user's results. There an error is logged
+    // at info level, which reaches slurmd's log only, marked as an error.
+    let (level, message) = match (level, context()) {
+        (LogLevel::Error, Context::Remote) => (LogLevel::Info, format!("error: {message}")),
+        (level, _) => (level, message.to_string()),
+    };
     let text = CString::new(format!("aipm: {message}").replace('\0', "\\0"))
         .unwrap_or_else(|_| CString::from(c"aipm: (unprintable message)"));
     let fmt = c"%s".as_ptr();

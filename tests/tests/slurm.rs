@@ -717,3 +717,84 @@ fn a_reused_job_id_moves_the_older_recording_aside() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report[0]["duration_s"].as_f64().unwrap() < 30.0, "{report}");
 }
+
+/// A small file system mounted for one test, unmounted when dropped.
+struct Mounted(&'static str);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0).status();
+    }
+}
+
+#[test]
+fn a_full_spool_stays_out_of_the_users_output_and_the_report_says_the_recording_failed() {
+    let _g = exclusive();
+    let cluster = cluster();
+    let spool = "/var/spool/aipm-full";
+    std::fs::create_dir_all(spool).unwrap();
+    run(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=64k,mode=0755",
+        "tmpfs",
+        spool,
+    ]);
+    let _mounted = Mounted(spool);
+    // Full: every page taken, while names (a job directory, empty files) can still be made.
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={spool}/filler"), "bs=4k"])
+        .output();
+    let _conf = cluster.with_plugin_args(&format!("spool={spool}"));
+    let output = format!("/tmp/aipm-full-spool-{}.out", std::process::id());
+    let out = Command::new("runuser")
+        .args([
+            "-u",
+            TEST_USER,
+            "--",
+            "sbatch",
+            "--parsable",
+            "--energy-profile",
+            "-o",
+            &output,
+        ])
+        .args(["--wrap", "srun true; echo done"])
+        .current_dir("/tmp")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let job: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(wait_job(job, JOB_TIMEOUT), "COMPLETED");
+    // The user's output is theirs alone: no word of the spool's trouble.
+    let text = std::fs::read_to_string(&output).unwrap();
+    assert_eq!(text, "done\n", "{text}");
+    let _ = std::fs::remove_file(&output);
+    // The trouble is in slurmd's log, for the admin.
+    let log = cluster.slurmd_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("[{job}.")) && l.contains("aipm: error:")),
+        "no aipm error for job {job} in slurmd.log"
+    );
+    // Nothing half-written is left in the user's directory, and the report says what
+    // happened instead of "not recorded".
+    let dir = std::path::Path::new(spool).join(job.to_string());
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let report = cluster.analyze(&["job", &job.to_string(), "--spool", spool]);
+    let err = String::from_utf8_lossy(&report.stderr);
+    assert_eq!(report.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "recording failed as it began on node(s) {}",
+            node_name()
+        )),
+        "{err}"
+    );
+}
