@@ -76,7 +76,7 @@ fn omegawatt_seed() -> Vec<u8> {
 
 fn legacy_seed() -> Vec<u8> {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/aipowermeter/power_metrics_2021_cpu_only.json");
+        .join("../tests/fixtures/aipowermeter/power_metrics_2021_cpu_only.json");
     let text = std::fs::read_to_string(fixture).unwrap();
     text.lines()
         .take(4)
