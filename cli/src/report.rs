@@ -1,6 +1,7 @@
 //! The figures of a job on one node, computed from its recording.
 
 use aipm_recording::attribution::{attribute, ChannelKind};
+use aipm_recording::gpu_gauges;
 use aipm_recording::samples::{CPU_COLUMN, MEM_COLUMN, MEM_PEAK_COLUMN, TIME_COLUMN};
 use aipm_sampler::sources::nvml::{noted_gpus, GRACE_HOPPER_NOTE, MIG_SHARE_UNKNOWN_NOTE};
 use serde::Serialize;
@@ -140,7 +141,9 @@ impl NodeReport {
             .filter(|c| c.kind == ChannelKind::Gpu)
             .map(|c| {
                 let uuid = c.channel.trim_start_matches("nvml:").to_string();
-                let util: Vec<u64> = s.values(&format!("{}:util_pct", c.channel)).collect();
+                let util: Vec<u64> = s
+                    .values(&gpu_gauges::column(&c.channel, gpu_gauges::UTIL_PCT))
+                    .collect();
                 GpuReport {
                     energy_j: c.job_uj / 1e6,
                     mean_power_w: if sampled_s > 0.0 {
@@ -150,9 +153,11 @@ impl NodeReport {
                     },
                     mean_util_pct: (!util.is_empty())
                         .then(|| util.iter().sum::<u64>() as f64 / util.len() as f64),
-                    peak_mem_bytes: s.values(&format!("{}:mem_used_bytes", c.channel)).max(),
+                    peak_mem_bytes: s
+                        .values(&gpu_gauges::column(&c.channel, gpu_gauges::MEM_USED_BYTES))
+                        .max(),
                     shared_with_other_processes: s
-                        .values(&format!("{}:other_procs", c.channel))
+                        .values(&gpu_gauges::column(&c.channel, gpu_gauges::OTHER_PROCS))
                         .any(|n| n > 0),
                     uuid,
                 }
@@ -345,7 +350,7 @@ fn notes(
     {
         let util: Vec<u64> = rec
             .samples
-            .values(&format!("{}:util_pct", c.channel))
+            .values(&gpu_gauges::column(&c.channel, gpu_gauges::UTIL_PCT))
             .collect();
         if util.len() >= 3 {
             let mean = util.iter().sum::<u64>() as f64 / util.len() as f64;
@@ -367,7 +372,7 @@ fn notes(
         let s = &rec.samples;
         let (Some(t), Some(p)) = (
             s.column(TIME_COLUMN),
-            s.column(&format!("{}:power_mw", c.channel)),
+            s.column(&gpu_gauges::column(&c.channel, gpu_gauges::POWER_MW)),
         ) else {
             continue;
         };

@@ -119,13 +119,14 @@ struct GpuColumns {
 
 impl GpuColumns {
     fn of(s: &Samples, channel: &str) -> GpuColumns {
-        let column = |name: &str| s.column(&format!("{channel}:{name}"));
+        use crate::gpu_gauges::{self as g, column as named};
+        let column = |gauge: &str| s.column(&named(channel, gauge));
         GpuColumns {
-            other_procs: column("other_procs"),
-            job_sm: column("job_sm_pct"),
-            other_sm: column("other_sm_pct"),
-            job_mem: column("job_mem_bytes"),
-            other_mem: column("other_mem_bytes"),
+            other_procs: column(g::OTHER_PROCS),
+            job_sm: column(g::JOB_SM_PCT),
+            other_sm: column(g::OTHER_SM_PCT),
+            job_mem: column(g::JOB_MEM_BYTES),
+            other_mem: column(g::OTHER_MEM_BYTES),
         }
     }
 

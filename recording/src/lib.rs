@@ -7,6 +7,7 @@ pub mod attribution;
 pub mod config;
 pub mod counter;
 mod fast_row;
+pub mod gpu_gauges;
 pub mod layout;
 pub mod meta;
 pub mod period;

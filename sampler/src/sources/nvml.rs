@@ -195,18 +195,7 @@ pub fn noted_gpus(detail: &str, note: &str) -> Vec<String> {
 /// sample, memory from the running compute processes. `power_mw` is NVML's power reading
 /// (a 1 s average on Ampere and newer, instant before); `power_instant_mw` the instant power
 /// field where the driver has it: the cross-checks of the energy counter.
-pub const GAUGES: [&str; 10] = [
-    "power_mw",
-    "util_pct",
-    "mem_used_bytes",
-    "job_procs",
-    "other_procs",
-    "job_mem_bytes",
-    "other_mem_bytes",
-    "job_sm_pct",
-    "other_sm_pct",
-    "power_instant_mw",
-];
+pub const GAUGES: [&str; 10] = aipm_recording::gpu_gauges::ALL;
 
 impl NvmlSource {
     /// Open NVML (from `lib` or the system's `libnvidia-ml.so.1`) and the GPUs named by
@@ -857,7 +846,10 @@ impl EnergySource for NvmlSource {
                 continue;
             };
             integrated.energy_uj = raw as f64;
-            integrated.last = then.zip(value(&format!("{uuid}:power_mw")));
+            integrated.last = then.zip(value(&aipm_recording::gpu_gauges::column(
+                uuid,
+                aipm_recording::gpu_gauges::POWER_MW,
+            )));
         }
     }
 
