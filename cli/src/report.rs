@@ -410,31 +410,13 @@ mod tests {
     use aipm_recording::meta::Meta;
     use aipm_recording::samples::{header_line, EnergyValue, SampleRow, Samples};
 
-    /// A GPU whose counter advances `counter_w` while its power sensor reads `sensor_w`.
+    /// A GPU whose counter advances `counter_w` while its power sensor reads `sensor_w`,
+    /// for 10 s.
     fn gpu_recording(counter_w: u64, sensor_w: u64) -> NodeRecording {
-        let mut text = header_line(&["nvml:GPU-1".into()], &["nvml:GPU-1:power_mw".into()]);
-        for t in 0..=10u64 {
-            SampleRow {
-                time_unix_ms: t * 1000,
-                energy: vec![Some(EnergyValue {
-                    energy_uj: counter_w * t * 1_000_000,
-                    raw: 0,
-                })],
-                gauges: vec![Some(sensor_w * 1000)],
-                ..SampleRow::default()
-            }
-            .format_into(&mut text);
-        }
-        NodeRecording {
-            meta: Meta {
-                end_unix_ms: Some(10_000),
-                ..Meta::default()
-            },
-            samples: Samples::parse(&text).unwrap(),
-            samples_path: "n.samples.csv".into(),
-            claims: Vec::new(),
-            samples_missing: false,
-        }
+        let rows: Vec<(u64, u64, u64)> = (0..=10u64)
+            .map(|t| (t * 1000, counter_w * t, sensor_w))
+            .collect();
+        gpu_rows(&rows)
     }
 
     #[test]
