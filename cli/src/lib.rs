@@ -5,7 +5,6 @@ pub mod cmd;
 pub mod compare;
 pub mod export;
 pub mod legacy;
-pub mod omegawatt;
 pub mod output;
 pub mod par;
 pub mod plot;
@@ -13,7 +12,6 @@ pub mod power;
 pub mod report;
 pub mod spool;
 pub mod system_user;
-pub mod text_file;
 pub mod window;
 
 use std::process::ExitCode;

@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use aipm_analyze::legacy::{self, Zone};
-use aipm_analyze::omegawatt::channels::ChannelMap;
-use aipm_analyze::omegawatt::generate::{self, Faults, Profile, Spec};
-use aipm_analyze::omegawatt::seconds::{summarize, PerSecond};
-use aipm_analyze::omegawatt::stream::StreamReader;
+use aipm_omegawatt::channels::ChannelMap;
+use aipm_omegawatt::generate::{self, Faults, Profile, Spec};
+use aipm_omegawatt::seconds::{summarize, PerSecond};
+use aipm_omegawatt::stream::StreamReader;
 use aipm_recording::attribution::attribute;
 use aipm_recording::counter::MAX_CHANNEL_W;
 use aipm_recording::samples::{header_line, EnergyValue, SampleRow, Samples};

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::compare::{bin_count, bins, flag_psu_shares, median_ratio, sensor_seconds, Bin};
-use crate::omegawatt::seconds::{plug_seconds, whole_node_seconds};
-use crate::omegawatt::wall::node_seconds;
 use crate::output::{write_json, Format};
 use crate::spool::node_recordings;
 use crate::window::parse_span;
 use crate::window::parse_time;
+use aipm_omegawatt::seconds::{plug_seconds, whole_node_seconds};
+use aipm_omegawatt::wall::node_seconds;
 
 /// Compare what RAPL and NVML saw of whole nodes with what the wall meter saw, bin by bin.
 ///

@@ -13,9 +13,9 @@ use crate::export::parse_span;
 use crate::export::sacct::{jobs_between, Accounting};
 use crate::export::summary::JobSummary;
 use crate::export::userfile::ExportDir;
-use crate::omegawatt::days::parse_time;
 use crate::output::{write_json, Format};
 use crate::report::NodeReport;
+use crate::window::parse_time;
 
 /// Append one row per finished job to DIR/<user>.csv, for a daily cron or timer.
 ///

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use aipm_recording::period::format_period;
 
 use crate::legacy::{self, LegacyReport, Zone};
-use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::wall::{energy_in_window, mid_second_points, node_power_seconds, WallSource};
 use crate::output::{bytes, joules, write_json, Format, Units};
 use crate::report::{NodeReport, WallReport};
 use crate::spool::{find_job, JobRef, Lookup, NodeRecording};
+use aipm_omegawatt::channels::ChannelMap;
+use aipm_omegawatt::wall::{energy_in_window, mid_second_points, node_power_seconds, WallSource};
 use aipm_recording::attribution::{channel_kind, ChannelKind};
 
 /// Show the energy and usage of one job, per node.

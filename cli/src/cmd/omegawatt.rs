@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::omegawatt::archive::read_log;
-use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::generate::{self, Faults, Profile, Spec};
-use crate::omegawatt::seconds::{summarize, PerSecond};
-use crate::omegawatt::stream::StreamStats;
-use crate::omegawatt::wall::{node_seconds, NodeSeconds, WallSource};
 use crate::output::{write_json, Format};
 use crate::window::parse_time;
+use aipm_omegawatt::archive::read_log;
+use aipm_omegawatt::channels::ChannelMap;
+use aipm_omegawatt::generate::{self, Faults, Profile, Spec};
+use aipm_omegawatt::seconds::{summarize, PerSecond};
+use aipm_omegawatt::stream::StreamStats;
+use aipm_omegawatt::wall::{node_seconds, NodeSeconds, WallSource};
 
 /// Read Omegawatt wall-meter logs and archives.
 #[derive(Debug, clap::Args)]
@@ -126,7 +126,7 @@ pub struct NodeWindow {
 
 impl NodeWindow {
     /// The node's channels and its per-second data over the window.
-    fn read(&self) -> anyhow::Result<(crate::omegawatt::channels::NodeChannels, NodeSeconds)> {
+    fn read(&self) -> anyhow::Result<(aipm_omegawatt::channels::NodeChannels, NodeSeconds)> {
         crate::window::check_window(self.from, self.to, "--from", "--to")?;
         let map = ChannelMap::load(&self.map).map_err(anyhow::Error::msg)?;
         let entry = map.node(&self.node).map_err(anyhow::Error::msg)?.clone();
@@ -537,7 +537,7 @@ fn generate_cmd(args: GenerateArgs, out: &mut impl Write) -> anyhow::Result<Exit
         Some(path) => {
             let file = std::fs::File::create(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            let mut zip = crate::omegawatt::archive::day_zip_writer(file)?;
+            let mut zip = aipm_omegawatt::archive::day_zip_writer(file)?;
             generate::write(
                 &spec,
                 &mut std::io::BufWriter::with_capacity(1 << 20, &mut zip),
@@ -691,7 +691,7 @@ fn ingest(args: IngestArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("--port must be letters and digits (USB0) and --rotation-hour 0 to 23");
     }
-    let mut ingest = crate::omegawatt::ingest::Ingest::open(
+    let mut ingest = aipm_omegawatt::ingest::Ingest::open(
         &args.dir,
         &args.port,
         args.rotation_hour,
@@ -741,7 +741,7 @@ struct IndexedDay {
 }
 
 fn index(args: IndexArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    use crate::omegawatt::index::{find_archives, index_all, Outcome};
+    use aipm_omegawatt::index::{find_archives, index_all, Outcome};
     let (days, others) = find_archives(&args.archives)?;
     if days.is_empty() {
         anyhow::bail!(
@@ -785,7 +785,7 @@ fn index(args: IndexArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 Outcome::Indexed(e) => {
                     row.outcome = "indexed";
                     row.rows = Some(e.rows);
-                    row.skipped = Some(skipped_line(&crate::omegawatt::cache::skipped_of(&e)));
+                    row.skipped = Some(skipped_line(&aipm_omegawatt::cache::skipped_of(&e)));
                 }
                 Outcome::Current => {}
                 Outcome::Failed(e) => {
@@ -886,7 +886,7 @@ fn plot(args: PlotArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     if entry.channels.len() > 1 {
         series.push(Series {
             name: "node (all PSUs)".into(),
-            points: crate::omegawatt::wall::node_power(&data.rows, &entry.channels),
+            points: aipm_omegawatt::wall::node_power(&data.rows, &entry.channels),
             dashed: true,
         });
     }

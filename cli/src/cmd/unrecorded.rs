@@ -6,9 +6,9 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::export::sacct::{one_job, AccountedJob};
-use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::wall::{energy_in_window, node_power_seconds, WallSource};
 use crate::output::{write_json, Format, Units};
+use aipm_omegawatt::channels::ChannelMap;
+use aipm_omegawatt::wall::{energy_in_window, node_power_seconds, WallSource};
 
 #[derive(Debug, Serialize)]
 pub struct UnrecordedReport {

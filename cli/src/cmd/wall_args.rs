@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::omegawatt::channels::ChannelMap;
-use crate::omegawatt::wall::WallSource;
+use aipm_omegawatt::channels::ChannelMap;
+use aipm_omegawatt::wall::WallSource;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct WallArgs {

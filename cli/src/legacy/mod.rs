@@ -223,7 +223,8 @@ pub fn read(path: &Path, zone: Zone) -> anyhow::Result<LegacyReport> {
     } else {
         path.to_path_buf()
     };
-    let text = crate::text_file::read_text(&file, LEGACY_MAX_BYTES).map_err(anyhow::Error::msg)?;
+    let text = aipm_recording::text_file::read_text(&file, LEGACY_MAX_BYTES)
+        .map_err(anyhow::Error::msg)?;
     let mut segments: Vec<Vec<Sample>> = vec![Vec::new()];
     let mut report = LegacyReport {
         file: file.display().to_string(),

@@ -78,9 +78,6 @@ pub fn parse_archive_name(name: &str) -> Option<(NaiveDate, String)> {
     ))
 }
 
-/// Times are parsed (and bounded) in one place, `crate::window`.
-pub use crate::window::parse_time;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,7 +85,15 @@ mod tests {
     /// These tests read local time; they hold for any zone because they convert both ways.
     #[test]
     fn archives_close_at_the_rotation_hour() {
-        let t = |s: &str| parse_time(s).unwrap();
+        let t = |s: &str| {
+            let s = if s.len() == 16 {
+                format!("{s}:00")
+            } else {
+                s.to_string()
+            };
+            let naive = chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S").unwrap();
+            Local.from_local_datetime(&naive).unwrap().timestamp()
+        };
         let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
         assert_eq!(
             archive_date(t("2023-11-16 06:59:59"), 7),

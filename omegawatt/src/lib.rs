@@ -1,5 +1,6 @@
 //! Omegawatt wall-meter data: the `wattmetre-read` stream, per-second statistics, the
-//! Lab IA's daily archives.
+//! Lab IA's daily archives. A library of its own: it depends on no part of the CLI, and the
+//! CLI reaches it only through these modules.
 
 pub mod archive;
 pub mod cache;

@@ -44,7 +44,7 @@ const MAP_MAX_BYTES: u64 = 4 << 20;
 impl ChannelMap {
     pub fn load(path: &Path) -> Result<ChannelMap, String> {
         // Checked before parsing: a 38 MB file took 1.85 GB to refuse.
-        let text = crate::text_file::read_text(path, MAP_MAX_BYTES)?;
+        let text = aipm_recording::text_file::read_text(path, MAP_MAX_BYTES)?;
         ChannelMap::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 

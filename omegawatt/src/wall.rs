@@ -381,11 +381,11 @@ pub fn mid_second_points(node_seconds: &[(i64, f64)]) -> Vec<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::omegawatt::days::archive_dates;
+    use crate::days::archive_dates;
 
     /// A day's archive of plugs 1 and 2 from `start_s`, `seconds` long, at constant powers.
     fn write_archive(path: &Path, start_s: i64, seconds: u64) {
-        use super::super::generate::{write, Faults, Profile, Spec};
+        use crate::generate::{write, Faults, Profile, Spec};
         let spec = Spec {
             plugs: 2,
             rate_hz: 10,
@@ -406,8 +406,7 @@ mod tests {
             noise_w: 0.0,
             faults: Faults::default(),
         };
-        let mut zip =
-            super::super::archive::day_zip_writer(std::fs::File::create(path).unwrap()).unwrap();
+        let mut zip = crate::archive::day_zip_writer(std::fs::File::create(path).unwrap()).unwrap();
         write(&spec, &mut zip).unwrap();
         zip.finish().unwrap();
     }

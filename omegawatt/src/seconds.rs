@@ -274,7 +274,7 @@ pub fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::omegawatt::stream::Header;
+    use crate::stream::Header;
 
     fn header() -> Header {
         Header::parse("#timestamp,#frame_is_ok,#U1,#current1,#activepow1,#current2,#activepow2")
