@@ -4,13 +4,12 @@
 use std::path::Path;
 use std::process::Command;
 
-mod common;
 // Every run reads local time as UTC (common::aipm), as the archives' names assume here.
-use common::{aipm as run, json, s, BIN};
+use crate::common::{aipm as run, json, s, BIN};
 
 fn generate(dir: &Path, extra: &[&str]) -> String {
     let zip = dir.join("11_16_2023_USB0.zip");
-    common::generate_archive(&zip, 24, 100, 120, 1_700_000_000, extra);
+    crate::common::generate_archive(&zip, 24, 100, 120, 1_700_000_000, extra);
     zip.display().to_string()
 }
 
@@ -174,7 +173,7 @@ fn a_node_over_two_daily_archives_and_a_missing_day() {
         ("11_17_2023_USB0.zip", "1700118000"),
     ] {
         let start: u64 = start.parse().unwrap();
-        common::generate_archive(
+        crate::common::generate_archive(
             &dir.join(name),
             24,
             100,

@@ -6,8 +6,7 @@ use std::process::{Command, Output};
 
 use aipm_recording::meta::Meta;
 
-mod common;
-use common::{package_sample, s, write_recording, BIN};
+use crate::common::{package_sample, s, write_recording, BIN};
 
 const START: u64 = 1_700_000_000_000;
 
@@ -39,7 +38,7 @@ fn comment(spool: &Path, extra: &[&str]) -> Output {
             s(spool),
         ])
         .args(extra)
-        .env("AIPM_TEST_PASSWD", common::PASSWD)
+        .env("AIPM_TEST_PASSWD", crate::common::PASSWD)
         .output()
         .unwrap()
 }
@@ -47,7 +46,7 @@ fn comment(spool: &Path, extra: &[&str]) -> Output {
 #[test]
 fn only_this_run_of_a_requeued_job_is_summed() {
     let spool = tempfile::tempdir().unwrap();
-    common::test_user("alice");
+    crate::common::test_user("alice");
     // The first run's recording, still in the store before the nodes publish the second.
     recorded(spool.path(), 30, "n1", Some(0));
     let out = comment(spool.path(), &["--restart-count", "1", "--nodes", "n1"]);
@@ -61,7 +60,7 @@ fn only_this_run_of_a_requeued_job_is_summed() {
 #[test]
 fn a_recording_of_another_user_is_not_this_jobs() {
     let spool = tempfile::tempdir().unwrap();
-    let (bob, _) = common::test_user("bob").unwrap();
+    let (bob, _) = crate::common::test_user("bob").unwrap();
     recorded(spool.path(), 30, "n1", None);
     let out = comment(spool.path(), &["--uid", &bob.to_string()]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -74,7 +73,7 @@ fn a_recording_of_another_user_is_not_this_jobs() {
 #[test]
 fn a_node_of_the_job_still_missing_means_no_comment_yet() {
     let spool = tempfile::tempdir().unwrap();
-    common::test_user("alice");
+    crate::common::test_user("alice");
     recorded(spool.path(), 30, "n1", None);
     let out = comment(spool.path(), &["--nodes", "n[1-2]"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

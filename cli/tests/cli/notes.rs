@@ -4,8 +4,7 @@
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::SampleRow;
 
-mod common;
-use common::{aipm, json, package_sample, s, write_recording};
+use crate::common::{aipm, json, package_sample, s, write_recording};
 
 /// Job 5 on node vm: samples a second apart, none from 20 s to 29 s, 100 MiB used of `alloc`.
 fn spool_with_job(dir: &std::path::Path, alloc: Option<u64>) {

@@ -1,8 +1,7 @@
 //! `aipm-analyze job --legacy`: AIPowerMeter recordings (real ones, tests/fixtures/aipowermeter) in a
 //! tree laid out as the Lab IA's prolog writes it (`<YYYY_MM>/<user>/<jobid>/`).
 
-mod common;
-use common::{aipm, json, s};
+use crate::common::{aipm, json, s};
 
 #[test]
 fn a_tree_of_aipowermeter_recordings_is_reported_one_by_one() {

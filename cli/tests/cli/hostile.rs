@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use aipm_recording::meta::Meta;
 
-mod common;
-use common::{package_sample, s, test_user, write_recording, BIN};
+use crate::common::{package_sample, s, test_user, write_recording, BIN};
 
 const DAY: u64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
 

@@ -3,8 +3,7 @@
 
 use aipm_recording::meta::Meta;
 
-mod common;
-use common::{aipm, json, package_sample, s, write_recording};
+use crate::common::{aipm, json, package_sample, s, write_recording};
 
 const START_MS: u64 = 1_700_000_000_000;
 

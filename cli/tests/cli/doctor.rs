@@ -4,8 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-mod common;
-use common::{aipm, json, s, standin_nvml};
+use crate::common::{aipm, json, s, standin_nvml};
 
 fn standin(dir: &Path) -> std::path::PathBuf {
     let gpu = |uuid: &str| serde_json::json!({ "uuid": uuid, "name": "Fake", "power_w": 70.0, "start_unix_ms": 1_700_000_000_000u64 });

@@ -2,8 +2,7 @@
 
 use aipm_recording::meta::Meta;
 
-mod common;
-use common::{aipm, generate_archive, json, package_sample, s, write_recording};
+use crate::common::{aipm, generate_archive, json, package_sample, s, write_recording};
 
 const T: u64 = 1_700_118_000; // 2023-11-16 07:00 UTC: in the archive of 11_17_2023.
 

@@ -7,8 +7,7 @@ use std::process::{Command, Output};
 
 use aipm_recording::meta::Meta;
 
-mod common;
-use common::{package_sample, s, write_recording, BIN};
+use crate::common::{package_sample, s, write_recording, BIN};
 
 /// A recorded job alone on its node: `watts` on the package for `seconds` from `start_ms`.
 fn job(spool: &Path, id: u32, user: &str, uid: u32, start_ms: u64, seconds: u64, watts: u64) {

@@ -4,8 +4,7 @@
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::SampleRow;
 
-mod common;
-use common::{aipm, generate_archive, json, package_sample, s, write_recording};
+use crate::common::{aipm, generate_archive, json, package_sample, s, write_recording};
 
 #[test]
 fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
@@ -150,7 +149,7 @@ fn the_wall_energy_over_the_jobs_window_and_what_rapl_did_not_see() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(common::image_size(&image), (1000, 400), "{name}");
+        assert_eq!(crate::common::image_size(&image), (1000, 400), "{name}");
     }
     let svg = std::fs::read_to_string(tmp.path().join("job.svg")).unwrap();
     for text in [

@@ -4,8 +4,7 @@
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::SampleRow;
 
-mod common;
-use common::{aipm, generate_archive, package_sample, s, write_recording};
+use crate::common::{aipm, generate_archive, package_sample, s, write_recording};
 
 const T: u64 = 1_700_118_000; // 2023-11-16 07:00 UTC: in the archive of 11_17_2023.
 
@@ -110,7 +109,7 @@ fn the_wall_against_the_sensors_per_bin_with_strays_flagged() {
     let svg = tmp.path().join("compare.svg");
     let out = compare(&["--plot", s(&svg), "--plot-size", "900x360"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(common::image_size(&svg), (900, 360));
+    assert_eq!(crate::common::image_size(&svg), (900, 360));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("RAPL + NVML") && text.contains("wall (Omegawatt)"));
 }

@@ -4,8 +4,7 @@ use std::path::Path;
 
 use aipm_recording::meta::Meta;
 
-mod common;
-use common::{aipm, json, package_sample, s, write_recording};
+use crate::common::{aipm, json, package_sample, s, write_recording};
 
 /// A recorded job alone on its node: `watts` on the package for `seconds` from `start_ms`.
 fn job(spool: &Path, id: u32, user: &str, start_ms: u64, seconds: u64, watts: u64) {

@@ -2,8 +2,7 @@
 
 use aipm_recording::meta::Meta;
 
-mod common;
-use common::{aipm, package_sample, s, write_recording};
+use crate::common::{aipm, package_sample, s, write_recording};
 
 /// A node whose samples file is missing is named, and `job` exits 2, where it reported
 /// "Samples 0" and exited 0.

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use polars::prelude::{DataType, ParquetReader, SerReader};
 
-mod common;
-use common::{aipm as run, json, s};
+use crate::common::{aipm as run, json, s};
 
 /// A day's archive of 24 plugs for two minutes from `start`: n51 on plugs 13 and 19, one
 /// PSU ramping, with invalid frames and `nan` values.
@@ -15,7 +14,7 @@ fn archive(dir: &Path, name: &str, start: &str, psu: &str) {
     let faults = ["--invalid-every", "53", "--nan-every", "211"];
     let profiles = ["--power", "13=210", "--power", psu];
     let start: u64 = start.parse().unwrap();
-    common::generate_archive(
+    crate::common::generate_archive(
         &dir.join(name),
         24,
         100,
@@ -181,7 +180,7 @@ fn index_writes_a_hive_partitioned_cache_that_node_reads_like_the_archives() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(common::image_size(&image), (900, 420), "{name}");
+        assert_eq!(crate::common::image_size(&image), (900, 420), "{name}");
     }
     let svg = std::fs::read_to_string(tmp.path().join("n51.svg")).unwrap();
     for text in [
@@ -291,7 +290,7 @@ fn ingest_caches_the_day_it_closes() {
         "1=100",
     ]);
     assert!(stream.status.success());
-    let mut child = std::process::Command::new(common::BIN)
+    let mut child = std::process::Command::new(crate::common::BIN)
         .args(["omegawatt", "ingest", "--port", "USB0", "--dir"])
         .arg(&dir)
         .arg("--cache")

@@ -3,8 +3,7 @@
 
 use std::time::Instant;
 
-mod common;
-use common::{aipm, json, s};
+use crate::common::{aipm, json, s};
 
 /// Every time option refuses a time outside 1970-01-01 .. 2200-01-01, naming the option.
 #[test]
@@ -140,7 +139,7 @@ fn a_window_of_centuries_over_a_day_costs_a_day() {
     let dir = tmp.path();
     let map = dir.join("channels.toml");
     std::fs::write(&map, "[nodes.n51]\nport = \"USB0\"\nchannels = [13, 19]\n").unwrap();
-    common::generate_archive(
+    crate::common::generate_archive(
         &dir.join("11_17_2023_USB0.zip"),
         24,
         10,

@@ -1,5 +1,4 @@
 //! Helpers shared by the command-line tests.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -74,7 +73,7 @@ pub fn image_size(path: &Path) -> (u32, u32) {
 /// The tests' made-up users (alice 4201, bob 4202, carol 4203, mallory 12345), which
 /// `aipm-analyze` (a debug build) takes as the system's: a recording's user is its job
 /// directory's owner, by the system's name for that uid.
-pub const PASSWD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/passwd");
+pub const PASSWD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/common/passwd");
 
 /// The uid and gid of a made-up user; also hands the user list to every `aipm-analyze`
 /// these tests start (children inherit the environment).

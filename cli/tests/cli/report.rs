@@ -3,8 +3,7 @@
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::SampleRow;
 
-mod common;
-use common::{aipm, package_sample, s, write_recording};
+use crate::common::{aipm, package_sample, s, write_recording};
 
 /// A job alone on node n1: sampled every 60 s, the package at `watts`, using `busy` of its
 /// 4 CPUs.

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-mod common;
-use common::{standin_nvml, BIN};
+use crate::common::{standin_nvml, BIN};
 
 fn standin_copy(dir: &Path, gpu1_watts: f64) -> PathBuf {
     let now = SystemTime::now()
