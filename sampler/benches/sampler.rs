@@ -61,16 +61,6 @@ fn powercap(root: &Path) -> Vec<Box<dyn EnergySource>> {
 }
 
 fn standin(dir: &Path, gpus: usize) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let built = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("libaipm_nvml_standin.so"))
-        .find(|p| p.exists())
-        .expect("the stand-in NVML library is built with the bench");
-    let lib = dir.join("libnvidia-ml.so");
-    fs::copy(built, &lib).unwrap();
     let devices: Vec<_> = (0..gpus)
         .map(|i| {
             serde_json::json!({ "uuid": format!("GPU-{i:04}"), "name": "Bench", "power_w": 300.0,
@@ -78,12 +68,7 @@ fn standin(dir: &Path, gpus: usize) -> PathBuf {
                 "util_mem": 5, "mem_total": 1u64 << 35, "mem_used": 1u64 << 33, "mem_reserved": 0 })
         })
         .collect();
-    fs::write(
-        dir.join("libnvidia-ml.so.json"),
-        serde_json::json!({ "devices": devices }).to_string(),
-    )
-    .unwrap();
-    lib
+    aipm_nvml_standin::install::install(dir, &serde_json::json!({ "devices": devices }))
 }
 
 /// A job of `n` sleeping processes, in a cgroup v1 job cgroup when `cgroup` is true.

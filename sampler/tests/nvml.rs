@@ -18,20 +18,7 @@ fn now_ms() -> u64 {
 /// The stand-in, copied into `dir` with its state file beside it (one copy per test: a copy
 /// at another path is loaded separately).
 fn standin(dir: &Path, state: &serde_json::Value) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let built = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("libaipm_nvml_standin.so"))
-        .find(|p| p.exists())
-        .expect("libaipm_nvml_standin.so is built with the tests");
-    let lib = dir.join("libnvidia-ml.so");
-    fs::copy(built, &lib).unwrap();
-    let tmp = dir.join("state.tmp");
-    fs::write(&tmp, state.to_string()).unwrap();
-    fs::rename(&tmp, dir.join("libnvidia-ml.so.json")).unwrap();
-    lib
+    aipm_nvml_standin::install::install(dir, state)
 }
 
 fn two_gpus(start_ms: u64) -> serde_json::Value {

@@ -412,16 +412,6 @@ fn record_gpus(
 /// The stand-in NVML library (tests/nvml-standin) in `dir`, with these devices, counting
 /// from now; returns its path.
 fn standin_nvml(dir: &Path, devices: Vec<serde_json::Value>) -> std::path::PathBuf {
-    let built = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("libaipm_nvml_standin.so"))
-        .find(|p| p.exists())
-        .expect("libaipm_nvml_standin.so is built with the tests");
-    let lib = dir.join("libnvidia-ml.so");
-    fs::copy(built, &lib).unwrap();
     let now = aipm_recording::time::now_unix_ms();
     let devices: Vec<serde_json::Value> = devices
         .into_iter()
@@ -430,9 +420,7 @@ fn standin_nvml(dir: &Path, devices: Vec<serde_json::Value>) -> std::path::PathB
             d
         })
         .collect();
-    let state = serde_json::json!({ "devices": devices });
-    fs::write(dir.join("libnvidia-ml.so.json"), state.to_string()).unwrap();
-    lib
+    aipm_nvml_standin::install::install(dir, &serde_json::json!({ "devices": devices }))
 }
 
 /// Steps of an allocation see different GPUs (each its own gres): the step that takes over

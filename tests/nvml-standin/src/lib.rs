@@ -108,6 +108,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod install;
 pub mod symbols;
 
 /// `nvmlReturn_t`.

@@ -21,23 +21,7 @@ use nvml_wrapper::{Device, FieldIdScheme, Nvml};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-/// `cargo test` builds the cdylib into `target/<profile>/deps/`, next to this test binary;
-/// `cargo build` puts it one level up.
-fn built_library() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test binary has a parent dir");
-    let candidates = [deps.to_path_buf(), deps.join("..")];
-    candidates
-        .iter()
-        .map(|dir| dir.join("libaipm_nvml_standin.so"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "libaipm_nvml_standin.so not found next to {}",
-                exe.display()
-            )
-        })
-}
+use aipm_nvml_standin::install::built_library;
 
 fn now_ms() -> u64 {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();

@@ -28,16 +28,7 @@ pub fn json(out: &Output) -> serde_json::Value {
 /// A copy of the stand-in NVML library in `dir`, as `libnvidia-ml.so`, with `state` as its
 /// sidecar JSON: each copy is loaded on its own, so tests can run in parallel.
 pub fn standin_nvml(dir: &Path, state: &serde_json::Value) -> std::path::PathBuf {
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let built = [bin_dir.to_path_buf(), bin_dir.join("deps")]
-        .iter()
-        .map(|d| d.join("libaipm_nvml_standin.so"))
-        .find(|p| p.exists())
-        .expect("libaipm_nvml_standin.so is built with the workspace");
-    let lib = dir.join("libnvidia-ml.so");
-    std::fs::copy(built, &lib).unwrap();
-    std::fs::write(dir.join("libnvidia-ml.so.json"), state.to_string()).unwrap();
-    lib
+    aipm_nvml_standin::install::install(dir, state)
 }
 
 pub fn s(path: &Path) -> &str {
