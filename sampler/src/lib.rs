@@ -8,6 +8,7 @@ pub mod counter;
 pub mod node;
 pub mod publish;
 pub mod sampler;
+pub mod setup;
 pub mod sources;
 pub mod spool;
 pub mod sysfs;

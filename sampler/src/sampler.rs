@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aipm_recording::meta::{Meta, SamplerStats, SourceStatus};
+use aipm_recording::meta::{Meta, SamplerStats};
 use aipm_recording::samples::{self, EnergyValue, SampleRow, Samples};
 use aipm_recording::time::{format_utc, now_unix_ms};
 use rustix::time::{clock_gettime, ClockId};
@@ -18,6 +18,7 @@ use rustix::time::{clock_gettime, ClockId};
 use crate::counter::Counter;
 use crate::node::{JobCensus, NodeStats};
 use crate::sources::nvml::NvmlSource;
+use crate::sources::nvml_status;
 use crate::sources::{EnergySource, Found, JobPids};
 use crate::spool::{ElectionLock, JobFiles, RecordedGpus};
 use crate::usage::JobUsage;
@@ -84,15 +85,10 @@ fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
     setup.meta.gpus = recording.gpus.clone();
     if recording.gpus.is_empty() {
         setup.gpus = None;
-        setup.meta.sources.push(SourceStatus {
-            name: "nvml".into(),
-            status: "absent".into(),
-            detail: format!(
-                "the recording began in a step without GPUs; this step's [{}] are not sampled",
-                own.join(",")
-            ),
-            channels: Vec::new(),
-        });
+        setup.meta.sources.push(nvml_status::absent(format!(
+            "the recording began in a step without GPUs; this step's [{}] are not sampled",
+            own.join(",")
+        )));
     }
 }
 
@@ -117,15 +113,14 @@ fn recorded_gpus(setup: &SamplerSetup, previous: &Meta) -> Option<Meta> {
         .filter(|_| kept.channels.is_empty());
     Some(Meta {
         gpus: kept.ids,
-        sources: vec![SourceStatus {
-            name: "nvml".into(),
-            status: status.map_or("absent".into(), |s| cut(&s.status, 16)),
-            detail: status.map_or_else(
+        sources: vec![nvml_status::status(
+            &status.map_or("absent".into(), |s| cut(&s.status, 16)),
+            status.map_or_else(
                 || "the recording began without GPU columns".into(),
                 |s| cut(&s.detail, 500),
             ),
-            channels: kept.channels,
-        }],
+            kept.channels,
+        )],
         ..Meta::default()
     })
 }
@@ -184,12 +179,8 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>, control: &Contro
         }
         None if plan.selectors.as_ref().is_some_and(Vec::is_empty) => {
             // No GPU for this job: NVML is not even loaded.
-            setup.meta.sources.push(SourceStatus {
-                name: "nvml".into(),
-                status: "absent".into(),
-                detail: "no GPU allocated to the job".into(),
-                channels: Vec::new(),
-            });
+            let why = "no GPU allocated to the job".into();
+            setup.meta.sources.push(nvml_status::absent(why));
             return;
         }
         None => {
@@ -246,95 +237,15 @@ fn settle_gpus(
     opened: Result<Found<NvmlSource>, String>,
     took: Duration,
 ) {
-    let (status, detail, source) = match opened {
-        Ok(Found::Present(source)) => {
-            let mut detail = match &plan.lib {
-                Some(lib) => format!("NVML from {}", lib.display()),
-                None => "NVML".to_string(),
-            };
-            let slices = source.mig_slices();
-            if !slices.is_empty() {
-                detail.push_str(&format!(
-                    "; MIG slices get their share of the GPU's SMs: {}",
-                    slices.join(", ")
-                ));
-            }
-            let integrated = source.integrated_channels();
-            if !integrated.is_empty() {
-                detail.push_str(&format!(
-                    "; no energy counter on {}: integrated from power",
-                    integrated.join(", ")
-                ));
-            }
-            let by_index = source.taken_by_index();
-            if !by_index.is_empty() {
-                detail.push_str(&format!(
-                    "; no minor number from NVML, Slurm's GPU id taken as NVML's index: {}",
-                    by_index.join(", ")
-                ));
-            }
-            let unsupported = source.unsupported();
-            if !unsupported.is_empty() {
-                detail.push_str(&format!(
-                    "; not supported, left empty: {}",
-                    unsupported.join("; ")
-                ));
-            }
-            if took >= SLOW_OPEN {
-                detail.push_str(&format!(
-                    "; NVML took {:.1} s to open (GPUs without persistence mode?)",
-                    took.as_secs_f64()
-                ));
-            }
-            let degraded = source.degraded();
-            if !degraded.is_empty() {
-                detail.push_str(&format!("; read otherwise: {}", degraded.join("; ")));
-            }
-            let lost = source.lost();
-            if !lost.is_empty() {
-                detail.push_str(&format!("; not opened, not recorded: {}", lost.join("; ")));
-                for why in lost {
-                    (setup.log)(Level::Error, &format!("nvml: {why}"));
-                }
-            }
-            let unopened = source.unopened();
-            if !unopened.is_empty() {
-                detail.push_str(&format!(
-                    "; not opened when this sampler took over, left empty: {}",
-                    unopened.join("; ")
-                ));
-            }
-            let status = match unopened.len() == source.channels().len() {
-                true => "failed",
-                false => "found",
-            };
-            (status, detail, Some(source))
-        }
-        Ok(Found::Absent(why)) => ("absent", why, None),
-        Err(e) => {
-            (setup.log)(Level::Error, &format!("nvml: {e}"));
-            ("failed", e, None)
-        }
-    };
-    let status = SourceStatus {
-        name: "nvml".into(),
-        status: status.into(),
-        detail,
-        channels: source
-            .as_ref()
-            .map(|s| s.channels().to_vec())
-            .unwrap_or_default(),
-    };
-    setup.meta.sources.retain(|s| s.name != "nvml");
-    setup.meta.sources.push(status);
-    if let Some(source) = source {
-        setup.sources.push(Box::new(source));
+    let opened = nvml_status::opened(plan.lib.as_deref(), opened, took);
+    for problem in &opened.problems {
+        (setup.log)(Level::Error, &format!("{}: {problem}", opened.status.name));
     }
+    setup.meta.sources.retain(|s| s.name != opened.status.name);
+    setup.meta.sources.push(opened.status);
+    setup.sources.extend(opened.source);
 }
 
-/// An NVML open this slow is named in the metadata: 1–3 s per GPU is what GPUs without
-/// persistence mode take to initialise.
-const SLOW_OPEN: Duration = Duration::from_secs(1);
 /// How often the sampler looks at its stop flag while NVML opens.
 const OPEN_POLL: Duration = Duration::from_millis(10);
 

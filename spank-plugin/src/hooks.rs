@@ -2,7 +2,6 @@
 //! measurement problem is logged and the job runs on. The one refusal is a malformed
 //! `--energy-profile=` at submission, as for any bad flag.
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -11,7 +10,7 @@ use aipm_recording::layout::NodeName;
 use aipm_recording::meta::{self, Meta};
 use aipm_recording::period::format_period;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
-use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
+use aipm_sampler::setup;
 use aipm_sampler::spool::Retired;
 use aipm_sampler::spool::{ElectionLock, JobFiles, ReaderGroup};
 use aipm_sampler::sysfs::parse_cpu_list;
@@ -176,12 +175,6 @@ fn prepare(
         );
     }
 
-    let (rapl, rapl_status, problems) = open_rapl(&config.powercap_root, Path::new(PERF_POWER_PMU));
-    for problem in problems {
-        log(LogLevel::Error, &format!("rapl: {problem}"));
-    }
-    let sources: Vec<Box<dyn EnergySource>> = rapl.into_iter().collect();
-    let statuses = vec![rapl_status];
     // The job's GPUs: by UUID where its CUDA_VISIBLE_DEVICES names them (MIG slices are
     // only named so), else by SLURM_JOB_GPUS (gres/gpu), whose ids are the numbers of the
     // gres device files, /dev/nvidiaN: minor numbers, not NVML indices. The sampler opens
@@ -208,10 +201,10 @@ fn prepare(
     };
     // Always a plan, even without GPUs: a later step that takes over a recording with GPUs
     // samples those (the sampler loads NVML only for a non-empty list).
-    let gpu_plan = Some(GpuPlan {
+    let gpu_plan = GpuPlan {
         lib: config.nvml_lib.clone(),
         selectors: Some(gpus.clone()),
-    });
+    };
     let meta = Meta {
         job_id,
         array_job_id: sp.job_array().map(|(array, _)| array),
@@ -228,8 +221,6 @@ fn prepare(
         mem_alloc_bytes: sp.job_alloc_mem_mb().map(|mb| mb << 20),
         restart_count: sp.job_restart_count(),
         gpus,
-        period_ms: period.as_millis() as u64,
-        sources: statuses,
         ..Meta::default()
     };
     let logger: Log = std::sync::Arc::new(|level, message: &str| {
@@ -249,19 +240,24 @@ fn prepare(
             files.dir_path().display()
         ),
     );
-    Ok(SamplerSetup {
+    let prepared = setup::prepare(setup::Job {
         period,
         files,
         lock,
-        sources,
-        usage: None,
-        node: aipm_sampler::node::NodeStats::open(&config.proc_root)
-            .map_err(|e| log(LogLevel::Error, &format!("node usage not recorded: {e}")))
-            .ok(),
+        roots: setup::Roots {
+            powercap: config.powercap_root.clone(),
+            proc: config.proc_root.clone(),
+            ..setup::Roots::default()
+        },
         gpus: gpu_plan,
+        usage: None,
         meta,
         log: logger,
-    })
+    });
+    for problem in &prepared.problems {
+        log(LogLevel::Error, problem);
+    }
+    Ok(prepared.setup)
 }
 
 /// The admin's `reader_group=`, resolved; a group that does not exist is logged and left
