@@ -12,5 +12,6 @@ pub mod layout;
 pub mod meta;
 pub mod period;
 pub mod samples;
+pub mod source;
 pub mod time;
 pub mod untrusted;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use aipm_recording::meta::{Meta, SamplerStats};
 use aipm_recording::samples::{self, EnergyValue, SampleRow, Samples};
+use aipm_recording::source::{self, State};
 use aipm_recording::time::{format_utc, now_unix_ms};
 use rustix::time::{clock_gettime, ClockId};
 
@@ -109,12 +110,12 @@ fn recorded_gpus(setup: &SamplerSetup, previous: &Meta) -> Option<Meta> {
     let status = previous
         .sources
         .iter()
-        .find(|s| s.name == "nvml")
+        .find(|s| s.name == source::NVML)
         .filter(|_| kept.channels.is_empty());
     Some(Meta {
         gpus: kept.ids,
         sources: vec![nvml_status::status(
-            &status.map_or("absent".into(), |s| cut(&s.status, 16)),
+            status.map_or(State::Absent, |s| s.status),
             status.map_or_else(
                 || "the recording began without GPU columns".into(),
                 |s| cut(&s.detail, 500),
@@ -131,7 +132,7 @@ fn keep_gpus(setup: &SamplerSetup) {
         .meta
         .sources
         .iter()
-        .find(|s| s.name == "nvml")
+        .find(|s| s.name == source::NVML)
         .map(|s| s.channels.clone())
         .unwrap_or_default();
     let kept = RecordedGpus::new(&setup.meta.gpus, &channels);
@@ -154,7 +155,7 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>, control: &Contro
     let (lib, selectors) = (plan.lib.clone(), plan.selectors.clone());
     let opened = match previous {
         Some(previous) => {
-            let recorded = previous.sources.iter().find(|s| s.name == "nvml");
+            let recorded = previous.sources.iter().find(|s| s.name == source::NVML);
             match recorded {
                 // The recording's GPUs by their UUIDs, each a column of the recording whether
                 // or not it can be opened now: its columns cannot change.
@@ -170,7 +171,7 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>, control: &Contro
                 // goes on as begun, and its status says why.
                 _ => {
                     if let Some(nvml) = recorded {
-                        setup.meta.sources.retain(|s| s.name != "nvml");
+                        setup.meta.sources.retain(|s| s.name != source::NVML);
                         setup.meta.sources.push(nvml.clone());
                     }
                     return;

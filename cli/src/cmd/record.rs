@@ -10,6 +10,7 @@ use std::time::Duration;
 use aipm_recording::layout::NodeName;
 use aipm_recording::meta::Meta;
 use aipm_recording::period::{parse_bounded_period, PERIOD_FORMS};
+use aipm_recording::source;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler};
 use aipm_sampler::setup;
 use aipm_sampler::spool::{ElectionLock, JobFiles};
@@ -177,7 +178,7 @@ fn start_sampler(args: &Args, pid: u32) -> anyhow::Result<Sampler> {
     let sources = &mut prepared.setup.meta.sources;
     if let Some(rapl) = sources
         .iter_mut()
-        .find(|s| s.name == "rapl" && s.status != "found")
+        .find(|s| s.name == source::RAPL && s.status != source::State::Found)
     {
         rapl.detail
             .push_str(" (RAPL counters are root-only on most kernels)");

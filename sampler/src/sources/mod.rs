@@ -91,6 +91,7 @@ impl<'a> JobPids<'a> {
 use std::path::Path;
 
 use aipm_recording::meta::SourceStatus;
+use aipm_recording::source::{self, State};
 
 /// Where the kernel describes the perf `power` PMU.
 pub const PERF_POWER_PMU: &str = "/sys/bus/event_source/devices/power";
@@ -107,16 +108,16 @@ pub struct Opened {
 /// unreadable.
 pub fn open_rapl(powercap_root: &Path, perf_pmu: &Path) -> Opened {
     let mut problems = Vec::new();
-    let status = |status: &str, detail: String, channels: &[String]| SourceStatus {
-        name: "rapl".into(),
-        status: status.into(),
+    let status = |status: State, detail: String, channels: &[String]| SourceStatus {
+        name: source::RAPL.into(),
+        status,
         detail,
         channels: channels.to_vec(),
     };
     let powercap_why = match powercap::PowercapSource::open(powercap_root, &mut problems) {
         Found::Present(source) => {
             let status = status(
-                "found",
+                State::Found,
                 format!("powercap at {}", powercap_root.display()),
                 source.channels(),
             );
@@ -132,7 +133,7 @@ pub fn open_rapl(powercap_root: &Path, perf_pmu: &Path) -> Opened {
         match rapl_perf::PerfRaplSource::open(perf_pmu) {
             Ok(Found::Present(source)) => {
                 let status = status(
-                    "found",
+                    State::Found,
                     format!("perf power PMU ({powercap_why})"),
                     source.channels(),
                 );
@@ -140,11 +141,14 @@ pub fn open_rapl(powercap_root: &Path, perf_pmu: &Path) -> Opened {
             }
             Ok(Found::Absent(why)) => (
                 None,
-                status("absent", format!("{powercap_why}; {why}"), &[]),
+                status(State::Absent, format!("{powercap_why}; {why}"), &[]),
             ),
             Err(e) => {
                 problems.push(e.clone());
-                (None, status("failed", format!("{powercap_why}; {e}"), &[]))
+                (
+                    None,
+                    status(State::Failed, format!("{powercap_why}; {e}"), &[]),
+                )
             }
         };
     Opened {

@@ -782,7 +782,7 @@ impl Gpu {
 
 impl EnergySource for NvmlSource {
     fn name(&self) -> &'static str {
-        "nvml"
+        aipm_recording::source::NVML
     }
 
     fn channels(&self) -> &[String] {

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use aipm_recording::meta::SourceStatus;
+use aipm_recording::source::{self, State};
 
 use super::nvml::NvmlSource;
 use super::{EnergySource, Found, Opened};
@@ -24,8 +25,8 @@ pub fn opened(
             let detail = found_detail(lib, &source, took);
             let problems = source.lost().to_vec();
             let state = match source.unopened().len() == source.channels().len() {
-                true => "failed",
-                false => "found",
+                true => State::Failed,
+                false => State::Found,
             };
             Opened {
                 status: status(state, detail, source.channels().to_vec()),
@@ -35,12 +36,12 @@ pub fn opened(
         }
         Ok(Found::Absent(why)) => Opened {
             source: None,
-            status: status("absent", why, Vec::new()),
+            status: status(State::Absent, why, Vec::new()),
             problems: Vec::new(),
         },
         Err(e) => Opened {
             source: None,
-            status: status("failed", e.clone(), Vec::new()),
+            status: status(State::Failed, e.clone(), Vec::new()),
             problems: vec![e],
         },
     }
@@ -48,13 +49,13 @@ pub fn opened(
 
 /// The status of GPUs not sampled, and why.
 pub fn absent(detail: String) -> SourceStatus {
-    status("absent", detail, Vec::new())
+    status(State::Absent, detail, Vec::new())
 }
 
-pub fn status(state: &str, detail: String, channels: Vec<String>) -> SourceStatus {
+pub fn status(state: State, detail: String, channels: Vec<String>) -> SourceStatus {
     SourceStatus {
-        name: "nvml".into(),
-        status: state.into(),
+        name: source::NVML.into(),
+        status: state,
         detail,
         channels,
     }

@@ -107,7 +107,7 @@ fn zone_path_numbers(id: &str) -> Vec<u32> {
 
 impl EnergySource for PowercapSource {
     fn name(&self) -> &'static str {
-        "rapl"
+        aipm_recording::source::RAPL
     }
 
     fn channels(&self) -> &[String] {

@@ -155,7 +155,7 @@ fn open_counter(pmu_type: u32, config: u64, cpu: i32) -> std::io::Result<File> {
 
 impl EnergySource for PerfRaplSource {
     fn name(&self) -> &'static str {
-        "rapl"
+        aipm_recording::source::RAPL
     }
 
     fn channels(&self) -> &[String] {
