@@ -144,7 +144,7 @@ pub fn open_rapl(powercap_root: &Path, perf_pmu: &Path) -> Opened {
                 status(State::Absent, format!("{powercap_why}; {why}"), &[]),
             ),
             Err(e) => {
-                problems.push(e.clone());
+                problems.push(e.to_string());
                 (
                     None,
                     status(State::Failed, format!("{powercap_why}; {e}"), &[]),
