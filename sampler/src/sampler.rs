@@ -19,6 +19,7 @@ use rustix::time::{clock_gettime, ClockId};
 use crate::counter::Counter;
 use crate::node::{JobCensus, NodeStats};
 use crate::sources::nvml::NvmlSource;
+use crate::sources::nvml_error::NvmlFailed;
 use crate::sources::nvml_status;
 use crate::sources::{EnergySource, Found, JobPids};
 use crate::spool::{ElectionLock, JobFiles, RecordedGpus};
@@ -163,8 +164,9 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>, control: &Contro
                     let channels = nvml.channels.clone();
                     let reopen = move || NvmlSource::reopen(lib.as_deref(), &channels);
                     Ok(Found::Present(
-                        unless_stopped(control, reopen)
-                            .unwrap_or_else(|why| NvmlSource::unopened_all(&nvml.channels, &why)),
+                        unless_stopped(control, reopen).unwrap_or_else(|why| {
+                            NvmlSource::unopened_all(&nvml.channels, &why.to_string())
+                        }),
                     ))
                 }
                 // Begun without GPU columns (NVML absent or failed), it cannot gain any: it
@@ -196,7 +198,7 @@ fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>, control: &Contro
 struct PendingGpus {
     plan: GpuPlan,
     started: Instant,
-    receiver: std::sync::mpsc::Receiver<Result<Found<NvmlSource>, String>>,
+    receiver: std::sync::mpsc::Receiver<Result<Found<NvmlSource>, NvmlFailed>>,
 }
 
 /// Start opening the planned GPUs of a new recording on a thread of its own; `None` when
@@ -235,7 +237,7 @@ const OPEN_GIVE_UP: Duration = Duration::from_secs(120);
 fn settle_gpus(
     setup: &mut SamplerSetup,
     plan: &GpuPlan,
-    opened: Result<Found<NvmlSource>, String>,
+    opened: Result<Found<NvmlSource>, NvmlFailed>,
     took: Duration,
 ) {
     let opened = nvml_status::opened(plan.lib.as_deref(), opened, took);
@@ -257,7 +259,7 @@ const OPEN_POLL: Duration = Duration::from_millis(10);
 fn unless_stopped<T: Send + 'static>(
     control: &Control,
     open: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, NvmlFailed> {
     let started = Instant::now();
     let (sender, receiver) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -266,21 +268,20 @@ fn unless_stopped<T: Send + 'static>(
             let _ = sender.send(open());
         });
     if let Err(e) = thread {
-        return Err(format!("cannot start a thread to open NVML: {e}"));
+        return Err(NvmlFailed::NoThread(e));
     }
     loop {
         match receiver.recv_timeout(OPEN_POLL) {
             Ok(opened) => return Ok(opened),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err("opening NVML failed (its thread ended without an answer)".into())
+                return Err(NvmlFailed::NoAnswer)
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if *control.stop.lock().unwrap_or_else(|p| p.into_inner()) {
-                    return Err(format!(
-                        "NVML not open after {:.1} s, when the sampler was stopped (GPUs \
-                         initialising without persistence mode, or one blocking NVML)",
-                        started.elapsed().as_secs_f64()
-                    ));
+                    return Err(NvmlFailed::NotInTime {
+                        waited: started.elapsed(),
+                        when: "when the sampler was stopped",
+                    });
                 }
             }
         }
@@ -527,9 +528,7 @@ impl Leader {
         let waited = pending.started.elapsed();
         let opened = match answer {
             Ok(opened) => opened,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                Err("opening NVML failed (its thread ended without an answer)".into())
-            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(NvmlFailed::NoAnswer),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                 if stopping || waited >= OPEN_GIVE_UP =>
             {
@@ -537,11 +536,7 @@ impl Leader {
                     true => "when the sampler was stopped",
                     false => "when the sampler gave up waiting",
                 };
-                Err(format!(
-                    "NVML not open after {:.1} s, {when} (GPUs initialising without \
-                     persistence mode, or one blocking NVML)",
-                    waited.as_secs_f64()
-                ))
+                Err(NvmlFailed::NotInTime { waited, when })
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return,
         };

@@ -2,6 +2,7 @@
 //! [`Found::Absent`] is a node without that hardware, an `Err` a source present but broken.
 
 pub mod nvml;
+pub mod nvml_error;
 mod nvml_ffi;
 pub mod nvml_probe;
 mod nvml_processes;

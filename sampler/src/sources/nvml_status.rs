@@ -8,6 +8,7 @@ use aipm_recording::meta::SourceStatus;
 use aipm_recording::source::{self, State};
 
 use super::nvml::NvmlSource;
+use super::nvml_error::NvmlFailed;
 use super::{EnergySource, Found, Opened};
 
 /// An NVML open this slow is named in the metadata: 1–3 s per GPU is what GPUs without
@@ -17,7 +18,7 @@ const SLOW_OPEN: Duration = Duration::from_secs(1);
 /// The source and its status from the answer of opening NVML (from `lib`, in `took`).
 pub fn opened(
     lib: Option<&Path>,
-    opened: Result<Found<NvmlSource>, String>,
+    opened: Result<Found<NvmlSource>, NvmlFailed>,
     took: Duration,
 ) -> Opened {
     match opened {
@@ -41,8 +42,8 @@ pub fn opened(
         },
         Err(e) => Opened {
             source: None,
-            status: status(State::Failed, e.clone(), Vec::new()),
-            problems: vec![e],
+            status: status(State::Failed, e.to_string(), Vec::new()),
+            problems: vec![e.to_string()],
         },
     }
 }
