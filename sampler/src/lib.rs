@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod counter;
+mod gpus;
 pub mod node;
 pub mod publish;
 pub mod sampler;
