@@ -1,6 +1,6 @@
 //! The figures of a job on one node, computed from its recording.
 
-use aipm_recording::attribution::{attribute, ChannelKind};
+use aipm_recording::attribution::{attribute, ChannelKind, Tag};
 use aipm_recording::gpu_gauges;
 use aipm_recording::samples::{CPU_COLUMN, MEM_COLUMN, MEM_PEAK_COLUMN, TIME_COLUMN};
 use aipm_sampler::sources::nvml::{noted_gpus, GRACE_HOPPER_NOTE, MIG_SHARE_UNKNOWN_NOTE};
@@ -32,7 +32,7 @@ pub struct NodeReport {
     /// Memory allocated to the job on the node (what it asked for), when Slurm tracks it.
     pub mem_alloc_bytes: Option<u64>,
     /// `exclusive` (the node's energy is the job's) or `shared` (the job's share of it).
-    pub attribution: &'static str,
+    pub attribution: Tag,
     /// The job's CPU package and DRAM energy, nested zones never counted twice; 0 beside a
     /// Grace Hopper module, whose GPU counter already holds them (named in the notes).
     pub job_cpu_j: f64,
@@ -214,7 +214,7 @@ impl NodeReport {
             cpu_efficiency,
             peak_mem_bytes,
             mem_alloc_bytes: meta.mem_alloc_bytes,
-            attribution: attribution.tag.as_str(),
+            attribution: attribution.tag,
             job_cpu_j,
             job_dram_j,
             job_gpu_j: attribution.job_total_uj(ChannelKind::Gpu) / 1e6,
@@ -248,7 +248,11 @@ fn noted_gpu_channels(
     attribution: &aipm_recording::attribution::Attribution,
     note: &str,
 ) -> Vec<String> {
-    let sources = rec.meta.sources.iter().filter(|src| src.name == "nvml");
+    let sources = rec
+        .meta
+        .sources
+        .iter()
+        .filter(|src| src.name == aipm_recording::source::NVML);
     let noted = sources.flat_map(|src| noted_gpus(&src.detail, note));
     let recorded = |uuid: &String| {
         let channel = format!("nvml:{uuid}");

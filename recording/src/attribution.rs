@@ -20,7 +20,10 @@ use crate::samples::{
     NODE_MEM_COLUMN, TIME_COLUMN,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which rule attributed a node's energy: reports show it and exports write it, spelt
+/// `exclusive` or `shared`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Tag {
     /// The job was alone on the node: all of the node's energy is the job's.
     Exclusive,
@@ -34,6 +37,12 @@ impl Tag {
             Tag::Exclusive => "exclusive",
             Tag::Shared => "shared",
         }
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

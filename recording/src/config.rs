@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::period::{format_period, parse_period, MAX_PERIOD};
+use crate::period::{format_period, parse_period, PeriodError, MAX_PERIOD};
 
 pub const DEFAULT_SPOOL: &str = "/var/spool/aipm";
 pub const DEFAULT_LOCKDIR: &str = "/run/aipm";
@@ -85,10 +85,8 @@ impl PluginConfig {
         (config, problems)
     }
 
-    fn apply(&mut self, arg: &str) -> Result<(), String> {
-        let (key, value) = arg
-            .split_once('=')
-            .ok_or_else(|| "expected key=value".to_string())?;
+    fn apply(&mut self, arg: &str) -> Result<(), BadArgument> {
+        let (key, value) = arg.split_once('=').ok_or(BadArgument::NotKeyValue)?;
         match key {
             "spool" => self.spool = absolute_path(value)?,
             "store" => self.store = Some(absolute_path(value)?),
@@ -102,13 +100,7 @@ impl PluginConfig {
             "allow_opt_out" => self.allow_opt_out = on_off(value)?,
             "period" => self.period = admin_period(value)?,
             "min_period" => self.min_period = admin_period(value)?,
-            _ => {
-                return Err(format!(
-                    "unknown key {key:?}; known keys: spool, store, default, period, min_period, \
-                     allow_opt_out, lockdir, powercap_root, cgroup_root, proc_root, nvml_lib, \
-                     reader_group"
-                ))
-            }
+            _ => return Err(BadArgument::UnknownKey(key.to_string())),
         }
         Ok(())
     }
@@ -182,16 +174,38 @@ fn aipm_line_args(text: &str) -> Option<Vec<String>> {
         })
 }
 
-fn absolute_path(value: &str) -> Result<PathBuf, String> {
+/// Why a plugstack argument was not taken (its default is kept).
+#[derive(Debug, thiserror::Error)]
+enum BadArgument {
+    #[error("expected key=value")]
+    NotKeyValue,
+    #[error(
+        "unknown key {0:?}; known keys: spool, store, default, period, min_period, \
+         allow_opt_out, lockdir, powercap_root, cgroup_root, proc_root, nvml_lib, reader_group"
+    )]
+    UnknownKey(String),
+    #[error("expected an absolute path, got {0:?}")]
+    NotAbsolute(String),
+    #[error("expected a group name, got {0:?}")]
+    NotAGroup(String),
+    #[error("expected on or off, got {0:?}")]
+    NotOnOff(String),
+    #[error(transparent)]
+    Period(#[from] PeriodError),
+    #[error("expected a period between 1ms and {}", format_period(MAX_PERIOD))]
+    PeriodOutOfRange,
+}
+
+fn absolute_path(value: &str) -> Result<PathBuf, BadArgument> {
     let path = PathBuf::from(value);
     if !path.is_absolute() {
-        return Err(format!("expected an absolute path, got {value:?}"));
+        return Err(BadArgument::NotAbsolute(value.to_string()));
     }
     Ok(path)
 }
 
 /// A POSIX group name (letters, digits, `.`, `_`, `-`, not starting with `-`).
-fn group_name(value: &str) -> Result<String, String> {
+fn group_name(value: &str) -> Result<String, BadArgument> {
     let ok = !value.is_empty()
         && value.len() <= 32
         && !value.starts_with('-')
@@ -201,25 +215,22 @@ fn group_name(value: &str) -> Result<String, String> {
     if ok {
         Ok(value.to_string())
     } else {
-        Err(format!("expected a group name, got {value:?}"))
+        Err(BadArgument::NotAGroup(value.to_string()))
     }
 }
 
-fn on_off(value: &str) -> Result<bool, String> {
+fn on_off(value: &str) -> Result<bool, BadArgument> {
     match value {
         "on" | "yes" | "true" | "1" => Ok(true),
         "off" | "no" | "false" | "0" => Ok(false),
-        _ => Err(format!("expected on or off, got {value:?}")),
+        _ => Err(BadArgument::NotOnOff(value.to_string())),
     }
 }
 
-fn admin_period(value: &str) -> Result<Duration, String> {
-    let period = parse_period(value).map_err(|e| e.to_string())?;
+fn admin_period(value: &str) -> Result<Duration, BadArgument> {
+    let period = parse_period(value)?;
     if period.is_zero() || period > MAX_PERIOD {
-        return Err(format!(
-            "expected a period between 1ms and {}",
-            format_period(MAX_PERIOD)
-        ));
+        return Err(BadArgument::PeriodOutOfRange);
     }
     Ok(period)
 }

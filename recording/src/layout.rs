@@ -37,6 +37,11 @@ pub fn node_of_meta_file(file_name: &str) -> Option<&str> {
     file_name.strip_suffix(".meta.json")
 }
 
+/// A name refused by [`NodeName::new`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node name {0:?} is not usable as a file name (letters, digits, '-', '_', '.')")]
+pub struct BadNodeName(pub String);
+
 /// A Slurm node name that is safe as a file name component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeName(String);
@@ -44,7 +49,7 @@ pub struct NodeName(String);
 impl NodeName {
     /// Accepts what Slurm accepts in practice: letters, digits, `-`, `_`, `.`, not starting
     /// with a dot, at most 64 bytes.
-    pub fn new(name: &str) -> Result<NodeName, String> {
+    pub fn new(name: &str) -> Result<NodeName, BadNodeName> {
         let ok = !name.is_empty()
             && name.len() <= 64
             && !name.starts_with('.')
@@ -54,9 +59,7 @@ impl NodeName {
         if ok {
             Ok(NodeName(name.to_string()))
         } else {
-            Err(format!(
-                "node name {name:?} is not usable as a file name (letters, digits, '-', '_', '.')"
-            ))
+            Err(BadNodeName(name.to_string()))
         }
     }
 

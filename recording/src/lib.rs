@@ -12,6 +12,7 @@ pub mod layout;
 pub mod meta;
 pub mod period;
 pub mod samples;
+pub mod source;
 pub mod text_file;
 pub mod time;
 pub mod untrusted;

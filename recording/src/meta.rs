@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::source;
+
 /// Bumped on any change a reader of an older version would misread.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -60,9 +62,10 @@ pub struct Meta {
 /// Whether a source was found on the node, and its channels (columns of the samples file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceStatus {
+    /// [`source::RAPL`], [`source::NVML`]: a string, so that a recording of a source this
+    /// reader does not know still reads.
     pub name: String,
-    /// `found`, `absent` (not on this node) or `failed` (present but unreadable).
-    pub status: String,
+    pub status: source::State,
     pub detail: String,
     pub channels: Vec<String>,
 }

@@ -1,6 +1,5 @@
 //! Sampling periods as users write them: `500ms`, `2s`, `1.5s`, or a bare number of seconds.
 
-use std::fmt;
 use std::time::Duration;
 
 /// The forms accepted, quoted in every error so a user can fix the value at once.
@@ -9,21 +8,26 @@ pub const PERIOD_FORMS: &str = "a period such as 500ms, 2s or 1 (seconds)";
 /// The longest period accepted: beyond it RAPL counters may wrap twice between samples.
 pub const MAX_PERIOD: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeriodError(pub String);
-
-impl fmt::Display for PeriodError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why a period was refused; each names the text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeriodError {
+    #[error("invalid period {0:?}: expected {PERIOD_FORMS}")]
+    NotAPeriod(String),
+    #[error("invalid period {0:?}: finer than a millisecond")]
+    FinerThanAMillisecond(String),
+    #[error("period {text:?} is below this cluster's minimum of {}", format_period(*.min))]
+    BelowMinimum { text: String, min: Duration },
+    #[error(
+        "period {text:?} is above the maximum of {}",
+        format_period(MAX_PERIOD)
+    )]
+    AboveMaximum { text: String },
 }
-
-impl std::error::Error for PeriodError {}
 
 /// Parse a period, without bounds: `250ms`, `2s`, `1.5s`, `1` (seconds).
 pub fn parse_period(text: &str) -> Result<Duration, PeriodError> {
     let text = text.trim();
-    let bad = || PeriodError(format!("invalid period {text:?}: expected {PERIOD_FORMS}"));
+    let bad = || PeriodError::NotAPeriod(text.to_string());
     let (number, millis_per_unit) = if let Some(n) = text.strip_suffix("ms") {
         (n, 1u64)
     } else if let Some(n) = text.strip_suffix('s') {
@@ -51,9 +55,7 @@ pub fn parse_period(text: &str) -> Result<Duration, PeriodError> {
         scale /= 10;
         if scale == 0 {
             if digit != b'0' {
-                return Err(PeriodError(format!(
-                    "invalid period {text:?}: finer than a millisecond"
-                )));
+                return Err(PeriodError::FinerThanAMillisecond(text.to_string()));
             }
             continue;
         }
@@ -70,16 +72,15 @@ pub fn parse_period(text: &str) -> Result<Duration, PeriodError> {
 pub fn parse_bounded_period(text: &str, min: Duration) -> Result<Duration, PeriodError> {
     let period = parse_period(text)?;
     if period < min {
-        return Err(PeriodError(format!(
-            "period {text:?} is below this cluster's minimum of {}",
-            format_period(min)
-        )));
+        return Err(PeriodError::BelowMinimum {
+            text: text.to_string(),
+            min,
+        });
     }
     if period > MAX_PERIOD {
-        return Err(PeriodError(format!(
-            "period {text:?} is above the maximum of {}",
-            format_period(MAX_PERIOD)
-        )));
+        return Err(PeriodError::AboveMaximum {
+            text: text.to_string(),
+        });
     }
     Ok(period)
 }

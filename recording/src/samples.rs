@@ -243,6 +243,11 @@ pub enum ReadError {
     BadHeader { path: String, found: String },
 }
 
+/// The first line of a text that is not a samples file's header (its first 80 characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a CSV header starting with {TIME_COLUMN}, found {0:?}")]
+pub struct NotAHeader(pub String);
+
 impl Samples {
     /// Read a samples file a block at a time: the text is never held whole (a day of a
     /// big node's samples is tens of megabytes), and lines are parsed as they arrive. The
@@ -297,7 +302,7 @@ impl Samples {
         let mut block = vec![0u8; block_size];
         // Bytes of a line that a block cut, moved to the front before the next read.
         let mut kept = 0;
-        let bad_header = |found| ReadError::BadHeader {
+        let bad_header = |NotAHeader(found)| ReadError::BadHeader {
             path: path.display().to_string(),
             found,
         };
@@ -348,8 +353,8 @@ impl Samples {
         Ok(parser.finish(kept > 0 || skipping))
     }
 
-    /// Parse the text of a samples file; `Err` carries the header line when it is not one.
-    pub fn parse(text: &str) -> Result<Samples, String> {
+    /// Parse the text of a samples file; `Err` when its first line is not a header.
+    pub fn parse(text: &str) -> Result<Samples, NotAHeader> {
         let bytes = text.as_bytes();
         let complete = memchr_last_newline(bytes).map_or(0, |end| end + 1);
         let mut parser = Parser::new(bytes.len());
@@ -406,9 +411,9 @@ impl Parser {
         }
     }
 
-    /// Parse whole lines (`bytes` is empty or ends with a newline); `Err` carries the
-    /// header line when it is not one.
-    fn lines(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// Parse whole lines (`bytes` is empty or ends with a newline); `Err` when the header
+    /// line is not one.
+    fn lines(&mut self, bytes: &[u8]) -> Result<(), NotAHeader> {
         let mut rest = bytes;
         if self.lines_seen == 0 {
             let Some(end) = rest.iter().position(|&b| b == b'\n') else {
@@ -437,10 +442,12 @@ impl Parser {
 
     /// A line longer than [`LINE_MAX_BYTES`] was skipped: a bad line, or a header that
     /// is not one.
-    fn too_long_line(&mut self) -> Result<(), String> {
+    fn too_long_line(&mut self) -> Result<(), NotAHeader> {
         self.lines_seen += 1;
         if self.lines_seen == 1 {
-            return Err(format!("a line of more than {LINE_MAX_BYTES} bytes"));
+            return Err(NotAHeader(format!(
+                "a line of more than {LINE_MAX_BYTES} bytes"
+            )));
         }
         self.samples.bad_lines.push(BadLine {
             line: self.lines_seen,
@@ -449,12 +456,12 @@ impl Parser {
         Ok(())
     }
 
-    fn header(&mut self, line: &[u8]) -> Result<(), String> {
+    fn header(&mut self, line: &[u8]) -> Result<(), NotAHeader> {
         // A file saved by a spreadsheet or an editor on Windows: a UTF-8 BOM, CRLF lines.
         let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         let header = String::from_utf8_lossy(without_cr(line));
         if !header.starts_with(TIME_COLUMN) {
-            return Err(header.chars().take(80).collect());
+            return Err(NotAHeader(header.chars().take(80).collect()));
         }
         self.samples.columns = header.split(',').map(str::to_string).collect();
         self.samples.rows = Rows::new(self.samples.columns.len());
@@ -471,7 +478,7 @@ impl Parser {
             Ok(row) => self.samples.rows.push(&row),
             Err(reason) => self.samples.bad_lines.push(BadLine {
                 line: self.lines_seen,
-                reason,
+                reason: reason.to_string(),
             }),
         }
     }
@@ -488,18 +495,30 @@ fn without_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
-    let count_error = || {
-        format!(
-            "expected {width} fields, found {}: {:?}",
-            line.split(',').count(),
-            line.chars().take(80).collect::<String>()
-        )
-    };
+/// Why a row was skipped, as its [`BadLine`] says.
+#[derive(Debug, thiserror::Error)]
+enum BadRow {
+    #[error("expected {expected} fields, found {found}: {line:?}")]
+    FieldCount {
+        expected: usize,
+        found: usize,
+        line: String,
+    },
+    #[error("field {field}: {value} is no reading (expected an integer below 2^64 - 1)")]
+    NoReading { field: usize, value: String },
+    #[error("field {field}: expected an integer, found {found:?}")]
+    NotAnInteger { field: usize, found: String },
+}
+
+fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, BadRow> {
     // The field count first (a cut or foreign line says so), then one allocation: a day of
     // samples on a big node is millions of fields.
     if line.bytes().filter(|&b| b == b',').count() + 1 != width {
-        return Err(count_error());
+        return Err(BadRow::FieldCount {
+            expected: width,
+            found: line.split(',').count(),
+            line: line.chars().take(80).collect(),
+        });
     }
     let mut row = Vec::with_capacity(width);
     for (i, field) in line.split(',').enumerate() {
@@ -508,18 +527,17 @@ fn parse_row(line: &str, width: usize) -> Result<Vec<Option<u64>>, String> {
             f => Some(match parse_u64(f) {
                 // The largest u64 marks an absent value in memory: no sampler writes it.
                 Some(u64::MAX) => {
-                    return Err(format!(
-                        "field {}: {f} is no reading (expected an integer below 2^64 - 1)",
-                        i + 1
-                    ))
+                    return Err(BadRow::NoReading {
+                        field: i + 1,
+                        value: f.to_string(),
+                    })
                 }
                 Some(v) => v,
                 None => {
-                    let found = crate::untrusted::cut(f, 80);
-                    return Err(format!(
-                        "field {}: expected an integer, found {found:?}",
-                        i + 1
-                    ));
+                    return Err(BadRow::NotAnInteger {
+                        field: i + 1,
+                        found: crate::untrusted::cut(f, 80),
+                    })
                 }
             }),
         });

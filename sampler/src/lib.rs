@@ -5,9 +5,11 @@
 #![deny(unsafe_code)]
 
 pub mod counter;
+mod gpus;
 pub mod node;
 pub mod publish;
 pub mod sampler;
+pub mod setup;
 pub mod sources;
 pub mod spool;
 pub mod sysfs;

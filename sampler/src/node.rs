@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::sysfs::ValueFile;
+use crate::sysfs::{ReadError, ValueFile};
 
 /// One reading of the node; `None` where a value could not be read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,11 +24,8 @@ pub struct NodeStats {
 }
 
 impl NodeStats {
-    pub fn open(proc_root: &Path) -> Result<NodeStats, String> {
-        let open = |name: &str| {
-            let path = proc_root.join(name);
-            ValueFile::open(&path).map_err(|e| format!("{}: {e}", path.display()))
-        };
+    pub fn open(proc_root: &Path) -> Result<NodeStats, ReadError> {
+        let open = |name: &str| ValueFile::open(&proc_root.join(name));
         Ok(NodeStats {
             stat: open("stat")?,
             meminfo: open("meminfo")?,
@@ -48,11 +45,11 @@ impl NodeStats {
                     errors.push(format!("{}: no cpu line", self.stat.path().display()));
                 }
             }
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
         match self.meminfo.read_text(&mut self.buf) {
             Ok(text) => usage.mem_used_bytes = parse_mem_used(text),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
         usage
     }

@@ -10,16 +10,20 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aipm_recording::meta::{Meta, SamplerStats, SourceStatus};
+use aipm_recording::meta::{Meta, SamplerStats};
 use aipm_recording::samples::{self, EnergyValue, SampleRow, Samples};
 use aipm_recording::time::{format_utc, now_unix_ms};
 use rustix::time::{clock_gettime, ClockId};
 
 use crate::counter::Counter;
+use crate::gpus::{
+    follow_recording_gpus, keep_gpus, open_gpus, recorded_gpus, settle_gpus, start_opening_gpus,
+    PendingGpus, OPEN_GIVE_UP, OPEN_GRACE,
+};
 use crate::node::{JobCensus, NodeStats};
-use crate::sources::nvml::NvmlSource;
-use crate::sources::{EnergySource, Found, JobPids};
-use crate::spool::{ElectionLock, JobFiles, RecordedGpus};
+use crate::sources::nvml_error::NvmlFailed;
+use crate::sources::{EnergySource, JobPids};
+use crate::spool::{ElectionLock, JobFiles};
 use crate::usage::JobUsage;
 
 /// How often a follower checks whether the leader is gone, at most.
@@ -62,321 +66,9 @@ pub struct GpuPlan {
     pub selectors: Option<Vec<String>>,
 }
 
-/// A step that takes over a recording samples the GPUs it began with (`open_gpus` reopens
-/// them): the step's own view (`CUDA_VISIBLE_DEVICES`, its gres) may differ, and the
-/// recording's columns cannot change.
-fn follow_recording_gpus(setup: &mut SamplerSetup, recording: &Meta) {
-    // `None` (every GPU of the node: `aipm-analyze record`) is not a step's view.
-    let Some(Some(own)) = setup.gpus.as_ref().map(|plan| plan.selectors.clone()) else {
-        return;
-    };
-    if own == recording.gpus {
-        return;
-    }
-    (setup.log)(
-        Level::Info,
-        &format!(
-            "continuing the recording with its GPUs [{}] (this step sees [{}])",
-            recording.gpus.join(","),
-            own.join(",")
-        ),
-    );
-    setup.meta.gpus = recording.gpus.clone();
-    if recording.gpus.is_empty() {
-        setup.gpus = None;
-        setup.meta.sources.push(SourceStatus {
-            name: "nvml".into(),
-            status: "absent".into(),
-            detail: format!(
-                "the recording began in a step without GPUs; this step's [{}] are not sampled",
-                own.join(",")
-            ),
-            channels: Vec::new(),
-        });
-    }
-}
-
-/// The GPUs of the recording this sampler continues, as its first sampler kept them beside
-/// the election lock (root's): never the metadata's, which the job's user can write (a
-/// takeover would open another job's GPUs, or thousands of copies of one). Only the
-/// metadata's NVML status is taken, for a recording begun without GPU columns, to say why.
-/// `None` when nothing was kept (a recording begun by an older aipm): this step's own GPUs
-/// are opened, and the samples file's header decides whether they can continue it.
-fn recorded_gpus(setup: &SamplerSetup, previous: &Meta) -> Option<Meta> {
-    let Some(kept) = setup.lock.kept_gpus() else {
-        (setup.log)(
-            Level::Info,
-            "continuing a recording whose first sampler's GPUs are not kept beside the lock: this step's own GPUs",
-        );
-        return None;
-    };
-    let status = previous
-        .sources
-        .iter()
-        .find(|s| s.name == "nvml")
-        .filter(|_| kept.channels.is_empty());
-    Some(Meta {
-        gpus: kept.ids,
-        sources: vec![SourceStatus {
-            name: "nvml".into(),
-            status: status.map_or("absent".into(), |s| cut(&s.status, 16)),
-            detail: status.map_or_else(
-                || "the recording began without GPU columns".into(),
-                |s| cut(&s.detail, 500),
-            ),
-            channels: kept.channels,
-        }],
-        ..Meta::default()
-    })
-}
-
-/// Keep the GPUs this sampler begins the recording with, for those that take over.
-fn keep_gpus(setup: &SamplerSetup) {
-    let channels = setup
-        .meta
-        .sources
-        .iter()
-        .find(|s| s.name == "nvml")
-        .map(|s| s.channels.clone())
-        .unwrap_or_default();
-    let kept = RecordedGpus::new(&setup.meta.gpus, &channels);
-    if let Err(e) = setup.lock.keep_gpus(&kept) {
-        (setup.log)(Level::Error, &format!("keeping the recording's GPUs: {e}"));
-    }
-}
-
-fn cut(text: &str, max: usize) -> String {
-    aipm_recording::untrusted::cut(text, max)
-}
-
-/// Open the planned GPUs, or those of the recording this sampler continues (`previous`),
-/// and record what was found in the metadata.
-fn open_gpus(setup: &mut SamplerSetup, previous: Option<&Meta>, control: &Control) {
-    let Some(plan) = setup.gpus.take() else {
-        return;
-    };
-    let started = Instant::now();
-    let (lib, selectors) = (plan.lib.clone(), plan.selectors.clone());
-    let opened = match previous {
-        Some(previous) => {
-            let recorded = previous.sources.iter().find(|s| s.name == "nvml");
-            match recorded {
-                // The recording's GPUs by their UUIDs, each a column of the recording whether
-                // or not it can be opened now: its columns cannot change.
-                Some(nvml) if !nvml.channels.is_empty() => {
-                    let channels = nvml.channels.clone();
-                    let reopen = move || NvmlSource::reopen(lib.as_deref(), &channels);
-                    Ok(Found::Present(
-                        unless_stopped(control, reopen)
-                            .unwrap_or_else(|why| NvmlSource::unopened_all(&nvml.channels, &why)),
-                    ))
-                }
-                // Begun without GPU columns (NVML absent or failed), it cannot gain any: it
-                // goes on as begun, and its status says why.
-                _ => {
-                    if let Some(nvml) = recorded {
-                        setup.meta.sources.retain(|s| s.name != "nvml");
-                        setup.meta.sources.push(nvml.clone());
-                    }
-                    return;
-                }
-            }
-        }
-        None if plan.selectors.as_ref().is_some_and(Vec::is_empty) => {
-            // No GPU for this job: NVML is not even loaded.
-            setup.meta.sources.push(SourceStatus {
-                name: "nvml".into(),
-                status: "absent".into(),
-                detail: "no GPU allocated to the job".into(),
-                channels: Vec::new(),
-            });
-            return;
-        }
-        None => {
-            let open = move || NvmlSource::open(lib.as_deref(), selectors.as_deref());
-            unless_stopped(control, open).unwrap_or_else(Err)
-        }
-    };
-    settle_gpus(setup, &plan, opened, started.elapsed());
-}
-
-/// An NVML open under way on a thread of its own, while the other sources are sampled.
-struct PendingGpus {
-    plan: GpuPlan,
-    started: Instant,
-    receiver: std::sync::mpsc::Receiver<Result<Found<NvmlSource>, String>>,
-}
-
-/// Start opening the planned GPUs of a new recording on a thread of its own; `None` when
-/// there is nothing to open (no plan, no GPU) or the thread cannot start, and `open_gpus`
-/// does it as before.
-fn start_opening_gpus(setup: &mut SamplerSetup) -> Option<PendingGpus> {
-    let plan = setup.gpus.as_ref()?;
-    if plan.selectors.as_ref().is_some_and(Vec::is_empty) {
-        return None;
-    }
-    let (lib, selectors) = (plan.lib.clone(), plan.selectors.clone());
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("aipm-nvml-open".into())
-        .spawn(move || {
-            let _ = sender.send(NvmlSource::open(lib.as_deref(), selectors.as_deref()));
-        });
-    thread.ok()?;
-    Some(PendingGpus {
-        plan: setup.gpus.take()?,
-        started: Instant::now(),
-        receiver,
-    })
-}
-
-/// How long a new recording's first sample waits for NVML to open: GPUs in persistence mode
-/// open in less; slower opens (1–3 s per GPU without it) do not hold the other sources back.
-const OPEN_GRACE: Duration = Duration::from_millis(200);
-
-/// How long a new recording's other sources are sampled and held in memory while NVML
-/// opens. Past it the recording goes on without GPU columns, and says why: an NVML blocked
-/// by a GPU fallen off the bus must not hold the recording back, nor grow the rows held.
-const OPEN_GIVE_UP: Duration = Duration::from_secs(120);
-
-/// Record in the metadata what opening NVML gave, and add its source.
-fn settle_gpus(
-    setup: &mut SamplerSetup,
-    plan: &GpuPlan,
-    opened: Result<Found<NvmlSource>, String>,
-    took: Duration,
-) {
-    let (status, detail, source) = match opened {
-        Ok(Found::Present(source)) => {
-            let mut detail = match &plan.lib {
-                Some(lib) => format!("NVML from {}", lib.display()),
-                None => "NVML".to_string(),
-            };
-            let slices = source.mig_slices();
-            if !slices.is_empty() {
-                detail.push_str(&format!(
-                    "; MIG slices get their share of the GPU's SMs: {}",
-                    slices.join(", ")
-                ));
-            }
-            let integrated = source.integrated_channels();
-            if !integrated.is_empty() {
-                detail.push_str(&format!(
-                    "; no energy counter on {}: integrated from power",
-                    integrated.join(", ")
-                ));
-            }
-            let by_index = source.taken_by_index();
-            if !by_index.is_empty() {
-                detail.push_str(&format!(
-                    "; no minor number from NVML, Slurm's GPU id taken as NVML's index: {}",
-                    by_index.join(", ")
-                ));
-            }
-            let unsupported = source.unsupported();
-            if !unsupported.is_empty() {
-                detail.push_str(&format!(
-                    "; not supported, left empty: {}",
-                    unsupported.join("; ")
-                ));
-            }
-            if took >= SLOW_OPEN {
-                detail.push_str(&format!(
-                    "; NVML took {:.1} s to open (GPUs without persistence mode?)",
-                    took.as_secs_f64()
-                ));
-            }
-            let degraded = source.degraded();
-            if !degraded.is_empty() {
-                detail.push_str(&format!("; read otherwise: {}", degraded.join("; ")));
-            }
-            let lost = source.lost();
-            if !lost.is_empty() {
-                detail.push_str(&format!("; not opened, not recorded: {}", lost.join("; ")));
-                for why in lost {
-                    (setup.log)(Level::Error, &format!("nvml: {why}"));
-                }
-            }
-            let unopened = source.unopened();
-            if !unopened.is_empty() {
-                detail.push_str(&format!(
-                    "; not opened when this sampler took over, left empty: {}",
-                    unopened.join("; ")
-                ));
-            }
-            let status = match unopened.len() == source.channels().len() {
-                true => "failed",
-                false => "found",
-            };
-            (status, detail, Some(source))
-        }
-        Ok(Found::Absent(why)) => ("absent", why, None),
-        Err(e) => {
-            (setup.log)(Level::Error, &format!("nvml: {e}"));
-            ("failed", e, None)
-        }
-    };
-    let status = SourceStatus {
-        name: "nvml".into(),
-        status: status.into(),
-        detail,
-        channels: source
-            .as_ref()
-            .map(|s| s.channels().to_vec())
-            .unwrap_or_default(),
-    };
-    setup.meta.sources.retain(|s| s.name != "nvml");
-    setup.meta.sources.push(status);
-    if let Some(source) = source {
-        setup.sources.push(Box::new(source));
-    }
-}
-
-/// An NVML open this slow is named in the metadata: 1–3 s per GPU is what GPUs without
-/// persistence mode take to initialise.
-const SLOW_OPEN: Duration = Duration::from_secs(1);
-/// How often the sampler looks at its stop flag while NVML opens.
-const OPEN_POLL: Duration = Duration::from_millis(10);
-
-/// `open` run on a thread of its own, waited for while the sampler is not told to stop. NVML
-/// can take seconds to open (each GPU initialised without persistence mode) or block (a GPU
-/// that fell off the bus): a job that ends meanwhile must still end its recording within
-/// the stop limit. The thread is then left to finish, or block, on its own. `Err` says why.
-fn unless_stopped<T: Send + 'static>(
-    control: &Control,
-    open: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    let started = Instant::now();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("aipm-nvml-open".into())
-        .spawn(move || {
-            let _ = sender.send(open());
-        });
-    if let Err(e) = thread {
-        return Err(format!("cannot start a thread to open NVML: {e}"));
-    }
-    loop {
-        match receiver.recv_timeout(OPEN_POLL) {
-            Ok(opened) => return Ok(opened),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err("opening NVML failed (its thread ended without an answer)".into())
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if *control.stop.lock().unwrap_or_else(|p| p.into_inner()) {
-                    return Err(format!(
-                        "NVML not open after {:.1} s, when the sampler was stopped (GPUs \
-                         initialising without persistence mode, or one blocking NVML)",
-                        started.elapsed().as_secs_f64()
-                    ));
-                }
-            }
-        }
-    }
-}
-
-struct Control {
-    stop: Mutex<bool>,
+/// The stop flag the thread waits on, and its wake-up.
+pub(crate) struct Control {
+    pub(crate) stop: Mutex<bool>,
     wake: Condvar,
 }
 
@@ -615,9 +307,7 @@ impl Leader {
         let waited = pending.started.elapsed();
         let opened = match answer {
             Ok(opened) => opened,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                Err("opening NVML failed (its thread ended without an answer)".into())
-            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(NvmlFailed::NoAnswer),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                 if stopping || waited >= OPEN_GIVE_UP =>
             {
@@ -625,11 +315,7 @@ impl Leader {
                     true => "when the sampler was stopped",
                     false => "when the sampler gave up waiting",
                 };
-                Err(format!(
-                    "NVML not open after {:.1} s, {when} (GPUs initialising without \
-                     persistence mode, or one blocking NVML)",
-                    waited.as_secs_f64()
-                ))
+                Err(NvmlFailed::NotInTime { waited, when })
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return,
         };

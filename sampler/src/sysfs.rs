@@ -14,10 +14,29 @@ pub struct ValueFile {
     path: PathBuf,
 }
 
+/// A file that could not be opened or read as expected, with its path.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{}: {source}", path.display())]
+    Opening { path: PathBuf, source: io::Error },
+    #[error("reading {}: {source}", path.display())]
+    Reading { path: PathBuf, source: io::Error },
+    #[error("listing {}: {source}", path.display())]
+    Listing { path: PathBuf, source: io::Error },
+    #[error("reading {}: expected text", path.display())]
+    NotText { path: PathBuf },
+    #[error("reading {}: expected an integer, found {found:?}", path.display())]
+    NotAnInteger { path: PathBuf, found: String },
+}
+
 impl ValueFile {
-    pub fn open(path: &Path) -> io::Result<ValueFile> {
+    pub fn open(path: &Path) -> Result<ValueFile, ReadError> {
+        let file = File::open(path).map_err(|source| ReadError::Opening {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(ValueFile {
-            file: File::open(path)?,
+            file,
             path: path.to_path_buf(),
         })
     }
@@ -27,24 +46,25 @@ impl ValueFile {
     }
 
     /// Read the whole file from offset 0 into `buf` (cleared first).
-    pub fn read_text<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, String> {
+    pub fn read_text<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, ReadError> {
+        let path = || self.path.clone();
         let n = self
             .file
             .read_at(buf, 0)
-            .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
-        std::str::from_utf8(&buf[..n])
-            .map_err(|_| format!("reading {}: expected text", self.path.display()))
+            .map_err(|source| ReadError::Reading {
+                path: path(),
+                source,
+            })?;
+        std::str::from_utf8(&buf[..n]).map_err(|_| ReadError::NotText { path: path() })
     }
 
     /// Read the integer on the first line.
-    pub fn read_u64(&self) -> Result<u64, String> {
+    pub fn read_u64(&self) -> Result<u64, ReadError> {
         let mut buf = [0u8; 64];
         let text = self.read_text(&mut buf)?;
-        parse_u64_line(text).ok_or_else(|| {
-            format!(
-                "reading {}: expected an integer, found {text:?}",
-                self.path.display()
-            )
+        parse_u64_line(text).ok_or_else(|| ReadError::NotAnInteger {
+            path: self.path.clone(),
+            found: text.to_string(),
         })
     }
 }
@@ -55,8 +75,11 @@ pub fn parse_u64_line(text: &str) -> Option<u64> {
 }
 
 /// Read a small file as text, for values read once (names, ranges).
-pub fn read_to_string(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+pub fn read_to_string(path: &Path) -> Result<String, ReadError> {
+    std::fs::read_to_string(path).map_err(|source| ReadError::Reading {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A Linux list of CPUs (`0-3,8,10-11`), as sysfs `cpumask` files and Slurm's core lists

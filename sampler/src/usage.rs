@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::node::ns_per_tick;
-use crate::sysfs::{parse_u64_line, read_to_string, ValueFile};
+use crate::sysfs::{parse_u64_line, read_to_string, ReadError, ValueFile};
 
 /// One reading of the job's usage; `None` where the value could not be read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,6 +36,15 @@ pub enum JobUsage {
     ProcessTree(ProcessTree),
 }
 
+/// Why a job's cgroup was not found: the plugin then follows the task's process tree.
+#[derive(Debug, thiserror::Error)]
+pub enum NoJobCgroup {
+    #[error(transparent)]
+    Unreadable(#[from] ReadError),
+    #[error("no cgroup of {job} in {} (Slurm without proctrack/cgroup?)", cgroup_file.display())]
+    NotListed { job: String, cgroup_file: PathBuf },
+}
+
 impl JobUsage {
     /// Find the cgroup of job `job_id` from the cgroup file of process `pid`.
     pub fn discover(
@@ -43,7 +52,7 @@ impl JobUsage {
         cgroup_root: &Path,
         pid: u32,
         job_id: u32,
-    ) -> Result<JobUsage, String> {
+    ) -> Result<JobUsage, NoJobCgroup> {
         let cgroup_file = proc_root.join(pid.to_string()).join("cgroup");
         let text = read_to_string(&cgroup_file)?;
         let job = format!("job_{job_id}");
@@ -65,8 +74,7 @@ impl JobUsage {
                     .and_then(|d| ValueFile::open(&d.join(f)).ok())
             };
             return Ok(JobUsage::V1 {
-                cpuacct_usage: ValueFile::open(&cpu_dir.join("cpuacct.usage"))
-                    .map_err(|e| format!("{}/cpuacct.usage: {e}", cpu_dir.display()))?,
+                cpuacct_usage: ValueFile::open(&cpu_dir.join("cpuacct.usage"))?,
                 mem_usage: open_mem("memory.usage_in_bytes"),
                 mem_max_usage: open_mem("memory.max_usage_in_bytes"),
             });
@@ -85,16 +93,12 @@ impl JobUsage {
             let dir = base.join(path);
             let open_mem = |f: &str| ValueFile::open(&dir.join(f)).ok();
             return Ok(JobUsage::V2 {
-                cpu_stat: ValueFile::open(&dir.join("cpu.stat"))
-                    .map_err(|e| format!("{}/cpu.stat: {e}", dir.display()))?,
+                cpu_stat: ValueFile::open(&dir.join("cpu.stat"))?,
                 mem_current: open_mem("memory.current"),
                 mem_peak: open_mem("memory.peak"),
             });
         }
-        Err(format!(
-            "no cgroup of {job} in {} (Slurm without proctrack/cgroup?)",
-            cgroup_file.display()
-        ))
+        Err(NoJobCgroup::NotListed { job, cgroup_file })
     }
 
     /// The job's cgroup directory (the CPU controller's, under v1).
@@ -156,7 +160,7 @@ impl JobUsage {
         let mut value = |file: Option<&ValueFile>| match file.map(ValueFile::read_u64) {
             Some(Ok(v)) => Some(v),
             Some(Err(e)) => {
-                errors.push(e);
+                errors.push(e.to_string());
                 None
             }
             None => None,
@@ -183,7 +187,7 @@ impl JobUsage {
                 let cpu_ns = match cpu_stat.read_text(&mut buf) {
                     Ok(text) => usage_usec(text).map(|us| us * 1000),
                     Err(e) => {
-                        errors.push(e);
+                        errors.push(e.to_string());
                         None
                     }
                 };
@@ -238,7 +242,7 @@ impl ProcessTree {
             Ok(procs) => procs,
             Err(e) => {
                 self.pids = None;
-                errors.push(e);
+                errors.push(e.to_string());
                 return Usage::default();
             }
         };
@@ -302,9 +306,11 @@ impl ProcessTree {
     }
 
     /// The tree from every process's parent pid: for kernels without `children` files.
-    fn scan_all(&self) -> Result<Vec<ProcStat>, String> {
-        let entries = std::fs::read_dir(&self.proc_root)
-            .map_err(|e| format!("listing {}: {e}", self.proc_root.display()))?;
+    fn scan_all(&self) -> Result<Vec<ProcStat>, ReadError> {
+        let entries = std::fs::read_dir(&self.proc_root).map_err(|source| ReadError::Listing {
+            path: self.proc_root.clone(),
+            source,
+        })?;
         let all: Vec<ProcStat> = entries
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -640,7 +646,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let proc_root = tmp.path().join("proc");
         write(&proc_root.join("9/cgroup"), "6:freezer:/\n0::/\n");
-        let err = JobUsage::discover(&proc_root, tmp.path(), 9, 5).unwrap_err();
+        let err = JobUsage::discover(&proc_root, tmp.path(), 9, 5)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no cgroup of job_5"), "{err}");
     }
 }

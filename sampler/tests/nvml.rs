@@ -99,7 +99,8 @@ fn gpus_are_found_by_uuid_or_all_of_them() {
     assert_eq!(open(&lib, None).channels(), ["GPU-aaaa", "GPU-bbbb"]);
     let err = NvmlSource::open(Some(&lib), Some(&["GPU-nope".to_string()]))
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(err.contains("GPU GPU-nope"), "{err}");
 }
 
@@ -449,7 +450,8 @@ fn a_gpu_id_no_device_has_as_minor_number_is_an_error_naming_it() {
     let lib = standin(dir.path(), &state);
     let err = NvmlSource::open(Some(&lib), Some(&["1".to_string()]))
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(err.contains("minor number 1"), "{err}");
     assert!(err.contains("2 (NVML index 0), 0 (NVML index 1)"), "{err}");
 }
@@ -722,7 +724,10 @@ fn a_gpu_that_fails_at_open_costs_only_itself_its_recording() {
     state["devices"][0]["errors"] =
         serde_json::json!({ "nvmlDeviceGetHandleByUUID": "GPU_IS_LOST" });
     write_state(dir.path(), &state);
-    let err = NvmlSource::open(Some(&lib), Some(&both)).err().unwrap();
+    let err = NvmlSource::open(Some(&lib), Some(&both))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("GPU GPU-aaaa") && err.contains("GPU GPU-bbbb"),
         "{err}"

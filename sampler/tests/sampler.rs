@@ -9,6 +9,7 @@ use std::time::Duration;
 use aipm_recording::layout::NodeName;
 use aipm_recording::meta::Meta;
 use aipm_recording::samples::{self, Samples};
+use aipm_recording::source::State;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
 use aipm_sampler::sources::powercap::PowercapSource;
 use aipm_sampler::sources::{EnergySource, Found};
@@ -504,7 +505,7 @@ fn a_step_that_sees_other_gpus_continues_the_recordings_gpus() {
     assert!(messages.lock().unwrap().is_empty(), "{messages:?}");
     assert_eq!(meta.sampler.handovers, 1);
     let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
-    assert_eq!(nvml.status, "absent");
+    assert_eq!(nvml.status, State::Absent);
     assert!(
         nvml.detail
             .contains("began in a step without GPUs; this step's [0]"),
@@ -683,7 +684,7 @@ fn a_gpu_taken_by_index_for_want_of_a_minor_number_is_named_in_the_metadata() {
         record_gpus(dir.path(), device, None, Some(vec!["0".to_string()]));
     assert!(logged.is_empty(), "{logged:?}");
     let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
-    assert_eq!(nvml.status, "found");
+    assert_eq!(nvml.status, State::Found);
     assert!(
         nvml.detail
             .contains("no minor number from NVML, Slurm's GPU id taken as NVML's index: GPU-aaaa"),
@@ -756,7 +757,7 @@ fn a_gpu_lost_before_a_takeover_keeps_its_columns_empty_and_the_rest_is_recorded
     assert_eq!(meta.sampler.handovers, 1);
     assert_eq!(meta.sampler.samples as usize, samples.rows.len());
     let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
-    assert_eq!(nvml.status, "found");
+    assert_eq!(nvml.status, State::Found);
     assert_eq!(nvml.channels, ["GPU-aaaa", "GPU-bbbb"], "{nvml:?}");
     assert!(nvml.detail.contains("GPU GPU-bbbb"), "{}", nvml.detail);
     assert!(!nvml.detail.contains("GPU-aaaa"), "{}", nvml.detail);
@@ -834,7 +835,7 @@ fn a_recording_begun_without_nvml_is_continued_without_gpus() {
     assert_eq!(meta.sampler.handovers, 1);
     assert_eq!(meta.sampler.samples as usize, samples.rows.len());
     let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
-    assert_eq!(nvml.status, "absent");
+    assert_eq!(nvml.status, State::Absent);
     assert!(nvml.detail.contains("driver not loaded"), "{}", nvml.detail);
     assert!(nvml.channels.is_empty());
     assert!(samples.column("nvml:GPU-aaaa:power_mw").is_none());
@@ -967,7 +968,7 @@ fn a_job_that_ends_while_nvml_opens_still_ends_its_recording() {
     let (meta, samples) = read(dir.path());
     assert!(meta.end_unix_ms.is_some(), "the recording has an end");
     let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
-    assert_eq!(nvml.status, "failed", "{nvml:?}");
+    assert_eq!(nvml.status, State::Failed, "{nvml:?}");
     assert!(nvml.detail.starts_with("NVML not open after"), "{nvml:?}");
     assert!(!samples.rows.is_empty());
     assert!(samples.column("nvml:GPU-aaaa:power_mw").is_none());
@@ -989,7 +990,7 @@ fn a_slow_nvml_open_is_named_in_the_metadata() {
     sampler.stop();
     let (meta, samples) = read(dir.path());
     let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
-    assert_eq!(nvml.status, "found", "{nvml:?}");
+    assert_eq!(nvml.status, State::Found, "{nvml:?}");
     assert!(nvml.detail.contains("NVML took 1."), "{nvml:?}");
     assert!(samples.column("nvml:GPU-aaaa:power_mw").is_some());
 }
@@ -1010,7 +1011,7 @@ fn rapl_is_sampled_from_the_start_while_nvml_opens() {
     sampler.stop();
     let (meta, samples) = read(dir.path());
     let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
-    assert_eq!(nvml.status, "found", "{nvml:?}");
+    assert_eq!(nvml.status, State::Found, "{nvml:?}");
     assert!(nvml.detail.contains("NVML took 1."), "{nvml:?}");
     let times: Vec<u64> = samples.values(samples::TIME_COLUMN).collect();
     assert!(

@@ -5,6 +5,7 @@
 use std::ffi::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::error::HookError;
 use crate::hooks;
 use crate::spank::{args, c_str_arg, Spank, SpankOption};
 use crate::sys;
@@ -30,10 +31,10 @@ pub static ENERGY_PROFILE: SpankOption = SpankOption::new(
 
 /// Run a hook body: a panic or an error is logged and the hook returns success, so a
 /// measurement problem never fails a job.
-fn guard(hook: &str, body: impl FnOnce() -> Result<(), String>) -> c_int {
+fn guard(hook: &str, body: impl FnOnce() -> Result<(), HookError>) -> c_int {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => hooks::report(hook, result),
-        Err(_) => hooks::report(hook, Err("panicked; the job is not affected".into())),
+        Err(_) => hooks::report(hook, Err(HookError::Panicked)),
     }
     0
 }

@@ -2,7 +2,6 @@
 //! measurement problem is logged and the job runs on. The one refusal is a malformed
 //! `--energy-profile=` at submission, as for any bad flag.
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -11,12 +10,13 @@ use aipm_recording::layout::NodeName;
 use aipm_recording::meta::{self, Meta};
 use aipm_recording::period::format_period;
 use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
-use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
+use aipm_sampler::setup;
 use aipm_sampler::spool::Retired;
 use aipm_sampler::spool::{ElectionLock, JobFiles, ReaderGroup};
 use aipm_sampler::sysfs::parse_cpu_list;
 use aipm_sampler::usage::{JobUsage, ProcessTree};
 
+use crate::error::HookError;
 use crate::options::{decide, parse_request, step_period, Request, INHERITED_VARIABLE};
 use crate::spank::{context, log, Context, LogLevel, Spank};
 
@@ -50,7 +50,7 @@ fn problem_level() -> LogLevel {
 }
 
 /// `slurm_spank_init`, every context: read the plugstack arguments, register the option.
-pub fn init(sp: &Spank, args: &[String]) -> Result<(), String> {
+pub fn init(sp: &Spank, args: &[String]) -> Result<(), HookError> {
     let (config, problems) = PluginConfig::from_args(args);
     for problem in problems {
         log(problem_level(), &problem);
@@ -63,7 +63,7 @@ pub fn init(sp: &Spank, args: &[String]) -> Result<(), String> {
 /// or `#SBATCH` line) is refused when malformed, as for any bad flag. Everywhere else (in
 /// slurmstepd, or read back from the job's environment by an `srun` inside the job) a value
 /// is taken as given, and a malformed one means the default period: it never fails a step.
-pub fn on_option(value: Option<&str>, remote: bool) -> Result<(), String> {
+pub fn on_option(value: Option<&str>, remote: bool) -> Result<(), HookError> {
     let typed = !remote && !is_inherited(value);
     with_plugin(|p| match parse_request(value, &p.config) {
         Ok(request) => {
@@ -71,8 +71,8 @@ pub fn on_option(value: Option<&str>, remote: bool) -> Result<(), String> {
             Ok(())
         }
         Err(e) if typed => {
-            log(LogLevel::Error, &e);
-            Err(e)
+            log(LogLevel::Error, &e.to_string());
+            Err(e.into())
         }
         Err(e) => {
             log(
@@ -97,7 +97,7 @@ pub const RECORDED_JOB_VARIABLE: &str = "AIPM_RECORDED";
 
 /// `slurm_spank_init_post_opt`: in slurmstepd, while still root, open everything the
 /// sampler needs; at submission, tell a user whose opt-out the admin does not allow.
-pub fn init_post_opt(sp: &Spank) -> Result<(), String> {
+pub fn init_post_opt(sp: &Spank) -> Result<(), HookError> {
     let ctx = context();
     with_plugin(|p| {
         let request = p.request.unwrap_or(Request::Unset);
@@ -117,12 +117,12 @@ pub fn init_post_opt(sp: &Spank) -> Result<(), String> {
             }
             return Ok(());
         }
-        let step = sp.job_stepid().ok_or("S_JOB_STEPID unavailable")?;
+        let step = sp.job_stepid().ok_or(HookError::Item("S_JOB_STEPID"))?;
         if step == meta::SLURM_EXTERN_CONT {
             // The option is invisible in the extern step; the job's other steps record it.
             return Ok(());
         }
-        let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
+        let job_id = sp.job_id().ok_or(HookError::Item("S_JOB_ID"))?;
         let submitted = sp.getenv(INHERITED_VARIABLE).map(|v| {
             parse_request(Some(&v), &p.config).unwrap_or(Request::Record(p.config.period))
         });
@@ -161,14 +161,13 @@ fn prepare(
     period: std::time::Duration,
     step: u32,
     node: NodeName,
-) -> Result<SamplerSetup, String> {
-    let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
-    let uid = sp.job_uid().ok_or("S_JOB_UID unavailable")?;
-    let gid = sp.job_gid().ok_or("S_JOB_GID unavailable")?;
-    let lock = ElectionLock::open(&config.lockdir, job_id).map_err(|e| e.to_string())?;
+) -> Result<SamplerSetup, HookError> {
+    let job_id = sp.job_id().ok_or(HookError::Item("S_JOB_ID"))?;
+    let uid = sp.job_uid().ok_or(HookError::Item("S_JOB_UID"))?;
+    let gid = sp.job_gid().ok_or(HookError::Item("S_JOB_GID"))?;
+    let lock = ElectionLock::open(&config.lockdir, job_id)?;
     let readers = reader_group(config);
-    let mut files = JobFiles::open_with_readers(&config.spool, job_id, &node, uid, gid, readers)
-        .map_err(|e| e.to_string())?;
+    let mut files = JobFiles::open_with_readers(&config.spool, job_id, &node, uid, gid, readers)?;
     if let Err(e) = files.add_step(&meta::step_name(step)) {
         log(
             LogLevel::Error,
@@ -176,12 +175,6 @@ fn prepare(
         );
     }
 
-    let (rapl, rapl_status, problems) = open_rapl(&config.powercap_root, Path::new(PERF_POWER_PMU));
-    for problem in problems {
-        log(LogLevel::Error, &format!("rapl: {problem}"));
-    }
-    let sources: Vec<Box<dyn EnergySource>> = rapl.into_iter().collect();
-    let statuses = vec![rapl_status];
     // The job's GPUs: by UUID where its CUDA_VISIBLE_DEVICES names them (MIG slices are
     // only named so), else by SLURM_JOB_GPUS (gres/gpu), whose ids are the numbers of the
     // gres device files, /dev/nvidiaN: minor numbers, not NVML indices. The sampler opens
@@ -208,10 +201,10 @@ fn prepare(
     };
     // Always a plan, even without GPUs: a later step that takes over a recording with GPUs
     // samples those (the sampler loads NVML only for a non-empty list).
-    let gpu_plan = Some(GpuPlan {
+    let gpu_plan = GpuPlan {
         lib: config.nvml_lib.clone(),
         selectors: Some(gpus.clone()),
-    });
+    };
     let meta = Meta {
         job_id,
         array_job_id: sp.job_array().map(|(array, _)| array),
@@ -228,8 +221,6 @@ fn prepare(
         mem_alloc_bytes: sp.job_alloc_mem_mb().map(|mb| mb << 20),
         restart_count: sp.job_restart_count(),
         gpus,
-        period_ms: period.as_millis() as u64,
-        sources: statuses,
         ..Meta::default()
     };
     let logger: Log = std::sync::Arc::new(|level, message: &str| {
@@ -249,19 +240,24 @@ fn prepare(
             files.dir_path().display()
         ),
     );
-    Ok(SamplerSetup {
+    let prepared = setup::prepare(setup::Job {
         period,
         files,
         lock,
-        sources,
-        usage: None,
-        node: aipm_sampler::node::NodeStats::open(&config.proc_root)
-            .map_err(|e| log(LogLevel::Error, &format!("node usage not recorded: {e}")))
-            .ok(),
+        roots: setup::Roots {
+            powercap: config.powercap_root.clone(),
+            proc: config.proc_root.clone(),
+            ..setup::Roots::default()
+        },
         gpus: gpu_plan,
+        usage: None,
         meta,
         log: logger,
-    })
+    });
+    for problem in &prepared.problems {
+        log(LogLevel::Error, problem);
+    }
+    Ok(prepared.setup)
 }
 
 /// The admin's `reader_group=`, resolved; a group that does not exist is logged and left
@@ -291,7 +287,7 @@ fn count_cpu_list(list: &str) -> Option<u32> {
 
 /// `slurm_spank_task_post_fork`, in slurmstepd once every task is forked: find the job's
 /// cgroup from the task and start the sampler thread (once per step).
-pub fn task_post_fork(sp: &Spank) -> Result<(), String> {
+pub fn task_post_fork(sp: &Spank) -> Result<(), HookError> {
     with_plugin(|p| {
         let Some(mut setup) = p.prepared.take() else {
             return Ok(());
@@ -315,15 +311,18 @@ pub fn task_post_fork(sp: &Spank) -> Result<(), String> {
                 },
             );
         }
-        p.sampler =
-            Some(Sampler::start(setup).map_err(|e| format!("starting the sampler thread: {e}"))?);
+        let sampler = Sampler::start(setup).map_err(|source| HookError::Io {
+            doing: "starting the sampler thread".into(),
+            source,
+        })?;
+        p.sampler = Some(sampler);
         Ok(())
     })
 }
 
 /// `slurm_spank_task_exit`: stop at the step's last task, not at `exit`, which comes up to
 /// seconds later (slurmstepd's tail after the tasks end).
-pub fn task_exit() -> Result<(), String> {
+pub fn task_exit() -> Result<(), HookError> {
     with_plugin(|p| {
         p.tasks_exited += 1;
         if p.tasks_exited >= p.local_tasks {
@@ -334,7 +333,7 @@ pub fn task_exit() -> Result<(), String> {
 }
 
 /// `slurm_spank_exit`: make sure nothing of ours outlives the step.
-pub fn exit() -> Result<(), String> {
+pub fn exit() -> Result<(), HookError> {
     with_plugin(|p| {
         stop(p);
         p.prepared = None;
@@ -408,13 +407,17 @@ fn script_context_config(args: &[String], node: &NodeName) -> PluginConfig {
 /// move aside this node's recording of an older job with the same id (Slurm's ids restart
 /// when its state is wiped), whether or not this job is recorded, so that neither is read
 /// as the other. Done here and not in a step, because steps may start together.
-pub fn job_prolog(sp: &Spank, args: &[String]) -> Result<(), String> {
-    let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
+pub fn job_prolog(sp: &Spank, args: &[String]) -> Result<(), HookError> {
+    let job_id = sp.job_id().ok_or(HookError::Item("S_JOB_ID"))?;
     let node = script_node();
     let config = script_context_config(args, &node);
-    let uid = sp.job_uid().ok_or("S_JOB_UID unavailable")?;
-    let retired = aipm_sampler::spool::retire_previous(&config.spool, job_id, &node, uid)
-        .map_err(|e| format!("moving an older recording of job {job_id}: {e}"))?;
+    let uid = sp.job_uid().ok_or(HookError::Item("S_JOB_UID"))?;
+    let retired = aipm_sampler::spool::retire_previous(&config.spool, job_id, &node, uid).map_err(
+        |source| HookError::SpoolAt {
+            doing: format!("moving an older recording of job {job_id}"),
+            source,
+        },
+    )?;
     let moved = match retired {
         Some(Retired::NodeFiles { suffix }) => {
             format!("this node's files were moved to *.{suffix}")
@@ -434,15 +437,16 @@ pub fn job_prolog(sp: &Spank, args: &[String]) -> Result<(), String> {
 /// `slurm_spank_job_epilog`, as root after every step of the job has ended on the node:
 /// remove the election lock file (never earlier, or a late step could elect a second
 /// leader), then publish the node's finished recording into the shared store, if any.
-pub fn job_epilog(sp: &Spank, args: &[String]) -> Result<(), String> {
-    let job_id = sp.job_id().ok_or("S_JOB_ID unavailable")?;
+pub fn job_epilog(sp: &Spank, args: &[String]) -> Result<(), HookError> {
+    let job_id = sp.job_id().ok_or(HookError::Item("S_JOB_ID"))?;
     let node = script_node();
     let config = script_context_config(args, &node);
-    aipm_sampler::spool::ElectionLock::remove(&config.lockdir, job_id).map_err(|e| {
-        format!(
-            "removing the lock of job {job_id} in {}: {e}",
-            config.lockdir.display()
-        )
+    aipm_sampler::spool::ElectionLock::remove(&config.lockdir, job_id).map_err(|source| {
+        let lockdir = config.lockdir.display();
+        HookError::Io {
+            doing: format!("removing the lock of job {job_id} in {lockdir}"),
+            source,
+        }
     })?;
     let Some(store) = &config.store else {
         return Ok(());
@@ -468,12 +472,15 @@ pub fn job_epilog(sp: &Spank, args: &[String]) -> Result<(), String> {
             Ok(())
         }
         Ok(None) => Ok(()),
-        Err(e) => Err(format!("job {job_id}: not published: {e}")),
+        Err(source) => Err(HookError::SpoolAt {
+            doing: format!("job {job_id}: not published"),
+            source,
+        }),
     }
 }
 
 /// Log a hook's error where the admin will see it; never fail the job.
-pub fn report(hook: &str, result: Result<(), String>) {
+pub fn report(hook: &str, result: Result<(), HookError>) {
     if let Err(e) = result {
         log(problem_level(), &format!("{hook}: {e}"));
     }

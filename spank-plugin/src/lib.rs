@@ -2,6 +2,7 @@
 //! and, on every node of a recorded job, runs one sampler thread inside slurmstepd that
 //! writes the job's recording into the spool. It never fails, slows or kills a job.
 
+mod error;
 pub mod export;
 mod hooks;
 mod node;

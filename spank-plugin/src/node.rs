@@ -13,24 +13,28 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use aipm_recording::layout::NodeName;
+use aipm_recording::layout::{BadNodeName, NodeName};
 
 /// The node of the step `job_id`.`step_id` whose slurmstepd this process is, from its
 /// listening socket (see the module's comment); `proc_root` is `/proc` outside tests.
-pub fn of_slurmstepd(proc_root: &Path, job_id: u32, step_id: u32) -> Result<NodeName, String> {
+pub fn of_slurmstepd(proc_root: &Path, job_id: u32, step_id: u32) -> Result<NodeName, NodeUnknown> {
     let fd_dir = proc_root.join("self/fd");
-    let entries =
-        fs::read_dir(&fd_dir).map_err(|e| format!("listing {}: {e}", fd_dir.display()))?;
+    let entries = fs::read_dir(&fd_dir).map_err(|source| NodeUnknown::Listing {
+        path: fd_dir.clone(),
+        source,
+    })?;
     let inodes: HashSet<u64> = entries
         .flatten()
         .filter_map(|entry| fs::read_link(entry.path()).ok())
         .filter_map(|target| socket_inode(&target.to_string_lossy()))
         .collect();
     let table_path = proc_root.join("net/unix");
-    let table = fs::read_to_string(&table_path)
-        .map_err(|e| format!("reading {}: {e}", table_path.display()))?;
+    let table = fs::read_to_string(&table_path).map_err(|source| NodeUnknown::Reading {
+        path: table_path.clone(),
+        source,
+    })?;
     let suffix = format!("_{job_id}.{step_id}");
     let ours: Vec<(u64, &str)> = table
         .lines()
@@ -44,24 +48,46 @@ pub fn of_slurmstepd(proc_root: &Path, job_id: u32, step_id: u32) -> Result<Node
         .iter()
         .find(|(inode, _)| ours.iter().filter(|(other, _)| other == inode).count() > 1)
     {
-        return Err(format!(
-            "socket inode {inode} is listed twice in {}: not trusted",
-            table_path.display()
-        ));
+        return Err(NodeUnknown::ForgedTable {
+            inode: *inode,
+            path: table_path,
+        });
     }
     ours.iter()
         .filter(|(_, path)| path.starts_with('/') && is_roots_socket(path))
         .find_map(|(_, path)| node_of_socket(path, &suffix))
-        .ok_or_else(|| {
-            format!("no socket *{suffix} of slurmstepd among this process's descriptors")
-        })?
+        .ok_or(NodeUnknown::NoSocket { suffix })?
+        .map_err(NodeUnknown::from)
 }
 
 /// The node named by a slurmd's prolog or epilog environment.
-pub fn of_script_environment() -> Result<NodeName, String> {
-    let name = std::env::var("SLURMD_NODENAME")
-        .map_err(|_| "SLURMD_NODENAME is not set by slurmd".to_string())?;
-    NodeName::new(&name)
+pub fn of_script_environment() -> Result<NodeName, NodeUnknown> {
+    let name = std::env::var("SLURMD_NODENAME").map_err(|_| NodeUnknown::NotInEnvironment)?;
+    Ok(NodeName::new(&name)?)
+}
+
+/// Why this process's node could not be named.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeUnknown {
+    #[error("listing {}: {source}", path.display())]
+    Listing {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading {}: {source}", path.display())]
+    Reading {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A line forged by an abstract socket's name (see [`of_slurmstepd`]).
+    #[error("socket inode {inode} is listed twice in {}: not trusted", path.display())]
+    ForgedTable { inode: u64, path: PathBuf },
+    #[error("no socket *{suffix} of slurmstepd among this process's descriptors")]
+    NoSocket { suffix: String },
+    #[error("SLURMD_NODENAME is not set by slurmd")]
+    NotInEnvironment,
+    #[error(transparent)]
+    BadName(#[from] BadNodeName),
 }
 
 /// This host's name, short (as `hostname -s`): the node name where Slurm's is unknown.
@@ -100,7 +126,7 @@ fn parse_unix_line(line: &str) -> Option<(u64, &str)> {
 }
 
 /// The node name of slurmstepd's socket path `<dir>/<node>_<job>.<step>[.<component>]`.
-fn node_of_socket(path: &str, suffix: &str) -> Option<Result<NodeName, String>> {
+fn node_of_socket(path: &str, suffix: &str) -> Option<Result<NodeName, BadNodeName>> {
     let file = path.rsplit('/').next()?;
     let at = file.rfind(suffix)?;
     let rest = &file[at + suffix.len()..];
@@ -182,7 +208,7 @@ mod tests {
                 "0000: 00000002 00000000 00010000 0001 01 31801 SPOOL/n2_7.0",
             ],
         );
-        let err = of_slurmstepd(proc.path(), 7, 0).unwrap_err();
+        let err = of_slurmstepd(proc.path(), 7, 0).unwrap_err().to_string();
         assert!(err.contains("listed twice"), "{err}");
     }
 
@@ -202,7 +228,7 @@ mod tests {
             &["socket:[5]"],
             &["0000: 00000002 00000000 00010000 0001 01 6 SPOOL/n1_7.0"],
         );
-        let err = of_slurmstepd(proc.path(), 7, 0).unwrap_err();
+        let err = of_slurmstepd(proc.path(), 7, 0).unwrap_err().to_string();
         assert!(err.contains("no socket *_7.0"), "{err}");
         // A longer job id that ends like ours is not ours.
         let proc = fake_proc(

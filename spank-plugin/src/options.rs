@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aipm_recording::config::PluginConfig;
-use aipm_recording::period::{parse_bounded_period, PERIOD_FORMS};
+use aipm_recording::period::{parse_bounded_period, PeriodError, PERIOD_FORMS};
 
 /// What the job's `--energy-profile` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,21 +26,26 @@ const BARE_FLAG_AS_EXPORTED: &str = "(null)";
 
 /// Parse the option's value: `None`, `""` (slurmstepd's form of a flag without value) and
 /// `(null)` (the form sbatch exports it in) mean the configured period.
-pub fn parse_request(value: Option<&str>, config: &PluginConfig) -> Result<Request, String> {
+pub fn parse_request(value: Option<&str>, config: &PluginConfig) -> Result<Request, BadRequest> {
     match value.map(str::trim) {
         None | Some("") | Some(BARE_FLAG_AS_EXPORTED) => Ok(Request::Record(config.period)),
         Some("off") => Ok(Request::Off),
         Some(text) => parse_bounded_period(text, config.min_period)
             .map(Request::Record)
-            .map_err(|e| {
-                let e = e.to_string();
-                if e.contains(PERIOD_FORMS) {
-                    format!("--energy-profile={text}: expected {PERIOD_FORMS}, or off")
-                } else {
-                    format!("--energy-profile={text}: {e}")
-                }
+            .map_err(|e| match e {
+                PeriodError::NotAPeriod(_) => BadRequest::NotAPeriod(text.to_string()),
+                e => BadRequest::Period(text.to_string(), e),
             }),
     }
+}
+
+/// A value of `--energy-profile=` refused, as the user is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    #[error("--energy-profile={0}: expected {PERIOD_FORMS}, or off")]
+    NotAPeriod(String),
+    #[error("--energy-profile={0}: {1}")]
+    Period(String, PeriodError),
 }
 
 /// The period to record this job with, or `None` when it is not recorded.
@@ -96,12 +101,16 @@ mod tests {
             "the bare flag as sbatch exports it to the job"
         );
         assert_eq!(parse_request(Some("off"), &config), Ok(Request::Off));
-        let err = parse_request(Some("banana"), &config).unwrap_err();
+        let err = parse_request(Some("banana"), &config)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "--energy-profile=banana: expected a period such as 500ms, 2s or 1 (seconds), or off"
         );
-        let err = parse_request(Some("10ms"), &config).unwrap_err();
+        let err = parse_request(Some("10ms"), &config)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("below this cluster's minimum of 100ms"),
             "{err}"

@@ -6,6 +6,7 @@
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 
+use crate::error::HookError;
 use crate::sys;
 
 /// Where the plugin is running (`spank_context()`).
@@ -187,9 +188,9 @@ impl Spank {
     /// Set `SPANK_<name>=value` in the environment of the job's prologs and epilogs, the
     /// controller's included (sbatch, salloc and an allocating srun only: the job is made
     /// from it). Slurm, not the job's environment, carries it there.
-    pub fn job_control_setenv(&self, name: &str, value: &str) -> Result<(), String> {
-        let name = CString::new(name).map_err(|e| e.to_string())?;
-        let value = CString::new(value).map_err(|e| e.to_string())?;
+    pub fn job_control_setenv(&self, name: &str, value: &str) -> Result<(), HookError> {
+        let name = CString::new(name)?;
+        let value = CString::new(value)?;
         // SAFETY: both strings are NUL-terminated and outlive the call, which copies them;
         // the handle is valid during this hook.
         let rc =
@@ -197,20 +198,26 @@ impl Spank {
         if rc == sys::ESPANK_SUCCESS {
             Ok(())
         } else {
-            Err(format!("spank_job_control_setenv failed: {}", strerror(rc)))
+            Err(HookError::Spank {
+                call: "spank_job_control_setenv",
+                why: strerror(rc),
+            })
         }
     }
 
     /// Register an option so that sbatch, salloc and srun accept it. Must be called from
     /// `slurm_spank_init`: a static `spank_options` table reaches srun only.
-    pub fn register_option(&self, option: &'static SpankOption) -> Result<(), String> {
+    pub fn register_option(&self, option: &'static SpankOption) -> Result<(), HookError> {
         // SAFETY: the option lives in a static for the life of the process, as Slurm keeps
         // the pointer; its strings are static C literals; the handle is valid in this hook.
         let rc = unsafe { sys::spank_option_register(self.raw, option.0.get()) };
         if rc == sys::ESPANK_SUCCESS {
             Ok(())
         } else {
-            Err(format!("spank_option_register failed: {}", strerror(rc)))
+            Err(HookError::Spank {
+                call: "spank_option_register",
+                why: strerror(rc),
+            })
         }
     }
 }

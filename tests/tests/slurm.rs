@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use aipm_e2e::*;
 use aipm_recording::samples::{self, Samples};
+use aipm_recording::source::State;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -608,7 +609,7 @@ fn a_gpu_job_gets_exactly_its_gpus_counter_delta() {
     let meta = finished_meta(cluster, job, Duration::from_secs(5));
     assert_eq!(meta.gpus, ["0"], "Slurm allocated GPU 0");
     let nvml = meta.sources.iter().find(|s| s.name == "nvml").unwrap();
-    assert_eq!(nvml.status, "found", "{nvml:?}");
+    assert_eq!(nvml.status, State::Found, "{nvml:?}");
     assert_eq!(
         nvml.channels,
         [SIM_GPU0_UUID],

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use aipm_recording::config::{PluginConfig, DEFAULT_PLUGSTACK_DIR};
 use aipm_sampler::sources::nvml::NvmlSource;
 use aipm_sampler::sources::nvml_probe::{gpu_probe, ProbeTimes};
-use aipm_sampler::sources::{open_rapl, EnergySource, Found, PERF_POWER_PMU};
+use aipm_sampler::sources::{open_rapl, EnergySource, Found, Opened, PERF_POWER_PMU};
 use serde::Serialize;
 
 use crate::output::{write_json, Format};
@@ -77,7 +77,11 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             PluginConfig::default()
         }
     };
-    let (rapl, status, problems) = open_rapl(&config.powercap_root, Path::new(PERF_POWER_PMU));
+    let Opened {
+        source: rapl,
+        status,
+        problems,
+    } = open_rapl(&config.powercap_root, Path::new(PERF_POWER_PMU));
     let mut found = format!("{} ({})", status.status, status.detail);
     if let Some(source) = &rapl {
         found = format!("{}: {}", found, source.channels().join(", "));

@@ -12,7 +12,7 @@ use crate::report::{NodeReport, WallReport};
 use crate::spool::{find_job, JobRef, Lookup, NodeRecording};
 use aipm_omegawatt::channels::ChannelMap;
 use aipm_omegawatt::wall::{energy_in_window, mid_second_points, node_power_seconds, WallSource};
-use aipm_recording::attribution::{channel_kind, ChannelKind};
+use aipm_recording::attribution::{channel_kind, ChannelKind, Tag};
 
 /// Show the energy and usage of one job, per node.
 ///
@@ -377,7 +377,7 @@ fn write_table(reports: &[NodeReport], units: Units, out: &mut impl Write) -> an
             writeln!(out, "  Energy        no energy source on this node")?;
         } else {
             let rule = match r.attribution {
-                "exclusive" => "the job was alone on the node: its energy is the node's".into(),
+                Tag::Exclusive => "the job was alone on the node: its energy is the node's".into(),
                 _ => {
                     // The share each rule gave, over the whole window.
                     let share = |kind: ChannelKind| {

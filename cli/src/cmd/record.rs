@@ -10,9 +10,9 @@ use std::time::Duration;
 use aipm_recording::layout::NodeName;
 use aipm_recording::meta::Meta;
 use aipm_recording::period::{parse_bounded_period, PERIOD_FORMS};
-use aipm_sampler::node::NodeStats;
-use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler, SamplerSetup};
-use aipm_sampler::sources::{open_rapl, EnergySource, PERF_POWER_PMU};
+use aipm_recording::source;
+use aipm_sampler::sampler::{GpuPlan, Level, Log, Sampler};
+use aipm_sampler::setup;
 use aipm_sampler::spool::{ElectionLock, JobFiles};
 use aipm_sampler::usage::{JobUsage, ProcessTree};
 use anyhow::Context as _;
@@ -123,15 +123,6 @@ fn start_sampler(args: &Args, pid: u32) -> anyhow::Result<Sampler> {
     files.add_step("command")?;
     let lock = ElectionLock::open(&args.out.join(".locks"), pid)?;
 
-    let (rapl, mut rapl_status, _) =
-        open_rapl(&args.powercap_root, std::path::Path::new(PERF_POWER_PMU));
-    if rapl.is_none() {
-        rapl_status
-            .detail
-            .push_str(" (RAPL counters are root-only on most kernels)");
-    }
-    let sources: Vec<Box<dyn EnergySource>> = rapl.into_iter().collect();
-    let statuses = vec![rapl_status];
     let selectors = std::env::var("CUDA_VISIBLE_DEVICES").ok().map(|list| {
         list.split(',')
             .filter(|g| !g.is_empty())
@@ -155,8 +146,6 @@ fn start_sampler(args: &Args, pid: u32) -> anyhow::Result<Sampler> {
         cpus: std::thread::available_parallelism()
             .ok()
             .map(|n| n.get() as u32),
-        period_ms: args.period.as_millis() as u64,
-        sources: statuses,
         ..Meta::default()
     };
     let log: Log = std::sync::Arc::new(|level, message: &str| {
@@ -164,23 +153,35 @@ fn start_sampler(args: &Args, pid: u32) -> anyhow::Result<Sampler> {
             eprintln!("aipm-analyze: {message}");
         }
     });
-    let setup = SamplerSetup {
+    let mut prepared = setup::prepare(setup::Job {
         period: args.period,
         files,
         lock,
-        sources,
+        roots: setup::Roots {
+            powercap: args.powercap_root.clone(),
+            ..setup::Roots::default()
+        },
+        gpus: GpuPlan {
+            lib: args.nvml_lib.clone(),
+            selectors,
+        },
         usage: Some(JobUsage::ProcessTree(ProcessTree::new(
             proc_root,
             pid,
             Some(std::process::id()),
         ))),
-        node: NodeStats::open(proc_root).ok(),
-        gpus: Some(GpuPlan {
-            lib: args.nvml_lib.clone(),
-            selectors,
-        }),
         meta,
         log,
-    };
-    Ok(Sampler::start(setup)?)
+    });
+    // Each problem is in its source's status already: the command's terminal is spared
+    // them. A user's command, not root's: the likely reason RAPL is missing is worth saying.
+    let sources = &mut prepared.setup.meta.sources;
+    if let Some(rapl) = sources
+        .iter_mut()
+        .find(|s| s.name == source::RAPL && s.status != source::State::Found)
+    {
+        rapl.detail
+            .push_str(" (RAPL counters are root-only on most kernels)");
+    }
+    Ok(Sampler::start(prepared.setup)?)
 }

@@ -1,6 +1,7 @@
 //! One line of figures per job, all its nodes together: what `export`, `slurm-comment` and the
 //! monthly `report` write. Built from the same per-node reports as `job`.
 
+use aipm_recording::attribution::Tag;
 use aipm_recording::samples::MEM_COLUMN;
 use serde::Serialize;
 
@@ -41,7 +42,7 @@ pub struct JobSummary {
     /// Sum over the job's GPUs of each one's peak memory.
     pub gpu_mem_peak_bytes: Option<u64>,
     /// `exclusive` when every node was the job's alone, else `shared`.
-    pub attribution: &'static str,
+    pub attribution: Tag,
     /// Wall energy of the job's nodes, when asked for and complete on every node.
     pub wall_j: Option<f64>,
     pub notes: Vec<String>,
@@ -118,10 +119,10 @@ impl JobSummary {
             gpu_util_pct: (!utils.is_empty())
                 .then(|| utils.iter().sum::<f64>() / utils.len() as f64),
             gpu_mem_peak_bytes: (!gpu_peaks.is_empty()).then(|| gpu_peaks.iter().sum()),
-            attribution: if reports.iter().all(|r| r.attribution == "exclusive") {
-                "exclusive"
+            attribution: if reports.iter().all(|r| r.attribution == Tag::Exclusive) {
+                Tag::Exclusive
             } else {
-                "shared"
+                Tag::Shared
             },
             wall_j: walls.map(|w| w.iter().sum()),
             notes: reports.iter().flat_map(|r| r.notes.clone()).collect(),

@@ -2,9 +2,11 @@
 //! [`Found::Absent`] is a node without that hardware, an `Err` a source present but broken.
 
 pub mod nvml;
+pub mod nvml_error;
 mod nvml_ffi;
 pub mod nvml_probe;
 mod nvml_processes;
+pub mod nvml_status;
 pub mod powercap;
 pub mod rapl_perf;
 
@@ -90,56 +92,70 @@ impl<'a> JobPids<'a> {
 use std::path::Path;
 
 use aipm_recording::meta::SourceStatus;
+use aipm_recording::source::{self, State};
 
 /// Where the kernel describes the perf `power` PMU.
 pub const PERF_POWER_PMU: &str = "/sys/bus/event_source/devices/power";
 
+/// A source looked for on this node, every kind the same way: what the sampler reads (if
+/// anything), what the metadata says of it, and problems worth logging.
+pub struct Opened {
+    pub source: Option<Box<dyn EnergySource>>,
+    pub status: SourceStatus,
+    pub problems: Vec<String>,
+}
+
 /// Find RAPL: the powercap tree first, the perf `power` PMU where powercap is absent or
-/// unreadable. Returns the source, its status for the metadata, and problems to log.
-pub fn open_rapl(
-    powercap_root: &Path,
-    perf_pmu: &Path,
-) -> (Option<Box<dyn EnergySource>>, SourceStatus, Vec<String>) {
+/// unreadable.
+pub fn open_rapl(powercap_root: &Path, perf_pmu: &Path) -> Opened {
     let mut problems = Vec::new();
-    let status = |status: &str, detail: String, channels: &[String]| SourceStatus {
-        name: "rapl".into(),
-        status: status.into(),
+    let status = |status: State, detail: String, channels: &[String]| SourceStatus {
+        name: source::RAPL.into(),
+        status,
         detail,
         channels: channels.to_vec(),
     };
     let powercap_why = match powercap::PowercapSource::open(powercap_root, &mut problems) {
         Found::Present(source) => {
-            let st = status(
-                "found",
+            let status = status(
+                State::Found,
                 format!("powercap at {}", powercap_root.display()),
                 source.channels(),
             );
-            return (Some(Box::new(source)), st, problems);
+            return Opened {
+                source: Some(Box::new(source)),
+                status,
+                problems,
+            };
         }
         Found::Absent(why) => problems.first().cloned().unwrap_or(why),
     };
-    match rapl_perf::PerfRaplSource::open(perf_pmu) {
-        Ok(Found::Present(source)) => {
-            let st = status(
-                "found",
-                format!("perf power PMU ({powercap_why})"),
-                source.channels(),
-            );
-            (Some(Box::new(source)), st, problems)
-        }
-        Ok(Found::Absent(why)) => (
-            None,
-            status("absent", format!("{powercap_why}; {why}"), &[]),
-            problems,
-        ),
-        Err(e) => {
-            problems.push(e.clone());
-            (
+    let (source, status): (Option<Box<dyn EnergySource>>, _) =
+        match rapl_perf::PerfRaplSource::open(perf_pmu) {
+            Ok(Found::Present(source)) => {
+                let status = status(
+                    State::Found,
+                    format!("perf power PMU ({powercap_why})"),
+                    source.channels(),
+                );
+                (Some(Box::new(source)), status)
+            }
+            Ok(Found::Absent(why)) => (
                 None,
-                status("failed", format!("{powercap_why}; {e}"), &[]),
-                problems,
-            )
-        }
+                status(State::Absent, format!("{powercap_why}; {why}"), &[]),
+            ),
+            Err(e) => {
+                problems.push(e.to_string());
+                (
+                    None,
+                    status(State::Failed, format!("{powercap_why}; {e}"), &[]),
+                )
+            }
+        };
+    Opened {
+        source,
+        status,
+        problems,
     }
 }
 

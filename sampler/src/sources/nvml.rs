@@ -39,6 +39,7 @@ use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 use nvml_wrapper::Nvml;
 
+use super::nvml_error::{GpuError, NvmlFailed};
 use super::nvml_ffi;
 use super::nvml_processes::{self, ProcessList, Processes};
 use super::{EnergySource, Found, JobPids};
@@ -205,7 +206,7 @@ impl NvmlSource {
     pub fn open(
         lib: Option<&Path>,
         selectors: Option<&[String]>,
-    ) -> Result<Found<NvmlSource>, String> {
+    ) -> Result<Found<NvmlSource>, NvmlFailed> {
         let nvml = match init(lib)? {
             Found::Present(nvml) => nvml,
             Found::Absent(why) => return Ok(Found::Absent(why)),
@@ -234,10 +235,10 @@ impl NvmlSource {
             }
         }
         if gpus.is_empty() {
-            return Err(lost.join("; "));
+            return Err(NvmlFailed::NoGpu(lost));
         }
         let mut source = NvmlSource::new(Some(nvml), gpus, uuids);
-        source.lost = lost;
+        source.lost = lost.iter().map(ToString::to_string).collect();
         Ok(Found::Present(source))
     }
 
@@ -248,14 +249,15 @@ impl NvmlSource {
     pub fn reopen(lib: Option<&Path>, uuids: &[String]) -> NvmlSource {
         let nvml = match init(lib) {
             Ok(Found::Present(nvml)) => Ok(nvml),
-            Ok(Found::Absent(why)) | Err(why) => Err(why),
+            Ok(Found::Absent(why)) => Err(why),
+            Err(e) => Err(e.to_string()),
         };
         let gpus = uuids
             .iter()
             .map(|uuid| match &nvml {
                 Ok(nvml) => match Self::open_one(nvml, &Selector::Uuid(uuid.clone()), &[]) {
                     Ok((gpu, _)) => Slot::Open(Box::new(gpu)),
-                    Err(why) => Slot::Unopened(why),
+                    Err(why) => Slot::Unopened(why.to_string()),
                 },
                 Err(why) => Slot::Unopened(format!("GPU {uuid}: {why}")),
             })
@@ -327,7 +329,7 @@ impl NvmlSource {
         nvml: &Nvml,
         selector: &Selector,
         device_files: &[DeviceFile],
-    ) -> Result<(Gpu, String), String> {
+    ) -> Result<(Gpu, String), GpuError> {
         let (device, by_index) = match selector {
             Selector::Index(index) => (nvml.device_by_index(*index), false),
             Selector::Minor(minor) => {
@@ -336,19 +338,19 @@ impl NvmlSource {
             }
             Selector::Uuid(uuid) => (nvml.device_by_uuid(uuid.as_str()), false),
         };
-        let device = device.map_err(|e| format!("GPU {selector}: {e}"))?;
+        let device = device.map_err(GpuError::call(format!("GPU {selector}")))?;
         let uuid = device
             .uuid()
-            .map_err(|e| format!("GPU {selector}: uuid: {e}"))?;
+            .map_err(GpuError::call(format!("GPU {selector}: uuid")))?;
         // Drivers without MIG answer NotSupported: a full GPU.
         let (index, mig) = if device.mig_is_mig_device_handle().unwrap_or(false) {
             let parent = device
                 .mig_parent_device()
-                .map_err(|e| format!("MIG {uuid}: parent GPU: {e}"))?;
+                .map_err(GpuError::call(format!("MIG {uuid}: parent GPU")))?;
             let sms = |d: &nvml_wrapper::Device, what: &str| {
                 d.attributes()
                     .map(|a| a.multiprocessor_count)
-                    .map_err(|e| format!("MIG {uuid}: {what} attributes: {e}"))
+                    .map_err(GpuError::call(format!("MIG {uuid}: {what} attributes")))
             };
             // nvmlDeviceGetAttributes_v2 answers only for MIG handles on real NVML: the GPU's
             // SMs are those of its largest GPU-instance profile (98 of an A100's 108), its
@@ -359,16 +361,18 @@ impl NvmlSource {
                 _ => sms(&parent, "GPU")?,
             };
             if gpu_sms == 0 || slice_sms > gpu_sms {
-                return Err(format!(
-                    "MIG {uuid}: {slice_sms} SMs of a GPU with {gpu_sms}"
-                ));
+                return Err(GpuError::MigLargerThanGpu {
+                    uuid,
+                    slice_sms,
+                    gpu_sms,
+                });
             }
             let index = parent
                 .index()
-                .map_err(|e| format!("MIG {uuid}: parent index: {e}"))?;
+                .map_err(GpuError::call(format!("MIG {uuid}: parent index")))?;
             let parent_uuid = parent
                 .uuid()
-                .map_err(|e| format!("MIG {uuid}: parent uuid: {e}"))?;
+                .map_err(GpuError::call(format!("MIG {uuid}: parent uuid")))?;
             let mig = MigSlice {
                 parent_uuid,
                 fraction: f64::from(slice_sms) / f64::from(gpu_sms),
@@ -377,13 +381,13 @@ impl NvmlSource {
         } else {
             let index = device
                 .index()
-                .map_err(|e| format!("GPU {uuid}: index: {e}"))?;
+                .map_err(GpuError::call(format!("GPU {uuid}: index")))?;
             (index, None)
         };
         // What is read at each sample is read from the physical GPU (a slice's parent).
         let gpu_device = nvml
             .device_by_index(index)
-            .map_err(|e| format!("GPU {uuid}: {e}"))?;
+            .map_err(GpuError::call(format!("GPU {uuid}")))?;
         let mut found = probe(&gpu_device, mig.is_some());
         // On a Grace Hopper module the counter and power are the module's: Grace CPU, its
         // memory and the GPU (Zeus PR #172).
@@ -485,7 +489,7 @@ impl NvmlSource {
 
 /// NVML, loaded from `lib` or the system's `libnvidia-ml.so.1`; absent where there is no
 /// library or no driver.
-fn init(lib: Option<&Path>) -> Result<Found<Nvml>, String> {
+fn init(lib: Option<&Path>) -> Result<Found<Nvml>, NvmlFailed> {
     let mut builder = Nvml::builder();
     if let Some(lib) = lib {
         builder.lib_path(lib.as_os_str());
@@ -494,7 +498,7 @@ fn init(lib: Option<&Path>) -> Result<Found<Nvml>, String> {
         Ok(nvml) => Ok(Found::Present(nvml)),
         Err(NvmlError::LibloadingError(e)) => Ok(Found::Absent(format!("no NVML library ({e})"))),
         Err(NvmlError::DriverNotLoaded) => Ok(Found::Absent("NVIDIA driver not loaded".into())),
-        Err(e) => Err(format!("nvmlInit: {e}")),
+        Err(e) => Err(NvmlFailed::Init(e)),
     }
 }
 
@@ -528,9 +532,8 @@ impl std::fmt::Display for Selector {
     }
 }
 
-fn device_count(nvml: &Nvml) -> Result<u32, String> {
-    nvml.device_count()
-        .map_err(|e| format!("nvmlDeviceGetCount: {e}"))
+fn device_count(nvml: &Nvml) -> Result<u32, NvmlFailed> {
+    nvml.device_count().map_err(NvmlFailed::Count)
 }
 
 /// One GPU of the node: its NVML index and the minor number of its device file.
@@ -539,7 +542,7 @@ struct DeviceFile {
     minor: Result<u32, NvmlError>,
 }
 
-fn device_files(nvml: &Nvml) -> Result<Vec<DeviceFile>, String> {
+fn device_files(nvml: &Nvml) -> Result<Vec<DeviceFile>, NvmlFailed> {
     let files = (0..device_count(nvml)?).map(|index| DeviceFile {
         index,
         minor: nvml.device_by_index(index).and_then(|d| d.minor_number()),
@@ -551,7 +554,7 @@ fn device_files(nvml: &Nvml) -> Result<Vec<DeviceFile>, String> {
 /// taken by index instead: a GPU without a minor number is taken as numbered by its index,
 /// as Slurm's ids were read before. Minor numbers are unique, so a GPU whose minor cannot
 /// be read is not the one when another has it.
-fn by_minor(files: &[DeviceFile], minor: u32) -> Result<(u32, bool), String> {
+fn by_minor(files: &[DeviceFile], minor: u32) -> Result<(u32, bool), GpuError> {
     if let Some(file) = files
         .iter()
         .find(|f| matches!(f.minor, Ok(m) if m == minor))
@@ -569,15 +572,13 @@ fn by_minor(files: &[DeviceFile], minor: u32) -> Result<(u32, bool), String> {
             Err(e) => format!("none at NVML index {} ({e})", f.index),
         })
         .collect();
-    Err(format!(
-        "GPU {minor}: no GPU has minor number {minor} (/dev/nvidia{minor}); minor numbers \
-         found: {}",
-        if found.is_empty() {
-            "none".to_string()
-        } else {
-            found.join(", ")
-        }
-    ))
+    Err(GpuError::NoSuchMinor {
+        minor,
+        found: match found.is_empty() {
+            true => "none".to_string(),
+            false => found.join(", "),
+        },
+    })
 }
 
 /// What a GPU answers when the source opens.
@@ -782,7 +783,7 @@ impl Gpu {
 
 impl EnergySource for NvmlSource {
     fn name(&self) -> &'static str {
-        "nvml"
+        aipm_recording::source::NVML
     }
 
     fn channels(&self) -> &[String] {

@@ -48,7 +48,7 @@ impl PowercapSource {
             let name = match read_to_string(&dir.join("name")) {
                 Ok(name) => name.trim().to_string(),
                 Err(e) => {
-                    problems.push(e);
+                    problems.push(e.to_string());
                     continue;
                 }
             };
@@ -64,16 +64,15 @@ impl PowercapSource {
             let energy = match ValueFile::open(&dir.join("energy_uj")) {
                 Ok(f) => f,
                 Err(e) => {
-                    problems.push(format!("{}/energy_uj: {e}", dir.display()));
+                    problems.push(e.to_string());
                     continue;
                 }
             };
             if let Err(e) = energy.read_u64() {
-                problems.push(e);
+                problems.push(e.to_string());
                 continue;
             }
             let range = match ValueFile::open(&dir.join("max_energy_range_uj"))
-                .map_err(|e| format!("{}/max_energy_range_uj: {e}", dir.display()))
                 .and_then(|f| f.read_u64())
             {
                 Ok(range) => Some(range),
@@ -107,7 +106,7 @@ fn zone_path_numbers(id: &str) -> Vec<u32> {
 
 impl EnergySource for PowercapSource {
     fn name(&self) -> &'static str {
-        "rapl"
+        aipm_recording::source::RAPL
     }
 
     fn channels(&self) -> &[String] {
@@ -123,7 +122,7 @@ impl EnergySource for PowercapSource {
             match zone.energy.read_u64() {
                 Ok(v) => out.push(Some(v)),
                 Err(e) => {
-                    errors.push(e);
+                    errors.push(e.to_string());
                     out.push(None);
                 }
             }

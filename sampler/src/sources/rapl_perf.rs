@@ -8,12 +8,12 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use perf_event_open_sys::bindings::{perf_event_attr, PERF_FLAG_FD_CLOEXEC};
 
 use super::{EnergySource, Found};
-use crate::sysfs::{parse_cpu_list, read_to_string};
+use crate::sysfs::{parse_cpu_list, read_to_string, ReadError};
 
 /// Events recorded, and the channel name of each (package index `{}`).
 const EVENTS: [(&str, &str); 3] = [
@@ -41,9 +41,33 @@ pub struct EventSpec {
     pub scale: f64,
 }
 
+/// Why a perf `power` PMU on this node could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PmuError {
+    #[error(transparent)]
+    Unreadable(#[from] ReadError),
+    #[error("{}: expected {expected}", path.display())]
+    Unexpected {
+        path: PathBuf,
+        expected: &'static str,
+    },
+    #[error("{}: expected {expected}, found {found:?}", path.display())]
+    UnexpectedText {
+        path: PathBuf,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("perf_event_open({event} on CPU {cpu}): {source}")]
+    Counter {
+        event: String,
+        cpu: i32,
+        source: std::io::Error,
+    },
+}
+
 impl PerfRaplSource {
     /// Open the PMU described under `pmu_dir` (`/sys/bus/event_source/devices/power`).
-    pub fn open(pmu_dir: &Path) -> Result<Found<PerfRaplSource>, String> {
+    pub fn open(pmu_dir: &Path) -> Result<Found<PerfRaplSource>, PmuError> {
         if !pmu_dir.exists() {
             return Ok(Found::Absent(format!(
                 "no perf power PMU at {}",
@@ -53,13 +77,19 @@ impl PerfRaplSource {
         let pmu_type: u32 = read_to_string(&pmu_dir.join("type"))?
             .trim()
             .parse()
-            .map_err(|_| format!("{}/type: expected an integer", pmu_dir.display()))?;
+            .map_err(|_| PmuError::Unexpected {
+                path: pmu_dir.join("type"),
+                expected: "an integer",
+            })?;
         let cpus: Vec<i32> = parse_cpu_list(&read_to_string(&pmu_dir.join("cpumask"))?)
             .and_then(|ranges| {
                 let cpus = ranges.into_iter().flatten();
                 cpus.map(|cpu| i32::try_from(cpu).ok()).collect()
             })
-            .ok_or_else(|| format!("{}/cpumask: expected a CPU list", pmu_dir.display()))?;
+            .ok_or_else(|| PmuError::Unexpected {
+                path: pmu_dir.join("cpumask"),
+                expected: "a CPU list",
+            })?;
         let mut source = PerfRaplSource {
             counters: Vec::new(),
             channels: Vec::new(),
@@ -75,8 +105,13 @@ impl PerfRaplSource {
                 &cpus[..]
             };
             for (package, &cpu) in cpus.iter().enumerate() {
-                let file = open_counter(pmu_type, spec.config, cpu)
-                    .map_err(|e| format!("perf_event_open({event} on CPU {cpu}): {e}"))?;
+                let file = open_counter(pmu_type, spec.config, cpu).map_err(|source| {
+                    PmuError::Counter {
+                        event: event.to_string(),
+                        cpu,
+                        source,
+                    }
+                })?;
                 source.counters.push(PerfCounter {
                     file,
                     uj_per_count: spec.scale * 1e6,
@@ -97,24 +132,26 @@ impl PerfRaplSource {
 }
 
 /// `event=0x02` and the scale of one event, or `None` when the PMU lacks it.
-pub fn read_event(pmu_dir: &Path, event: &str) -> Result<Option<EventSpec>, String> {
+pub fn read_event(pmu_dir: &Path, event: &str) -> Result<Option<EventSpec>, PmuError> {
     let events = pmu_dir.join("events");
     let Ok(text) = std::fs::read_to_string(events.join(event)) else {
         return Ok(None);
     };
-    let config = parse_event_config(&text).ok_or_else(|| {
-        format!(
-            "{}/{event}: expected event=0xNN, found {text:?}",
-            events.display()
-        )
+    let config = parse_event_config(&text).ok_or_else(|| PmuError::UnexpectedText {
+        path: events.join(event),
+        expected: "event=0xNN",
+        found: text.clone(),
     })?;
-    let scale_text = read_to_string(&events.join(format!("{event}.scale")))?;
-    let scale: f64 = scale_text.trim().parse().map_err(|_| {
-        format!(
-            "{}/{event}.scale: expected a number, found {scale_text:?}",
-            events.display()
-        )
-    })?;
+    let scale_path = events.join(format!("{event}.scale"));
+    let scale_text = read_to_string(&scale_path)?;
+    let scale: f64 = scale_text
+        .trim()
+        .parse()
+        .map_err(|_| PmuError::UnexpectedText {
+            path: scale_path,
+            expected: "a number",
+            found: scale_text.clone(),
+        })?;
     Ok(Some(EventSpec {
         name: event.to_string(),
         config,
@@ -155,7 +192,7 @@ fn open_counter(pmu_type: u32, config: u64, cpu: i32) -> std::io::Result<File> {
 
 impl EnergySource for PerfRaplSource {
     fn name(&self) -> &'static str {
-        "rapl"
+        aipm_recording::source::RAPL
     }
 
     fn channels(&self) -> &[String] {
@@ -215,7 +252,7 @@ mod tests {
         assert!((spec.scale - 2.3283064365386963e-10).abs() < 1e-20);
         assert_eq!(read_event(pmu, "energy-ram").unwrap(), None);
 
-        let err = PerfRaplSource::open(pmu).err().unwrap();
+        let err = PerfRaplSource::open(pmu).err().unwrap().to_string();
         assert!(
             err.starts_with("perf_event_open(energy-pkg on CPU 0): "),
             "{err}"
@@ -227,7 +264,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("type"), "4242\n").unwrap();
         std::fs::write(tmp.path().join("cpumask"), "0-\n").unwrap();
-        let err = PerfRaplSource::open(tmp.path()).err().unwrap();
+        let err = PerfRaplSource::open(tmp.path()).err().unwrap().to_string();
         assert!(err.ends_with("/cpumask: expected a CPU list"), "{err}");
     }
 
